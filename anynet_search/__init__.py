@@ -1,6 +1,21 @@
 """anynet-search: design network design spaces (AnyNet/RegNet generation, sampling, training, analysis)."""
 
+from anynet_search.complexity import Complexity, complexity
 from anynet_search.config import AnyNetConfig, load_config, save_config
+from anynet_search.model import build_model
+from anynet_search.regnet import RegNetFit, fit_regnet, regnet
+from anynet_search.zoo import regnet_zoo
 
-__all__ = ["AnyNetConfig", "load_config", "save_config"]
+__all__ = [
+    "AnyNetConfig",
+    "Complexity",
+    "RegNetFit",
+    "build_model",
+    "complexity",
+    "fit_regnet",
+    "load_config",
+    "regnet",
+    "regnet_zoo",
+    "save_config",
+]
 __version__ = "0.1.0"

@@ -1,0 +1,130 @@
+"""The network's building blocks as `nn.Module`s: stems, X / residual-basic / vanilla blocks, SE and head.
+
+Each block mirrors DESIGN.md's conventions exactly; `complexity.py` holds the matching analytic counts.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_bn(w_in: int, w_out: int, k: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    """k x k conv (padding k // 2, no bias) followed by BatchNorm."""
+    conv = nn.Conv2d(w_in, w_out, k, stride=stride, padding=k // 2, groups=groups, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(w_out))
+
+
+class SimpleStem(nn.Sequential):
+    """3x3 conv with stride 2, BN, ReLU (the ImageNet default)."""
+
+    def __init__(self, w_in: int, w_out: int) -> None:
+        super().__init__(*conv_bn(w_in, w_out, 3, stride=2), nn.ReLU(inplace=True))
+
+
+class CifarStem(nn.Sequential):
+    """3x3 conv with stride 1, BN, ReLU (keeps the resolution of small images)."""
+
+    def __init__(self, w_in: int, w_out: int) -> None:
+        super().__init__(*conv_bn(w_in, w_out, 3, stride=1), nn.ReLU(inplace=True))
+
+
+class ResStem(nn.Sequential):
+    """7x7 conv with stride 2, BN, ReLU, 3x3 max-pool with stride 2 (the ResNet stem)."""
+
+    def __init__(self, w_in: int, w_out: int) -> None:
+        super().__init__(
+            *conv_bn(w_in, w_out, 7, stride=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+
+
+STEMS = {"simple": SimpleStem, "cifar": CifarStem, "res": ResStem}
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: GAP -> 1x1 conv -> ReLU -> 1x1 conv -> sigmoid -> channel scale."""
+
+    def __init__(self, w: int, w_se: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(w, w_se, 1, bias=True)
+        self.expand = nn.Conv2d(w_se, w, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale each channel of x by its learned gate."""
+        s = torch.relu(self.reduce(self.pool(x)))
+        return x * torch.sigmoid(self.expand(s))
+
+
+class Shortcut(nn.Sequential):
+    """Projection shortcut: 1x1 conv with the block's stride, then BN."""
+
+    def __init__(self, w_in: int, w_out: int, stride: int) -> None:
+        super().__init__(*conv_bn(w_in, w_out, 1, stride=stride))
+
+
+class XBlock(nn.Module):
+    """Residual bottleneck block with a grouped 3x3 conv and optional SE (AnyNetX / RegNetY)."""
+
+    def __init__(self, w_in: int, w_out: int, stride: int, w_b: int, groups: int, w_se: int) -> None:
+        super().__init__()
+        self.a = nn.Sequential(*conv_bn(w_in, w_b, 1), nn.ReLU(inplace=True))
+        self.b = nn.Sequential(*conv_bn(w_b, w_b, 3, stride=stride, groups=groups), nn.ReLU(inplace=True))
+        self.se = SqueezeExcite(w_b, w_se) if w_se > 0 else nn.Identity()
+        self.c = conv_bn(w_b, w_out, 1)
+        self.c[1].final_bn = True
+        self.shortcut = Shortcut(w_in, w_out, stride) if (w_in != w_out or stride != 1) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual bottleneck transform plus (projected) input, then ReLU."""
+        out = self.c(self.se(self.b(self.a(x))))
+        skip = x if self.shortcut is None else self.shortcut(x)
+        return torch.relu(out + skip)
+
+
+class ResBasicBlock(nn.Module):
+    """Residual basic block: two 3x3 convs (the first carries the stride)."""
+
+    def __init__(self, w_in: int, w_out: int, stride: int) -> None:
+        super().__init__()
+        self.a = nn.Sequential(*conv_bn(w_in, w_out, 3, stride=stride), nn.ReLU(inplace=True))
+        self.b = conv_bn(w_out, w_out, 3)
+        self.b[1].final_bn = True
+        self.shortcut = Shortcut(w_in, w_out, stride) if (w_in != w_out or stride != 1) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Two 3x3 convs plus (projected) input, then ReLU."""
+        skip = x if self.shortcut is None else self.shortcut(x)
+        return torch.relu(self.b(self.a(x)) + skip)
+
+
+class VanillaBlock(nn.Sequential):
+    """Plain block without a shortcut: 3x3 conv, BN, ReLU, 3x3 conv, BN, ReLU."""
+
+    def __init__(self, w_in: int, w_out: int, stride: int) -> None:
+        super().__init__(
+            *conv_bn(w_in, w_out, 3, stride=stride),
+            nn.ReLU(inplace=True),
+            *conv_bn(w_out, w_out, 3),
+            nn.ReLU(inplace=True),
+        )
+
+
+class Head(nn.Module):
+    """Optional 1x1 conv to `head_width` (BN, ReLU), then global average pool and a linear classifier."""
+
+    def __init__(self, w_in: int, head_width: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv = (
+            nn.Sequential(*conv_bn(w_in, head_width, 1), nn.ReLU(inplace=True)) if head_width > 0 else None
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(head_width or w_in, num_classes, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (batch, num_classes)."""
+        if self.conv is not None:
+            x = self.conv(x)
+        return self.fc(torch.flatten(self.pool(x), 1))
