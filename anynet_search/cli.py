@@ -18,6 +18,115 @@ def _describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spaces(args: argparse.Namespace) -> int:
+    from anynet_search.spaces import list_spaces, load_space
+
+    if args.action == "show":
+        if not args.name:
+            raise CliError("spaces show needs a space name or file")
+        print(load_space(args.name).describe())
+        return 0
+    for name in list_spaces():
+        space = load_space(name)
+        print(f"{name:18s} log10 size {space.log10_size:6.2f}  {space.resolution:>3d} px  {space.description}")
+    return 0
+
+
+def _train_overrides(values: list[str]) -> tuple[tuple[str, object], ...]:
+    import dataclasses
+
+    import yaml
+
+    from anynet_search.train import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    out = []
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in known:
+            raise CliError(f"--train {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}")
+        out.append((key, yaml.safe_load(raw)))
+    return tuple(out)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from anynet_search.study.runner import RunOptions, run_study
+
+    opts = RunOptions(space=args.space, trials=args.trials, workers=args.workers, dataset=args.dataset,
+                      epochs=args.epochs, sampler=args.sampler, study=args.study, storage=args.storage,
+                      devices=args.devices, seed=args.seed, out=args.out, objective=args.objective,
+                      train_overrides=_train_overrides(args.train))
+    outcome = run_study(opts)
+    snap = outcome.snapshot
+    print(f"study {outcome.study_name}: {snap.completed}/{snap.total} completed, {snap.failed} failed")
+    print(f"storage: {outcome.storage_url}")
+    print(f"results: {outcome.run_dir}  (anynet-search status {outcome.run_dir})")
+    if outcome.interrupted:
+        print("stopped: run the same command again to resume", file=sys.stderr)
+        return 130
+    if outcome.failing_message:
+        raise CliError(outcome.failing_message)
+    if args.analyze:
+        return _analyze_runs([str(outcome.run_dir)], str(outcome.run_dir / "report"), force=False)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from anynet_search.study import interrupts
+    from anynet_search.study.worker import StudyFailing, run_worker
+
+    interrupts.install()
+    try:
+        summary = run_worker(args.study, args.storage, device=args.device, threads=args.threads,
+                             objective=args.objective)
+    except StudyFailing as exc:
+        raise CliError(str(exc)) from None
+    print(f"worker done: {summary.completed} completed, {summary.failed} failed, {summary.infeasible} infeasible")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from anynet_search.status import study_status
+
+    if args.run is None and (args.study is None or args.storage is None):
+        raise CliError("status needs a run folder, or --study NAME --storage URL")
+    print(study_status(args.run or args.storage, args.study, top=args.top))
+    return 0
+
+
+def _analyze_runs(runs: list[str], out: str, force: bool, bins: int | None = None) -> int:
+    from anynet_search.report import analyze_runs
+
+    summary = analyze_runs(runs, out, force=force, **({"bins": bins} if bins else {}))
+    print(summary.text())
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    return _analyze_runs(args.runs, args.out, args.force, args.bins)
+
+
+def _derive(args: argparse.Namespace) -> int:
+    from anynet_search.analysis import derive_constraints
+    from anynet_search.results import load_results
+
+    table = derive_constraints(load_results(args.run, args.study), force=args.force)
+    if "warning" in table.attrs:
+        print(f"warning: {table.attrs['warning']}", file=sys.stderr)
+    cols = [c for c in ("constraint", "verdict", "n", "mean_diff", "mean_diff_lo", "mean_diff_hi", "p_adjusted",
+                        "log10_shrink", "note") if c in table.columns]
+    print(table[cols].to_string(index=False))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from anynet_search.export import export_run
+
+    for path in export_run(args.run, args.top, args.format, args.out, study=args.study):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     parser = argparse.ArgumentParser(prog="anynet-search", description=__doc__)
@@ -27,6 +136,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="a published name (RegNetX-400MF ...) or a YAML/JSON AnyNetConfig file")
     p.add_argument("--resolution", type=int, default=224, help="input resolution in pixels (default 224)")
     p.set_defaults(func=_describe)
+
+    p = sub.add_parser("spaces", help="list the bundled design spaces, or show one")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("name", nargs="?", help="space name or file (with show)")
+    p.set_defaults(func=_spaces)
+
+    from anynet_search.study.plan import SAMPLERS
+
+    p = sub.add_parser("run", help="create or resume a study and train its samples with parallel workers")
+    p.add_argument("--space", default="anynet_xa_tiny", help="bundled space name or space file (default anynet_xa_tiny)")
+    p.add_argument("--trials", type=int, default=64, help="completed trials to reach (default 64)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes on this machine (default 2)")
+    p.add_argument("--dataset", default="digits", help="digits | synthetic[:N] | cifar10:PATH | cifar100:PATH | imagefolder:PATH")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default: the trainer's)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="random", help="random/qmc for EDFs; tpe, cmaes, nsga2, gp to optimize")
+    p.add_argument("--study", default=None, help="study name (default: SPACE-DATASET-SAMPLER-sSEED)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: journal file in the run folder)")
+    p.add_argument("--devices", default=None, help="cpu | cuda | cuda:0,cuda:1 (default: all GPUs, else cpu)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs", help="folder of run folders (default runs)")
+    p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE", help="trainer setting, e.g. lr=0.1 (repeatable)")
+    p.add_argument("--objective", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--analyze", action="store_true", help="write the EDF report into RUN/report when done")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("worker", help="join an existing study (e.g. from another machine) and train until it is done")
+    p.add_argument("--study", required=True)
+    p.add_argument("--storage", required=True, help="the study's storage URL (postgresql://... to span machines)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--objective", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("status", help="trials by state and the best ones")
+    p.add_argument("run", nargs="?", help="run folder")
+    p.add_argument("--study", default=None)
+    p.add_argument("--storage", default=None)
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("analyze", help="EDF report (report.html, PNGs, CSVs, derived space) of one or more runs")
+    p.add_argument("runs", nargs="+", help="run folders or storage URLs")
+    p.add_argument("--out", default="report", help="output folder (default report)")
+    p.add_argument("--bins", type=int, default=None, help="complexity bins for normalized EDFs")
+    p.add_argument("--force", action="store_true", help="analyze adaptive-sampler studies anyway (biased EDFs)")
+    p.set_defaults(func=_analyze)
+
+    p = sub.add_parser("derive", help="evaluate candidate constraints on a randomly sampled study")
+    p.add_argument("run")
+    p.add_argument("--study", default=None)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=_derive)
+
+    p = sub.add_parser("export", help="write the best configs (ours, pycls, RegNet parameters)")
+    p.add_argument("run")
+    p.add_argument("--study", default=None)
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--format", choices=["yaml", "json", "pycls"], default="yaml")
+    p.add_argument("--out", default="exported")
+    p.set_defaults(func=_export)
     return parser
 
 
@@ -43,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"anynet-search {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
 
 
 if __name__ == "__main__":

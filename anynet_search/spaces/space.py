@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import qmc as stats_qmc
 
 from anynet_search.complexity import complexity, complexity_arrays
 from anynet_search.config import AnyNetConfig
@@ -210,7 +211,7 @@ class DesignSpace:
     def _extreme_metrics(self) -> tuple[dict[str, float], dict[str, float]]:
         """Lowest and highest flops/params/acts reachable (complexity grows with d, w, g and falls with b)."""
         if self.family == "regnet":
-            batch = self._candidates(np.random.default_rng(12345), 50_000, check_band=False)
+            batch = self._candidates(np.random.default_rng(12345).random((50_000, self.dimension)), check_band=False)
             keep = np.all([m for m in batch.masks.values()], axis=0)
             if not keep.any():
                 raise SpaceError(f"{self.source}: no RegNet parameter tuple gives {self.stages} stages")
@@ -239,26 +240,41 @@ class DesignSpace:
         return [v for v, k in zip(self.params[name].values, keep) if k]
 
     # ---------------------------------------------------------------- sampling
-    def _draw_param(self, rng: np.random.Generator, name: str, m: int, shape: tuple[int, ...]) -> np.ndarray:
+    def _uniform_columns(self) -> list[tuple[str, int]]:
+        """(parameter, number of uniforms) per draw: one per stage, one for shared and RegNet parameters."""
+        if self.family == "regnet":
+            return [(n, 1) for n in REGNET_PARAMS]
+        return [(n, 1 if n in self.shared else self.stages) for n in ANYNET_PARAMS]
+
+    @property
+    def dimension(self) -> int:
+        """Uniforms needed per candidate (the dimension of a QMC sequence over this space)."""
+        return sum(k for _, k in self._uniform_columns())
+
+    def _draw_param(self, name: str, u: np.ndarray) -> np.ndarray:
+        """Grid values from uniforms u of shape (m, k) by inverse CDF; shared parameters use p(v)^stages."""
         spec = self.params[name]
         vals = np.asarray(spec.values)
-        if shape == (m,):
-            return vals[spec.from_uniform(rng.random(m))]
+        if self.family == "regnet":
+            return vals[spec.from_uniform(u[:, 0])]
         if name in self.shared:
             # iid across stages conditioned on all equal: P(v) proportional to p(v)^stages
             probs = np.asarray(spec.probs) ** self.stages
-            idx = rng.choice(spec.size, size=m, p=probs / probs.sum())
+            edges = np.cumsum(probs / probs.sum())
+            idx = np.minimum(np.searchsorted(edges, u[:, 0] * edges[-1], side="right"), spec.size - 1)
             return np.repeat(vals[idx][:, None], self.stages, axis=1)
-        return vals[spec.from_uniform(rng.random(shape))]
+        return vals[spec.from_uniform(u)]
 
-    def _candidates(self, rng: np.random.Generator, m: int, check_band: bool = True) -> _Batch:
+    def _candidates(self, uniforms: np.ndarray, check_band: bool = True) -> _Batch:
+        m, raw, col = len(uniforms), {}, 0
+        for name, k in self._uniform_columns():
+            raw[name] = self._draw_param(name, uniforms[:, col:col + k])
+            col += k
         if self.family == "anynet":
-            raw = {n: self._draw_param(rng, n, m, (m, self.stages)) for n in ANYNET_PARAMS}
             batch = self._resolve_anynet(raw)
             for n in sorted(self.non_decreasing):
                 batch.masks[f"non_decreasing {n}"] = np.all(np.diff(raw[n], axis=1) >= 0, axis=1)
         else:
-            raw = {n: self._draw_param(rng, n, m, (m,)) for n in REGNET_PARAMS}
             batch = self._resolve_regnet(raw)
         for key, (lo, hi) in self.ranges.items():
             base, stage = self._split_param_name(key)
@@ -343,8 +359,12 @@ class DesignSpace:
                     out[f"{name}{s + 1}"] = cast(arr[i, s])
         return out
 
-    def iter_samples(self, rng: np.random.Generator, n: int, max_candidates: int = MAX_CANDIDATES) -> Iterator[Sample]:
-        """Yield n accepted samples in draw order (deterministic for a given rng state)."""
+    def iter_samples(self, rng: np.random.Generator | Any, n: int, max_candidates: int = MAX_CANDIDATES) -> Iterator[Sample]:
+        """Yield n accepted samples in draw order (deterministic for a given rng state).
+
+        `rng` is a numpy Generator, or a scipy QMC engine of dimension `self.dimension` (quasi-random
+        candidates; rejection keeps the conditioned law, with lower discrepancy than random draws).
+        """
         drawn = accepted = 0
         rejects: dict[str, int] = {}
         judged: dict[str, int] = {}
@@ -352,7 +372,8 @@ class DesignSpace:
         while accepted < n:
             if drawn >= max_candidates:
                 raise SpaceError(self._starved_message(drawn, accepted, rejects, judged))
-            batch = self._candidates(rng, size)
+            uniforms = rng.random(size) if hasattr(rng, "fast_forward") else rng.random((size, self.dimension))
+            batch = self._candidates(uniforms)
             keep = np.all(list(batch.masks.values()), axis=0) if batch.masks else np.ones(size, dtype=bool)
             for key, mask in batch.masks.items():
                 rejects[key] = rejects.get(key, 0) + int((~mask).sum())
@@ -377,9 +398,10 @@ class DesignSpace:
         """One config from the constrained distribution."""
         return next(self.iter_samples(rng, 1)).config
 
-    def sample_many(self, n: int, seed: int = 0) -> list[Sample]:
-        """n samples (params + config) from a seeded generator: the same seed gives the same list."""
-        return list(self.iter_samples(np.random.default_rng(seed), n))
+    def sample_many(self, n: int, seed: int = 0, qmc: bool = False) -> list[Sample]:
+        """n samples (params + config) from a seeded generator (or scrambled Sobol points): same seed, same list."""
+        source = stats_qmc.Sobol(self.dimension, scramble=True, seed=seed) if qmc else np.random.default_rng(seed)
+        return list(self.iter_samples(source, n))
 
     # ---------------------------------------------------------------- counting
     def _count_param(self, name: str) -> int:

@@ -1,0 +1,80 @@
+"""Design-space statistics: error EDFs, complexity normalization, bootstrap bands, EDF comparison,
+expected best error, good parameter ranges, and constraint derivation. Pure functions over
+DataFrames and arrays: no plotting, printing or I/O.
+"""
+
+from anynet_search.analysis.best import default_ns, expected_best_error
+from anynet_search.analysis.bootstrap import (
+    draw_count,
+    edf_band,
+    effective_sample_size,
+    resample_counts,
+    resample_indices,
+)
+from anynet_search.analysis.columns import STAGE_FAMILIES, param_columns, stage_columns, stage_count
+from anynet_search.analysis.compare import EdfComparison, compare_edfs, weighted_ks
+from anynet_search.analysis.constraints import (
+    KEEP,
+    NEUTRAL,
+    REJECT,
+    VERDICTS,
+    Candidate,
+    candidate_constraints,
+    constraint_verdict,
+    derive_constraints,
+    holm,
+)
+from anynet_search.analysis.edf import edf, edf_at, weighted_mean, weighted_median
+from anynet_search.analysis.ranges import (
+    DEFAULT_SAMPLE_FRACTION,
+    GoodRange,
+    best_model_distribution,
+    default_sample_size,
+    discrete_quantiles,
+    good_range,
+    good_ranges,
+)
+from anynet_search.analysis.samplers import UNBIASED_SAMPLERS, require_unbiased_samples
+from anynet_search.analysis.weights import complexity_bins, normalized_weights, weights_from_bins
+
+__all__ = [
+    "DEFAULT_SAMPLE_FRACTION",
+    "KEEP",
+    "NEUTRAL",
+    "REJECT",
+    "STAGE_FAMILIES",
+    "UNBIASED_SAMPLERS",
+    "VERDICTS",
+    "Candidate",
+    "EdfComparison",
+    "GoodRange",
+    "best_model_distribution",
+    "candidate_constraints",
+    "compare_edfs",
+    "complexity_bins",
+    "constraint_verdict",
+    "default_ns",
+    "default_sample_size",
+    "derive_constraints",
+    "discrete_quantiles",
+    "draw_count",
+    "edf",
+    "edf_at",
+    "edf_band",
+    "effective_sample_size",
+    "expected_best_error",
+    "good_range",
+    "good_ranges",
+    "holm",
+    "normalized_weights",
+    "param_columns",
+    "require_unbiased_samples",
+    "resample_counts",
+    "resample_indices",
+    "stage_columns",
+    "stage_count",
+    "weighted_ks",
+    "weighted_mean",
+    "weighted_median",
+    "weights_from_bins",
+]

@@ -1,0 +1,58 @@
+"""Per-stage parameter columns of a results frame: `d1..dN`, `w1..wN`, `b1..bN`, `g1..gN`."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from anynet_search.analysis._checks import require_frame
+
+#: Column families: depth, width, bottleneck ratio, group width (in this order in every listing).
+STAGE_FAMILIES: tuple[str, ...] = ("d", "w", "b", "g")
+
+_STAGE_COLUMN = re.compile(r"^([dwbg])([1-9][0-9]*)$")
+
+
+def _family_indices(df: pd.DataFrame) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {f: [] for f in STAGE_FAMILIES}
+    for col in df.columns:
+        m = _STAGE_COLUMN.match(str(col))
+        if m:
+            found[m.group(1)].append(int(m.group(2)))
+    return {f: sorted(ix) for f, ix in found.items() if ix}
+
+
+def stage_count(df: pd.DataFrame) -> int:
+    """Number of stages N, detected from the `d1..dN`/`w1..wN`/`b1..bN`/`g1..gN` columns.
+
+    Families that are present must all run 1..N without gaps; absent families are allowed (for example a
+    frame without group widths). Index 0 is never a stage, so a RegNet `w0` column is not mistaken for one.
+    """
+    require_frame(df, [], "stage_count")
+    found = _family_indices(df)
+    if not found:
+        raise ValueError("stage_count: no per-stage columns (d1.., w1.., b1.., g1..) in the frame")
+    counts = {}
+    for fam, ix in found.items():
+        if ix != list(range(1, len(ix) + 1)):
+            raise ValueError(f"stage_count: columns {fam}1..{fam}{max(ix)} have gaps (found {fam}{ix})")
+        counts[fam] = len(ix)
+    if len(set(counts.values())) > 1:
+        desc = ", ".join(f"{fam}1..{fam}{n}" for fam, n in counts.items())
+        raise ValueError(f"stage_count: families disagree on the number of stages ({desc})")
+    return next(iter(counts.values()))
+
+
+def stage_columns(df: pd.DataFrame, family: str) -> list[str]:
+    """Columns of one family (`'d'`, `'w'`, `'b'` or `'g'`) in stage order; empty when the family is absent."""
+    if family not in STAGE_FAMILIES:
+        raise ValueError(f"family must be one of {STAGE_FAMILIES}, got {family!r}")
+    n = stage_count(df)
+    cols = [f"{family}{i}" for i in range(1, n + 1)]
+    return cols if all(c in df.columns for c in cols) else []
+
+
+def param_columns(df: pd.DataFrame) -> list[str]:
+    """All per-stage parameter columns, ordered d1..dN, w1..wN, b1..bN, g1..gN (absent families skipped)."""
+    return [c for fam in STAGE_FAMILIES for c in stage_columns(df, fam)]

@@ -1,0 +1,68 @@
+"""Completed trials as a tidy DataFrame: one row per trained model, the input of every analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from anynet_search.study.plan import SETTINGS_ATTR
+from anynet_search.study.storage import JOURNAL_NAME, default_storage_url, load_study, open_storage
+
+STAGE_PREFIXES = {"depths": "d", "widths": "w", "bottleneck_ratios": "b", "group_widths": "g"}
+
+
+def resolve_run(run: str | Path, study: str | None = None) -> tuple[str, str]:
+    """(storage URL, study name) of a run folder, or of a storage URL plus a study name."""
+    text = str(run)
+    if "://" in text or text.startswith("journal:"):
+        if study is None:
+            storage = open_storage(text)
+            names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+            if len(names) != 1:
+                raise ValueError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); name one with --study")
+            study = names[0]
+        return text, study
+    path = Path(text)
+    if not (path / JOURNAL_NAME).is_file():
+        raise ValueError(f"{path}: not a run folder (no {JOURNAL_NAME}); pass a run folder or a storage URL and --study")
+    url = default_storage_url(path)
+    if study is None:
+        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(url), include_best_trial=False)]
+        study = names[0] if len(names) == 1 else path.name
+    return url, study
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per completed trial with config, complexity, errors and timing columns."""
+    settings = study.user_attrs.get(SETTINGS_ATTR, {})
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        a = t.user_attrs
+        cfg = a.get("config")
+        if cfg is None or "infeasible" in a:
+            continue
+        result = a.get("result", {})
+        row = {"study": study.study_name, "space": a.get("space"), "sampler": a.get("sampler", settings.get("sampler")),
+               "trial": t.number, "slot": a.get("slot"), "error": t.value, "test_error": result.get("test_error"),
+               "flops": a.get("flops"), "params": a.get("params"), "acts": a.get("acts"),
+               "epochs": result.get("epochs"), "train_seconds": result.get("train_seconds"),
+               "seed": a.get("train_seed"), "dataset": a.get("dataset"), "fit_w0": a.get("fit_w0"),
+               "fit_wa": a.get("fit_wa"), "fit_wm": a.get("fit_wm"), "fit_error": a.get("fit_error")}
+        for field, prefix in STAGE_PREFIXES.items():
+            for i, v in enumerate(cfg[field]):
+                row[f"{prefix}{i + 1}"] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_results(run: str | Path, study: str | None = None) -> pd.DataFrame:
+    """Tidy results of a run folder (or storage URL + study name): one row per completed trial.
+
+    Columns: study, space, sampler, trial, error (validation, %), test_error, flops, params, acts, epochs,
+    train_seconds, seed, fit_w0/wa/wm/fit_error and per-stage d1..dN, w1..wN, b1..bN, g1..gN.
+    """
+    url, name = resolve_run(run, study)
+    return trials_frame(load_study(name, open_storage(url)))

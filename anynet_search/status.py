@@ -1,0 +1,37 @@
+"""`anynet-search status`: trials by state and the best completed ones, credentials never shown."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from optuna.trial import TrialState
+
+from anynet_search.results import resolve_run, trials_frame
+from anynet_search.study.plan import SETTINGS_ATTR
+from anynet_search.study.storage import load_study, open_storage, redact
+
+
+def study_status(run: str, study: str | None = None, top: int = 5) -> str:
+    """Multi-line status of a study: settings, counts by state, recent failure reasons, best trials."""
+    url, name = resolve_run(run, study)
+    st = load_study(name, open_storage(url))
+    settings = st.user_attrs.get(SETTINGS_ATTR, {})
+    trials = st.get_trials(deepcopy=False)
+    counts = Counter(t.state.name.lower() for t in trials)
+    done = counts.get("complete", 0)
+    lines = [f"study {name} ({redact(url)})",
+             f"  space {settings.get('space', {}).get('name')}, sampler {settings.get('sampler')}, "
+             f"dataset {settings.get('dataset')}, seed {settings.get('seed')}",
+             f"  {done}/{settings.get('n_trials', '?')} completed; by state: "
+             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
+    reasons = Counter(str(t.user_attrs.get("failure")) for t in trials if t.state == TrialState.FAIL)
+    for reason, n in reasons.most_common(3):
+        lines.append(f"  failed x{n}: {reason}")
+    df = trials_frame(st)
+    if len(df):
+        lines.append(f"  best {min(top, len(df))} (error = validation %, test_error reported separately):")
+        cols = [c for c in ["trial", "error", "test_error", "flops", "params"] if c in df.columns]
+        stage = [c for c in df.columns if c[:1] in "dwbg" and c[1:].isdigit()]
+        best = df.sort_values("error").head(top)[cols + stage]
+        lines += ["    " + line for line in best.to_string(index=False, float_format=lambda v: f"{v:.2f}").splitlines()]
+    return "\n".join(lines)

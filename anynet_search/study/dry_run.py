@@ -1,0 +1,39 @@
+"""A stand-in objective that trains nothing: a deterministic pseudo-error from the config (plumbing checks, tests).
+
+Select it with `anynet-search run --objective anynet_search.study.dry_run:pseudo_error`. The error falls
+with log flops and rises when widths decrease across stages, so analyses have something to find.
+`ANYNET_DRY_SLEEP` (seconds) makes each trial take that long, to exercise workers and fault tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import zlib
+
+import numpy as np
+import optuna
+
+from anynet_search.complexity import complexity
+from anynet_search.config import AnyNetConfig
+from anynet_search.study.interrupts import shielded
+from anynet_search.study.plan import StudySettings
+
+
+def pseudo_error(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, resolution: int,
+                 device: str) -> float:
+    """Deterministic error in percent for a config (plus seeded noise); sleeps ANYNET_DRY_SLEEP seconds."""
+    delay = float(os.environ.get("ANYNET_DRY_SLEEP", "0"))
+    end = time.time() + delay
+    while time.time() < end:  # sleep in slices so SIGINT / SIGKILL land mid-trial like in training
+        time.sleep(min(0.05, max(0.0, end - time.time())))
+    flops = complexity(cfg, resolution).flops
+    decreasing = sum(b < a for a, b in zip(cfg.widths, cfg.widths[1:]))
+    noise = np.random.default_rng(zlib.crc32(repr(cfg.to_dict()).encode())).normal(0, 0.5)
+    error = 30 - 3 * math.log10(max(flops, 1)) + 1.5 * decreasing + noise
+    with shielded():
+        trial.set_user_attr("result", {"val_error": error, "test_error": error + 0.5, "train_seconds": delay,
+                                       "eval_seconds": 0.0, "epochs": 0, "history": [], "final_train_loss": 0.0,
+                                       "wall_seconds": delay})
+    return float(error)

@@ -1,0 +1,62 @@
+"""Ctrl-C in a worker without tearing a storage write in half.
+
+A KeyboardInterrupt raised at an arbitrary point can land inside the journal file's lock or a database
+write and leave the storage inconsistent. Workers therefore install `request_stop`: it only records the
+request, and raises KeyboardInterrupt immediately only while the main thread is in pure training code
+(`interruptible()`); storage writes made from inside training run `shielded()`, and the interrupt is
+delivered as soon as they finish.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+class _State:
+    stop_requested = False
+    interruptible = False
+
+
+STATE = _State()
+
+
+def request_stop(_signum: int, _frame: Any) -> None:
+    """SIGINT / SIGTERM handler of worker processes."""
+    STATE.stop_requested = True
+    if STATE.interruptible:
+        STATE.interruptible = False
+        raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Route SIGINT and SIGTERM of this process through `request_stop`."""
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """A region (training) where a stop request raises KeyboardInterrupt at once."""
+    if STATE.stop_requested:
+        raise KeyboardInterrupt
+    STATE.interruptible = True
+    try:
+        yield
+    finally:
+        STATE.interruptible = False
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """A storage write inside an interruptible region: the interrupt waits until it is done."""
+    previous, STATE.interruptible = STATE.interruptible, False
+    try:
+        yield
+    finally:
+        STATE.interruptible = previous
+        if previous and STATE.stop_requested:
+            STATE.interruptible = False
+            raise KeyboardInterrupt

@@ -1,0 +1,136 @@
+"""A study's settings and its work tickets: N slots, each finished by exactly one completed trial.
+
+Every slot is a WAITING trial ("ticket") enqueued in the Optuna storage. Workers pop tickets atomically
+(the storage's WAITING -> RUNNING transition), so no two workers train the same ticket. A failed attempt
+(divergence, out of memory, a crash, an infeasible adaptive suggestion) is kept as a failed trial and
+replaced by a ticket for the same slot with attempt + 1; a killed worker's ticket is replaced by one with
+the same config. For random / QMC studies a ticket carries its config's parameters, drawn from one seeded
+stream: slot k, attempt a uses stream element a * N + k, so the set of configs does not depend on the
+number of workers or on timing. Adaptive samplers get empty tickets and propose the parameters themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import optuna
+
+from anynet_search.spaces import DesignSpace, Sample
+from anynet_search.train import TrainConfig
+
+SETTINGS_ATTR = "anynet_search"
+EDF_SAMPLERS = ("random", "qmc")
+ADAPTIVE_SAMPLERS = ("tpe", "cmaes", "nsga2", "gp")
+SAMPLERS = EDF_SAMPLERS + ADAPTIVE_SAMPLERS
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Everything a worker anywhere needs to run a study's trials; stored in the study itself."""
+
+    space: dict[str, Any]
+    space_source: str
+    space_hash: str
+    sampler: str
+    seed: int
+    n_trials: int
+    dataset: str
+    train: dict[str, Any]
+    max_failures: int = 0  # 0: automatic (see worker)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (stored as a study user attribute)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_study(cls, study: optuna.Study) -> StudySettings:
+        """Settings stored in a study; ValueError if the study was not created by anynet-search."""
+        data = study.user_attrs.get(SETTINGS_ATTR)
+        if not data:
+            raise ValueError(f"study {study.study_name!r} was not created by anynet-search (no settings stored)")
+        return cls(**data)
+
+    def design_space(self) -> DesignSpace:
+        """The study's design space, rebuilt from the stored definition (no file needed)."""
+        return DesignSpace(self.space, self.space_source)
+
+    def train_config(self) -> TrainConfig:
+        """The study's training hyperparameters."""
+        return TrainConfig(**self.train)
+
+
+def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of a study; random and QMC tickets arrive with their parameters fixed."""
+    if kind not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
+    if kind in EDF_SAMPLERS:
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constraint values reach the samplers through Trial.set_constraint (see the worker)
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+
+
+INFEASIBLE_VALUE = 100.0  # the worst possible error in percent: what adaptive samplers are told for infeasible configs
+
+
+def is_trained(trial: optuna.trial.FrozenTrial) -> bool:
+    """A completed trial that trained a model (not an infeasible suggestion told back to the sampler)."""
+    return trial.state == optuna.trial.TrialState.COMPLETE and "infeasible" not in trial.user_attrs
+
+
+def count_trained(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Number of trained completed trials: what a study's N counts."""
+    return sum(is_trained(t) for t in trials)
+
+
+def make_pruner(kind: str) -> optuna.pruners.BasePruner:
+    """EDF studies never prune (it would truncate the distribution); adaptive ones use the median rule."""
+    if kind in EDF_SAMPLERS:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=2)
+
+
+@lru_cache(maxsize=8)
+def _stream(space_hash: str, space_key: int, seed: int, qmc: bool, count: int) -> tuple[Sample, ...]:
+    return tuple(_SPACES[space_key].sample_many(count, seed=seed, qmc=qmc))
+
+
+_SPACES: dict[int, DesignSpace] = {}
+
+
+def planned_sample(space: DesignSpace, sampler: str, seed: int, n_trials: int, slot: int, attempt: int) -> Sample:
+    """The config of a slot's attempt: element attempt * N + slot of the study's seeded stream."""
+    _SPACES[id(space)] = space
+    index = attempt * n_trials + slot
+    count = (index // n_trials + 1) * n_trials  # grow the stream N at a time
+    return _stream(space.hash, id(space), seed, sampler == "qmc", count)[index]
+
+
+def ticket_attrs(slot: int, attempt: int, retry_of: int | None = None) -> dict[str, Any]:
+    """User attributes that identify a ticket."""
+    attrs = {"slot": slot, "attempt": attempt}
+    if retry_of is not None:
+        attrs["retry_of"] = retry_of
+    return attrs
+
+
+def enqueue_ticket(study: optuna.Study, settings: StudySettings, space: DesignSpace, slot: int, attempt: int,
+                   params: dict[str, Any] | None = None, retry_of: int | None = None) -> None:
+    """Add a WAITING trial for a slot (with the planned config's parameters for random / QMC studies)."""
+    if params is None and settings.sampler in EDF_SAMPLERS:
+        params = planned_sample(space, settings.sampler, settings.seed, settings.n_trials, slot, attempt).params
+    study.enqueue_trial(params or {}, user_attrs=ticket_attrs(slot, attempt, retry_of))
+
+
+def enqueue_all(study: optuna.Study, settings: StudySettings, space: DesignSpace, first_slot: int = 0) -> None:
+    """Tickets for slots first_slot .. N-1 (a new study, or one whose trial count was raised)."""
+    for slot in range(first_slot, settings.n_trials):
+        enqueue_ticket(study, settings, space, slot, 0)
