@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs", help="folder of run folders (default runs)")
     p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE", help="trainer setting, e.g. lr=0.1 (repeatable)")
     p.add_argument("--objective", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--analyze", action="store_true", help="write the EDF report into RUN/report when done")
+    p.add_argument("--no-analyze", dest="analyze", action="store_false",
+                   help="skip the EDF report that is otherwise written into RUN/report when the study is done")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("worker", help="join an existing study (e.g. from another machine) and train until it is done")

@@ -1,0 +1,447 @@
+"""Export the best models of a study: config files, pycls configs, and RegNet parameters for timm / torchvision.
+
+`export_top(df, k, fmt, out_dir)` ranks the models by validation error (`error`; `test_error` is copied
+into the files as information only) and writes, for each of the best k:
+
+- `yaml` / `json`: our `AnyNetConfig` file (the config under `config:` plus its metrics), readable by
+  `anynet_search.load_config` and equal to the trial's stored config;
+- `pycls`: a pycls-style YAML (`MODEL.TYPE: anynet` and the `ANYNET` section, `BOT_MULS` = 1 / b);
+- for models that are RegNets, or fit one closely (`fit_regnet` error <= `regnet_threshold`), a
+  `*.regnet.yaml` / `.json` with the RegNet parameters spelled for each library: timm's `RegNetCfg`
+  (depth, w0, wa, wm, group_size, bottle_ratio, se_ratio), torchvision's
+  `BlockParams.from_init_params` (depth, w_0, w_a, w_m, group_width, bottleneck_multiplier, se_ratio),
+  pycls's `REGNET` section and this package's `regnet(...)` keywords. timm, torchvision and pycls take
+  the bottleneck *multiplier* 1 / b where this package (and the paper) uses the ratio b.
+
+A config is rebuilt from the row's d/w/b/g columns plus the study's fixed parts (stem, strides, head,
+classes...), taken from the trials' stored configs (`configs_for(run)`), from the study settings, or
+from an explicit `fixed` mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import yaml
+from optuna.trial import TrialState
+
+from anynet_search.config import AnyNetConfig
+from anynet_search.regnet import QUANTUM, fit_regnet, regnet
+from anynet_search.results import resolve_run, trials_frame
+from anynet_search.study.plan import StudySettings
+from anynet_search.study.storage import load_study, open_storage
+
+__all__ = [
+    "FORMATS",
+    "REGNET_FIT_THRESHOLD",
+    "RegNetParams",
+    "config_from_row",
+    "configs_for",
+    "export_run",
+    "export_top",
+    "fixed_fields",
+    "pycls_config",
+    "regnet_params",
+]
+
+FORMATS: tuple[str, ...] = ("yaml", "json", "pycls")
+#: Largest `fit_regnet` error (mean |log(predicted / observed)|) for which RegNet parameters are exported.
+REGNET_FIT_THRESHOLD = 0.05
+PYCLS_STEMS = {"simple": "simple_stem_in", "cifar": "res_stem_cifar", "res": "res_stem_in"}
+PYCLS_BLOCKS = {"x": "res_bottleneck_block", "res_basic": "res_basic_block", "vanilla": "vanilla_block"}
+SEARCHED = ("depths", "widths", "bottleneck_ratios", "group_widths")
+_PREFIX = {"depths": "d", "widths": "w", "bottleneck_ratios": "b", "group_widths": "g"}
+
+
+# ------------------------------------------------------------------------------------------ configs
+def configs_for(run: str | Path | optuna.Study) -> dict[int, AnyNetConfig]:
+    """The stored config of every completed trial of a run (folder, storage URL or Study), by trial number."""
+    if isinstance(run, optuna.Study):
+        study = run
+    else:
+        url, name = resolve_run(run)
+        study = load_study(name, open_storage(url))
+    out = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        data = t.user_attrs.get("config")
+        if data is not None:
+            out[t.number] = AnyNetConfig.from_dict(data)
+    return out
+
+
+def fixed_fields(cfg: AnyNetConfig) -> dict[str, Any]:
+    """Every field of a config except the four searched per-stage lists (d, w, b, g): strides, stem, head..."""
+    data = cfg.to_dict()
+    return {k: v for k, v in data.items() if k not in SEARCHED}
+
+
+def _stage_values(row: Mapping[str, Any], prefix: str) -> list[Any]:
+    values = []
+    i = 1
+    while f"{prefix}{i}" in row and not _missing(row[f"{prefix}{i}"]):
+        v = row[f"{prefix}{i}"]
+        values.append(int(v) if float(v).is_integer() else float(v))
+        i += 1
+    return values
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
+
+
+def config_from_row(row: Mapping[str, Any], fixed: Mapping[str, Any]) -> AnyNetConfig:
+    """Rebuild a config from a results row's d1..dN, w1..wN, b1..bN, g1..gN plus the fixed fields.
+
+    `fixed` holds any other `AnyNetConfig` fields; `strides` defaults to 2 in every stage.
+    """
+    stages = {field: _stage_values(row, prefix) for field, prefix in _PREFIX.items()}
+    n = len(stages["depths"])
+    if n == 0:
+        raise ValueError("the row has no per-stage columns d1.., w1.., b1.., g1..")
+    known = {f.name for f in dataclasses.fields(AnyNetConfig)} - set(SEARCHED)
+    unknown = sorted(set(fixed) - known)
+    if unknown:
+        raise ValueError(f"fixed names unknown or searched config field(s) {unknown}; allowed: {sorted(known)}")
+    fields = {"strides": [2] * n, **dict(fixed), **stages}
+    return AnyNetConfig(**fields)
+
+
+def _fixed_source(
+    study_settings: StudySettings | None, fixed: Mapping[str, Any] | None
+) -> tuple[dict[str, Any] | None, int | None]:
+    """Fixed config fields and input resolution from the study settings or an explicit mapping."""
+    resolution = None
+    base = None
+    if study_settings is not None:
+        space = study_settings.design_space()
+        base, resolution = dict(space.fixed), space.resolution
+    if fixed is not None:
+        base = {**(base or {}), **dict(fixed)}
+    return base, resolution
+
+
+# ------------------------------------------------------------------------------------------ RegNet
+@dataclass(frozen=True)
+class RegNetParams:
+    """RegNet parameters (d, w0, wa, wm, g, b, se) of a config; `exact` when `regnet(...)` rebuilds it exactly."""
+
+    depth: int
+    w0: int
+    wa: float
+    wm: float
+    group_width: int
+    bottleneck_ratio: float
+    se_ratio: float
+    fit_error: float
+    exact: bool
+
+    def timm(self) -> dict[str, Any]:
+        """Keyword arguments of timm's `RegNetCfg` (bottle_ratio is the multiplier 1 / b)."""
+        return {"depth": self.depth, "w0": self.w0, "wa": self.wa, "wm": self.wm, "group_size": self.group_width,
+                "bottle_ratio": 1.0 / self.bottleneck_ratio, "se_ratio": float(self.se_ratio)}
+
+    def torchvision(self) -> dict[str, Any]:
+        """Keyword arguments of torchvision's `BlockParams.from_init_params` (bottleneck_multiplier = 1 / b)."""
+        return {"depth": self.depth, "w_0": self.w0, "w_a": self.wa, "w_m": self.wm,
+                "group_width": self.group_width, "bottleneck_multiplier": 1.0 / self.bottleneck_ratio,
+                "se_ratio": float(self.se_ratio) if self.se_ratio else None}
+
+    def anynet_search(self) -> dict[str, Any]:
+        """Keyword arguments of `anynet_search.regnet(...)` for the searched part (add the fixed fields)."""
+        return {"depth": self.depth, "w0": self.w0, "wa": self.wa, "wm": self.wm, "group_width": self.group_width,
+                "bottleneck_ratio": self.bottleneck_ratio, "se_ratio": self.se_ratio}
+
+    def pycls(self, cfg: AnyNetConfig) -> dict[str, Any]:
+        """pycls's `MODEL` + `REGNET` sections for this RegNet with the config's stem, block and head."""
+        stride = cfg.strides[0] if len(set(cfg.strides)) == 1 else None
+        regnet_section = {
+            "STEM_TYPE": PYCLS_STEMS[cfg.stem_type], "STEM_W": cfg.stem_width,
+            "BLOCK_TYPE": PYCLS_BLOCKS[cfg.block_type], "STRIDE": stride if stride is not None else 2,
+            "SE_ON": bool(self.se_ratio), "SE_R": float(self.se_ratio) if self.se_ratio else 0.25,
+            "DEPTH": self.depth, "W0": self.w0, "WA": self.wa, "WM": self.wm, "GROUP_W": self.group_width,
+            "BOT_MUL": 1.0 / self.bottleneck_ratio, "HEAD_W": cfg.head_width,
+        }
+        return {"MODEL": {"TYPE": "regnet", "NUM_CLASSES": cfg.num_classes}, "REGNET": regnet_section}
+
+
+def _adjusted(raw: np.ndarray, b: float, g: int) -> tuple[np.ndarray, np.ndarray]:
+    """The compatibility rule on arrays of raw widths (as `anynet_search.regnet.adjust_compatibility`)."""
+    w_b = np.maximum(1, np.round(raw / b))
+    gk = np.minimum(g, w_b)
+    w_b = np.maximum(gk, np.round(w_b / gk) * gk)
+    return np.round(w_b * b), gk
+
+
+def _regnet_overrides(cfg: AnyNetConfig) -> dict[str, Any]:
+    fixed = fixed_fields(cfg)
+    fixed.pop("se_ratio")
+    return fixed
+
+
+def _rebuilds(cfg: AnyNetConfig, depth: int, w0: int, wa: float, wm: float, g: int, b: float) -> bool:
+    try:
+        return regnet(depth, w0, wa, wm, g, b, cfg.se_ratio, **_regnet_overrides(cfg)) == cfg
+    except ValueError:
+        return False
+
+
+def _nice(lo: float, hi: float) -> float:
+    """A short decimal strictly inside (lo, hi), near the middle."""
+    lo, hi = float(lo), float(hi)
+    mid = (lo + hi) / 2
+    for digits in range(0, 7):
+        v = round(mid, digits)
+        if lo < v < hi and (hi - v) > 1e-9 * hi and (v - lo) > 1e-9 * max(lo, 1e-12):
+            return float(v)
+    return mid
+
+
+def _exact_regnet(cfg: AnyNetConfig) -> tuple[int, float, float, int] | None:
+    """(w0, wa, wm, g) with which `regnet(...)` rebuilds the config exactly, or None (consecutive exponents only).
+
+    Stage k's raw width is round(w0 * wm^k / 8) * 8 and its blocks are those with
+    round(log(1 + wa j / w0) / log wm) = k, so given w0 and wm the stage boundaries bound wa to an
+    interval; every candidate is checked by rebuilding the config.
+    """
+    b = cfg.bottleneck_ratios[0]
+    if len(set(cfg.bottleneck_ratios)) != 1:
+        return None
+    g = max(cfg.group_widths)
+    widths = np.asarray(cfg.widths, dtype=float)
+    n, depth = cfg.num_stages, sum(cfg.depths)
+    starts = np.cumsum(cfg.depths)[:-1].astype(float)  # first block index of stages 1..n-1
+    span = int(max(2 * g * b, 4 * QUANTUM))
+    w0s = [w for w in range(QUANTUM, int(widths[0]) + span + 1, QUANTUM) if abs(w - widths[0]) <= span]
+    w0s = [w for w in w0s if _adjusted(np.array([float(w)]), b, g)[0][0] == widths[0]]
+    k = np.arange(n, dtype=float)
+    found: list[tuple[float, int, float, float]] = []
+    for step in (0.01, 0.001, 0.0001):
+        wms = np.round(np.arange(1.0 + step, 4.0 + step / 2, step), 6)
+        for w0 in sorted(w0s, key=lambda w: abs(w - widths[0])):
+            raw = np.round(w0 * wms[:, None] ** k[None, :] / QUANTUM) * QUANTUM
+            ok = (_adjusted(raw, b, g)[0] == widths[None, :]).all(axis=1)
+            if n > 1:
+                ok &= (np.diff(raw, axis=1) > 0).all(axis=1)
+            c = wms[:, None] ** (np.arange(1, n + 1) - 0.5)[None, :] - 1.0  # exponent k reached at j >= w0 c_k / wa
+            with np.errstate(divide="ignore"):
+                lo = (w0 * c[:, : n - 1] / starts[None, :]).max(axis=1) if n > 1 else np.zeros(len(wms))
+                hi_terms = [w0 * c[:, : n - 1] / np.maximum(starts[None, :] - 1, 0)] if n > 1 else []
+                hi_terms.append((w0 * c[:, n - 1] / (depth - 1))[:, None] if depth > 1 else np.full((len(wms), 1), np.inf))
+                hi = np.min(np.concatenate(hi_terms, axis=1), axis=1)
+            ok &= lo < hi
+            for i in np.flatnonzero(ok):
+                h = hi[i] if np.isfinite(hi[i]) else lo[i] * 2 + 1.0
+                wa = _nice(lo[i], h) if n > 1 else 0.0
+                margin = (h - lo[i]) / max(h, 1e-12)
+                found.append((margin, w0, wa, float(wms[i])))
+        if found:
+            break
+    for _, w0, wa, wm in sorted(found, key=lambda t: -t[0])[:200]:
+        if _rebuilds(cfg, depth, w0, wa, wm, g, b):
+            return w0, wa, wm, g
+    return None
+
+
+def regnet_params(cfg: AnyNetConfig, threshold: float = REGNET_FIT_THRESHOLD) -> RegNetParams | None:
+    """RegNet parameters of a config: exact when it is a RegNet, else the `fit_regnet` fit if its error <= threshold.
+
+    None when the stages do not share one bottleneck ratio or the fit is worse than `threshold`.
+    """
+    if len(set(cfg.bottleneck_ratios)) != 1:
+        return None
+    depth, b = sum(cfg.depths), cfg.bottleneck_ratios[0]
+    exact = _exact_regnet(cfg)
+    if exact is not None:
+        w0, wa, wm, g = exact
+        return RegNetParams(depth, w0, wa, wm, g, b, cfg.se_ratio, 0.0, True)
+    fit = fit_regnet(cfg.block_widths)
+    if not fit.fit_error <= threshold:
+        return None
+    g = max(cfg.group_widths)
+    same = _rebuilds(cfg, depth, fit.w0, fit.wa, fit.wm, g, b)
+    return RegNetParams(depth, fit.w0, fit.wa, fit.wm, g, b, cfg.se_ratio, float(fit.fit_error), same)
+
+
+def _library_notes(cfg: AnyNetConfig) -> list[str]:
+    """Where the config's fixed parts differ from what timm / torchvision build by default."""
+    notes = []
+    if cfg.stem_type != "simple" or cfg.stem_width != 32:
+        notes.append(f"stem is {cfg.stem_type} of width {cfg.stem_width}; timm and torchvision default to a "
+                     "3x3 stride-2 stem of width 32 (set stem_width / stem_type there)")
+    if any(s != 2 for s in cfg.strides):
+        notes.append(f"strides are {list(cfg.strides)}; timm and torchvision use stride 2 in every stage")
+    if cfg.head_width:
+        notes.append(f"head has a 1x1 conv to {cfg.head_width} channels before the classifier")
+    if cfg.block_type != "x":
+        notes.append(f"block type is {cfg.block_type}; timm and torchvision RegNets use the X (bottleneck) block")
+    if cfg.in_channels != 3:
+        notes.append(f"the input has {cfg.in_channels} channels")
+    return notes
+
+
+def _regnet_record(cfg: AnyNetConfig, p: RegNetParams) -> dict[str, Any]:
+    return {
+        "exact": p.exact,
+        "fit_error": p.fit_error,
+        "note": ("regnet(**anynet_search) rebuilds this config exactly" if p.exact else
+                 "closest quantized-linear fit; the RegNet it describes differs slightly from this config"),
+        "widths": list(cfg.widths),
+        "depths": list(cfg.depths),
+        "timm": p.timm(),
+        "torchvision": p.torchvision(),
+        "pycls": p.pycls(cfg),
+        "anynet_search": {**p.anynet_search(), **_regnet_overrides(cfg)},
+        "library_notes": _library_notes(cfg),
+    }
+
+
+# ------------------------------------------------------------------------------------------ pycls
+def pycls_config(cfg: AnyNetConfig, resolution: int | None = None) -> dict[str, Any]:
+    """A pycls-style config mapping (`MODEL`, `ANYNET`, `BN`, and `TRAIN.IM_SIZE` when `resolution` is given)."""
+    anynet = {
+        "STEM_TYPE": PYCLS_STEMS[cfg.stem_type],
+        "STEM_W": cfg.stem_width,
+        "BLOCK_TYPE": PYCLS_BLOCKS[cfg.block_type],
+        "DEPTHS": list(cfg.depths),
+        "WIDTHS": list(cfg.widths),
+        "STRIDES": list(cfg.strides),
+        "BOT_MULS": [1.0 / b for b in cfg.bottleneck_ratios],
+        "GROUP_WS": list(cfg.group_widths),
+        "HEAD_W": cfg.head_width,
+        "SE_ON": bool(cfg.se_ratio),
+        "SE_R": float(cfg.se_ratio) if cfg.se_ratio else 0.25,
+    }
+    out: dict[str, Any] = {
+        "MODEL": {"TYPE": "anynet", "NUM_CLASSES": cfg.num_classes},
+        "ANYNET": anynet,
+        "BN": {"ZERO_INIT_FINAL_GAMMA": bool(cfg.zero_init_last_bn)},
+    }
+    if resolution is not None:
+        out["TRAIN"] = {"IM_SIZE": int(resolution)}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ export
+def _plain(x: Any) -> Any:
+    """JSON/YAML-safe scalar: numpy to Python, NaN/None to None."""
+    if x is None:
+        return None
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return None if math.isnan(float(x)) else float(x)
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    return x if isinstance(x, (int, str, bool)) else str(x)
+
+
+def _dump(data: Mapping[str, Any], path: Path, header: list[str]) -> Path:
+    if path.suffix == ".json":
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    else:
+        text = yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=None, width=120)
+        path.write_text("".join(f"# {h}\n" for h in header) + text, encoding="utf-8")
+    return path
+
+
+def _check_args(df: pd.DataFrame, k: int, fmt: str) -> str:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    fmt = str(fmt).lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not isinstance(df, pd.DataFrame) or df.empty:
+        raise ValueError("export_top: the results frame is empty; nothing to export")
+    if "error" not in df.columns:
+        raise ValueError("export_top: the results frame has no 'error' column to rank by")
+    return fmt
+
+
+def export_top(
+    df: pd.DataFrame,
+    k: int,
+    fmt: str,
+    out_dir: str | Path,
+    study_settings: StudySettings | None = None,
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    configs: Mapping[int, AnyNetConfig] | None = None,
+    regnet_threshold: float = REGNET_FIT_THRESHOLD,
+) -> list[Path]:
+    """Write the k lowest-validation-error models as `fmt` files (yaml, json or pycls) and return the paths.
+
+    The fixed parts of each config come from `configs` (trial number -> stored config, see `configs_for`;
+    the rebuilt config must equal the stored one), else from `study_settings`' design space, else from
+    `fixed`. RegNet parameters are written next to configs that are RegNets or fit one within
+    `regnet_threshold`.
+    """
+    fmt = _check_args(df, k, fmt)
+    base_fixed, resolution = _fixed_source(study_settings, fixed)
+    if configs is None and base_fixed is None:
+        raise ValueError("export_top: pass configs= (configs_for(run)), study_settings= or fixed= to give the "
+                         "fixed parts of the configs (stem, strides, head, classes)")
+    if configs is not None and "study" in df.columns and df["study"].nunique() > 1:
+        raise ValueError("export_top: the frame mixes studies, whose trial numbers collide; export one at a time")
+    errors = pd.to_numeric(df["error"], errors="coerce")
+    ranked = df.assign(_err=errors).dropna(subset=["_err"]).sort_values("_err", kind="stable").head(int(k))
+    if ranked.empty:
+        raise ValueError("export_top: no model has a finite validation error")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for rank, (_, row) in enumerate(ranked.iterrows(), start=1):
+        trial = int(row["trial"]) if "trial" in row.index and not _missing(row["trial"]) else None
+        if configs is not None:
+            if trial is None or trial not in configs:
+                raise ValueError(f"export_top: trial {trial} has no stored config (configs from another run?)")
+            stored = configs[trial]
+            cfg = config_from_row(row, fixed_fields(stored))
+            if cfg != stored:
+                raise ValueError(f"export_top: trial {trial}'s d/w/b/g in the frame differ from its stored config "
+                                 "(configs from another run?)")
+        else:
+            cfg = config_from_row(row, base_fixed or {})
+        stem = f"rank{rank:02d}" + (f"_trial{trial:04d}" if trial is not None else "")
+        meta = {"rank": rank, "study": _plain(row.get("study")), "trial": trial,
+                "error": _plain(row["error"]), "test_error": _plain(row.get("test_error")),
+                "flops": _plain(row.get("flops")), "params": _plain(row.get("params")),
+                "acts": _plain(row.get("acts"))}
+        header = [f"rank {rank} by validation error (error = {meta['error']}%) of study {meta['study']}, "
+                  f"trial {trial}; test_error is reported only, never used for ranking"]
+        if fmt == "pycls":
+            if cfg.in_channels != 3:
+                header.append(f"pycls builds 3 input channels; this model has {cfg.in_channels}")
+            paths.append(_dump(pycls_config(cfg, resolution), out / f"{stem}.pycls.yaml", header))
+        else:
+            data = {**meta, "config": cfg.to_dict()}
+            paths.append(_dump(data, out / f"{stem}.{fmt}", header))
+        params = regnet_params(cfg, regnet_threshold)
+        if params is not None:
+            suffix = "json" if fmt == "json" else "yaml"
+            record = {"rank": rank, "trial": trial, **_regnet_record(cfg, params)}
+            paths.append(_dump(record, out / f"{stem}.regnet.{suffix}",
+                               header + ["RegNet parameters for timm (RegNetCfg), torchvision "
+                                         "(BlockParams.from_init_params), pycls and anynet_search.regnet"]))
+    return paths
+
+
+def export_run(run: str | Path, k: int, fmt: str, out_dir: str | Path, **kwargs: Any) -> list[Path]:
+    """`export_top` of a run folder or storage URL, with the trials' stored configs and the study settings."""
+    url, name = resolve_run(run)
+    study = load_study(name, open_storage(url))
+    df = trials_frame(study)
+    try:
+        settings = StudySettings.from_study(study)
+    except (ValueError, TypeError):
+        settings = None
+    return export_top(df, k, fmt, out_dir, settings, configs=configs_for(study), **kwargs)
+

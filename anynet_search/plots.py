@@ -1,0 +1,252 @@
+"""Figures of design-space studies: error EDFs, parameter trends, block widths, complexity.
+
+Drawing only: every plotted number comes from `anynet_search.analysis` (or straight from the results
+frame), so a test can compare a figure's data with the analysis output. Each function returns a
+`matplotlib.figure.Figure` rendered by the non-interactive Agg canvas; no pyplot state is touched, so
+figures never pile up in a global registry and importing this module changes no backend setting.
+Save one with `fig.savefig("edf.png")`; in a notebook it displays like any Figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from anynet_search.analysis import (
+    GoodRange,
+    complexity_bins,
+    edf,
+    edf_band,
+    normalized_weights,
+    stage_columns,
+    weighted_mean,
+)
+from anynet_search.analysis import good_range as compute_good_range
+from anynet_search.regnet import fit_regnet, regnet_block_widths
+
+#: Complexity bins of a normalized EDF when the caller does not say.
+DEFAULT_BINS = 10
+ERROR_LABEL = "validation error (%)"
+
+__all__ = [
+    "DEFAULT_BINS",
+    "block_widths_of",
+    "common_range",
+    "edf_weights",
+    "plot_block_widths",
+    "plot_complexity_hist",
+    "plot_edfs",
+    "plot_error_vs_flops",
+    "plot_error_vs_param",
+]
+
+
+def _figure(width: float = 6.0, height: float = 4.0, legend_width: float = 0.0) -> tuple[Figure, object]:
+    """A Figure on an Agg canvas with one seaborn-styled axes (fixed margins in inches: fast to render).
+
+    `legend_width` inches on the right are left free for a figure legend.
+    """
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.75 / width, right=1 - (0.2 + legend_width) / width, bottom=0.6 / height,
+                        top=1 - 0.4 / height)
+    with sns.axes_style("whitegrid"):
+        ax = fig.add_subplot()
+    return fig, ax
+
+
+def _column(df: pd.DataFrame, name: str, what: str) -> np.ndarray:
+    if not isinstance(df, pd.DataFrame) or len(df) == 0:
+        raise ValueError(f"{what}: needs a non-empty results frame")
+    if name not in df.columns:
+        raise ValueError(f"{what}: the frame has no {name!r} column")
+    values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=float)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{what}: column {name!r} has {int((~np.isfinite(values)).sum())} NaN/infinite values")
+    return values
+
+
+def _check_frames(frames: Mapping[str, pd.DataFrame], what: str) -> None:
+    if not isinstance(frames, Mapping) or not frames:
+        raise ValueError(f"{what}: needs a non-empty mapping of study name -> results frame")
+
+
+def common_range(frames: Mapping[str, pd.DataFrame], column: str = "flops") -> tuple[float, float]:
+    """The complexity range every study covers: [max of the minima, min of the maxima] of `column`."""
+    _check_frames(frames, "common_range")
+    lows, highs = [], []
+    for name, df in frames.items():
+        v = _column(df, column, f"common_range ({name})")
+        lows.append(v.min())
+        highs.append(v.max())
+    lo, hi = float(max(lows)), float(min(highs))
+    if lo > hi:
+        raise ValueError(
+            f"the studies' {column} ranges do not overlap ({lo:.4g} > {hi:.4g}); "
+            "complexity-normalized EDFs need a shared range"
+        )
+    return lo, hi
+
+
+def edf_weights(
+    frames: Mapping[str, pd.DataFrame], bins: int = DEFAULT_BINS, column: str = "flops"
+) -> dict[str, np.ndarray]:
+    """Complexity-normalized weights of every study over the range they share (`normalized_weights`)."""
+    value_range = common_range(frames, column)
+    return {
+        name: normalized_weights(_column(df, column, name), bins, value_range=value_range)
+        for name, df in frames.items()
+    }
+
+
+def plot_edfs(
+    frames: Mapping[str, pd.DataFrame],
+    normalized: bool = False,
+    bins: int = DEFAULT_BINS,
+    band: bool = True,
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    column: str = "flops",
+) -> Figure:
+    """Error EDFs of several studies in one axes, with bootstrap bands; legend 'name  n=.. | min .. | mean ..'.
+
+    With `normalized`, each EDF is complexity-normalized (`normalized_weights` of `column` in `bins`
+    log-spaced bins over the range all studies cover; models outside it get weight 0 and are left out).
+    Line i's data is exactly `edf(errors, weights)` of the models with positive weight.
+    """
+    _check_frames(frames, "plot_edfs")
+    weights = edf_weights(frames, bins, column) if normalized else {}
+    fig, ax = _figure()
+    colors = sns.color_palette(n_colors=len(frames))
+    for color, (name, df) in zip(colors, frames.items()):
+        errors = _column(df, "error", f"plot_edfs ({name})")
+        w = weights.get(name)
+        if w is not None:
+            keep = w > 0
+            errors, w = errors[keep], w[keep]
+        e, F = edf(errors, w)
+        label = f"{name}  n={errors.size} | min {errors.min():.2f} | mean {weighted_mean(errors, w):.2f}"
+        ax.plot(e, F, drawstyle="steps-post", color=color, lw=1.8, label=label)
+        if band and errors.size > 1:
+            b = edf_band(errors, w, n_boot=n_boot, level=level, seed=seed)
+            ax.fill_between(b["error"], b["lo"], b["hi"], step="post", color=color, alpha=0.2, lw=0)
+    ax.set_xlabel(ERROR_LABEL)
+    ax.set_ylabel("cumulative prob.")
+    ax.set_ylim(0, 1)
+    title = "error EDF"
+    if normalized:
+        title = f"complexity-normalized error EDF ({bins} {column} bins)"
+    if band:
+        title += f", {round(100 * level)}% bootstrap bands"
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def _as_interval(gr: GoodRange | tuple[float, float]) -> tuple[float, float, float | None]:
+    if isinstance(gr, GoodRange):
+        return gr.lo, gr.hi, gr.median
+    lo, hi = (float(x) for x in gr)
+    return lo, hi, None
+
+
+def plot_error_vs_param(
+    df: pd.DataFrame, param: str, good_range: GoodRange | tuple[float, float] | None = None
+) -> Figure:
+    """Scatter of validation error against one parameter, the good range shaded (computed when None)."""
+    x = _column(df, param, "plot_error_vs_param")
+    y = _column(df, "error", "plot_error_vs_param")
+    gr = compute_good_range(df, param) if good_range is None else good_range
+    lo, hi, median = _as_interval(gr)
+    fig, ax = _figure(5.0, 3.6)
+    ax.axvspan(lo, hi, color="tab:green", alpha=0.15, lw=0, label=f"good range [{lo:g}, {hi:g}]")
+    if median is not None:
+        ax.axvline(median, color="tab:green", lw=1.2, ls="--", label=f"median of best {median:g}")
+    sns.scatterplot(x=x, y=y, ax=ax, s=18, alpha=0.7, color="tab:blue", edgecolor="none")
+    if x.min() > 0 and x.max() / x.min() >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(param)
+    ax.set_ylabel(ERROR_LABEL)
+    ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
+def block_widths_of(row: pd.Series, n_stages: int) -> list[int]:
+    """Per-block widths of one results row: w_i repeated d_i times."""
+    d = [int(row[f"d{i}"]) for i in range(1, n_stages + 1)]
+    w = [int(row[f"w{i}"]) for i in range(1, n_stages + 1)]
+    return [wi for wi, di in zip(w, d) for _ in range(di)]
+
+
+def plot_block_widths(df: pd.DataFrame, top: int = 5) -> Figure:
+    """Per-block widths of the `top` lowest-error models (solid) and their quantized-linear RegNet fit (dashed)."""
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    _column(df, "error", "plot_block_widths")
+    d_cols, w_cols = stage_columns(df, "d"), stage_columns(df, "w")
+    if not d_cols or not w_cols:
+        raise ValueError("plot_block_widths: the frame needs per-stage d1..dN and w1..wN columns")
+    best = df.sort_values("error", kind="stable").head(int(top))
+    fig, ax = _figure(9.0, 4.0, legend_width=3.2)
+    colors = sns.color_palette(n_colors=len(best))
+    for color, (_, row) in zip(colors, best.iterrows()):
+        widths = block_widths_of(row, len(w_cols))
+        fit = fit_regnet(widths)
+        fitted = regnet_block_widths(len(widths), fit.w0, fit.wa, fit.wm)
+        j = np.arange(len(widths))
+        name = f"trial {row['trial']}" if "trial" in row.index else f"row {row.name}"
+        ax.plot(j, widths, "o-", drawstyle="steps-post", color=color, ms=3, lw=1.6,
+                label=f"{name}: {float(row['error']):.2f}%")
+        ax.plot(j, fitted, "--", drawstyle="steps-post", color=color, lw=1.0,
+                label=f"  fit w0={fit.w0} wa={fit.wa:.3g} wm={fit.wm:.3g} (e={fit.fit_error:.3f})")
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("block index j")
+    ax.set_ylabel("block width w_j")
+    ax.set_title(f"block widths of the {len(best)} best models and their RegNet fits", fontsize=10)
+    fig.legend(loc="upper left", bbox_to_anchor=(1 - 3.3 / 9.0, 1 - 0.4 / 4.0), fontsize=7, frameon=False)
+    return fig
+
+
+def plot_error_vs_flops(df: pd.DataFrame) -> Figure:
+    """Scatter of validation error against flops (log x), one color per study when the frame has several."""
+    x = _column(df, "flops", "plot_error_vs_flops")
+    y = _column(df, "error", "plot_error_vs_flops")
+    hue = None
+    if "study" in df.columns and df["study"].nunique() > 1:
+        hue = df["study"].astype(str).to_numpy()
+    fig, ax = _figure(5.0, 3.6)
+    sns.scatterplot(x=x, y=y, hue=hue, ax=ax, s=18, alpha=0.7, edgecolor="none")
+    ax.set_xscale("log")
+    ax.set_xlabel("flops (multiply-adds)")
+    ax.set_ylabel(ERROR_LABEL)
+    if hue is not None:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def plot_complexity_hist(frames: Mapping[str, pd.DataFrame], column: str = "flops", bins: int = 20) -> Figure:
+    """Histograms of a complexity column (flops by default) per study, on shared log-spaced bins."""
+    _check_frames(frames, "plot_complexity_hist")
+    values = {name: _column(df, column, f"plot_complexity_hist ({name})") for name, df in frames.items()}
+    everything = np.concatenate(list(values.values()))
+    log = bool((everything > 0).all())
+    value_range = (float(everything.min()), float(everything.max()))
+    fig, ax = _figure(5.0, 3.6)
+    colors = sns.color_palette(n_colors=len(frames))
+    for color, (name, v) in zip(colors, values.items()):
+        idx, edges = complexity_bins(v, bins, value_range=value_range, log=log)
+        counts = np.bincount(idx[idx >= 0], minlength=bins)
+        ax.stairs(counts, edges, color=color, lw=1.6, label=f"{name} (n={v.size})")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{column}")
+    ax.set_ylabel("models")
+    ax.legend(fontsize=7)
+    return fig
