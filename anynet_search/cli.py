@@ -107,22 +107,37 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _derive(args: argparse.Namespace) -> int:
-    from anynet_search.analysis import derive_constraints
-    from anynet_search.results import load_results
+    import yaml
 
-    table = derive_constraints(load_results(args.run, args.study), force=args.force)
+    from anynet_search.analysis import derive_constraints
+    from anynet_search.report import derive_space, exact_shrink, load_run
+    from anynet_search.spaces import load_space
+
+    run = load_run(args.run)
+    shrink = exact_shrink(run.space) if run.space is not None else None
+    table = derive_constraints(run.df, shrink=shrink, force=args.force)
     if "warning" in table.attrs:
         print(f"warning: {table.attrs['warning']}", file=sys.stderr)
     cols = [c for c in ("constraint", "verdict", "n", "mean_diff", "mean_diff_lo", "mean_diff_hi", "p_adjusted",
-                        "log10_shrink", "note") if c in table.columns]
-    print(table[cols].to_string(index=False))
+                        "log10_shrink", "shrink_source", "note") if c in table.columns]
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if run.space is None:
+        print(f"no derived space: {run.space_note}", file=sys.stderr)
+        return 0
+    derived = derive_space(run.space, table, label=run.label)
+    out = args.out or f"{run.label}_derived.yaml"
+    with open(out, "w") as f:
+        f.write(f"# derived by anynet-search derive from {run.label}; added: {', '.join(derived.added) or 'none'}\n")
+        yaml.safe_dump(derived.data, f, sort_keys=False, default_flow_style=None, width=1000)
+    load_space(out)  # the written file must load as a space
+    print(f"derived space ({derived.log10_size_before:.2f} -> {derived.log10_size_after:.2f} log10 size): {out}")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     from anynet_search.export import export_run
 
-    for path in export_run(args.run, args.top, args.format, args.out, study=args.study):
+    for path in export_run(args.run, args.top, args.format, args.out):
         print(path)
     return 0
 
@@ -184,15 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="analyze adaptive-sampler studies anyway (biased EDFs)")
     p.set_defaults(func=_analyze)
 
-    p = sub.add_parser("derive", help="evaluate candidate constraints on a randomly sampled study")
-    p.add_argument("run")
-    p.add_argument("--study", default=None)
-    p.add_argument("--force", action="store_true")
+    p = sub.add_parser("derive", help="judge candidate constraints on a randomly sampled study; write the derived space")
+    p.add_argument("run", help="run folder or storage URL")
+    p.add_argument("--out", default=None, help="derived space file (default STUDY_derived.yaml)")
+    p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
     p.set_defaults(func=_derive)
 
     p = sub.add_parser("export", help="write the best configs (ours, pycls, RegNet parameters)")
-    p.add_argument("run")
-    p.add_argument("--study", default=None)
+    p.add_argument("run", help="run folder or storage URL")
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--format", choices=["yaml", "json", "pycls"], default="yaml")
     p.add_argument("--out", default="exported")

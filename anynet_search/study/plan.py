@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import optuna
@@ -98,20 +97,18 @@ def make_pruner(kind: str) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=2)
 
 
-@lru_cache(maxsize=8)
-def _stream(space_hash: str, space_key: int, seed: int, qmc: bool, count: int) -> tuple[Sample, ...]:
-    return tuple(_SPACES[space_key].sample_many(count, seed=seed, qmc=qmc))
-
-
-_SPACES: dict[int, DesignSpace] = {}
+_STREAMS: dict[tuple[str, int, bool], list[Sample]] = {}
 
 
 def planned_sample(space: DesignSpace, sampler: str, seed: int, n_trials: int, slot: int, attempt: int) -> Sample:
     """The config of a slot's attempt: element attempt * N + slot of the study's seeded stream."""
-    _SPACES[id(space)] = space
     index = attempt * n_trials + slot
-    count = (index // n_trials + 1) * n_trials  # grow the stream N at a time
-    return _stream(space.hash, id(space), seed, sampler == "qmc", count)[index]
+    key = (space.hash, seed, sampler == "qmc")
+    stream = _STREAMS.get(key, [])
+    if index >= len(stream):  # the stream is prefix-stable: regrow it N samples at a time
+        stream = space.sample_many((index // n_trials + 1) * n_trials, seed=seed, qmc=key[2])
+        _STREAMS[key] = stream
+    return stream[index]
 
 
 def ticket_attrs(slot: int, attempt: int, retry_of: int | None = None) -> dict[str, Any]:
