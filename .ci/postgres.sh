@@ -9,7 +9,8 @@ start_postgres() {
   fi
   local bin port run_as
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-  port=${ANYNET_PG_PORT:-54329}
+  # a free loopback port, so a server already running here (another checkout, a developer's) never collides
+  port=${ANYNET_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
   PGDATA_DIR=$(mktemp -d /tmp/anynet-pg.XXXXXX)
   run_as=()
   if [ "$(id -u)" = 0 ]; then
