@@ -10,6 +10,8 @@ result, so nothing is duplicated.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import importlib
 import os
 import socket
@@ -96,6 +98,24 @@ class _Heartbeat(threading.Thread):
     def stop(self) -> None:
         """Stop beating."""
         self.done.set()
+
+
+def _load_libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_LIBC = _load_libc()
+
+
+def release_memory() -> None:
+    """Free what the last trial left: cycles, then glibc's free lists (models of varying shapes fragment the
+    heap; without this a worker's RSS grew ~4x faster over 60 one-epoch trials, measured in benchmarks/)."""
+    gc.collect()
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
 
 
 def resolve_objective(objective: str | Objective | None) -> Objective:
@@ -260,6 +280,7 @@ class Worker:
         heartbeat.start()
         try:
             self._run(trial)
+            release_memory()
         except KeyboardInterrupt:
             # interrupted in training: leave no RUNNING trial behind, the same config waits for the resume
             self._finish(trial, TrialState.FAIL, reason=f"{INTERRUPTED}: config re-enqueued", same_config=True)
