@@ -211,7 +211,9 @@ def parameter_importance(study: optuna.Study | None, seed: int = 0) -> tuple[pd.
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(trials) < 2:
         return None, f"parameter importance needs at least 2 completed trials, the study has {len(trials)}"
-    varying = {k for t in trials for k in t.params if len({repr(u.params.get(k)) for u in trials}) > 1}
+    names = {k for t in trials for k in t.params}
+    # one pass per parameter name: O(trials x params), not O(trials^2) (this took hours at 10,000 trials)
+    varying = {k for k in names if len({repr(t.params.get(k)) for t in trials}) > 1}
     if not varying:
         return None, "parameter importance needs parameters that vary across trials; none do"
     try:

@@ -240,3 +240,27 @@ def test_plots_reject_bad_input(frames):
     far = frames["B"].assign(flops=frames["B"]["flops"] * 1e6)
     with pytest.raises(ValueError, match="do not overlap"):
         plots.plot_edfs({"A": frames["A"], "far": far}, normalized=True)
+
+
+# ------------------------------------------------------------------------------ parameter importance
+def test_parameter_importance_ranks_the_parameter_that_drives_the_error():
+    import optuna
+
+    from anynet_search.report import parameter_importance
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    # the error depends on d1 only; w1 and b1 (which never varies) are irrelevant
+    study.optimize(lambda t: 10.0 * t.suggest_int("d1", 1, 8) + 0.0 * t.suggest_int("w1", 8, 64)
+                   + 0.0 * t.suggest_int("b1", 1, 1), n_trials=40)
+    frame, reason = parameter_importance(study)
+    assert reason is None
+    assert set(frame["param"]) <= {"d1", "w1", "b1"}
+    assert frame.iloc[0]["param"] == "d1" and frame.iloc[0]["importance"] > 0.9
+    assert frame.set_index("param")["importance"].drop("d1").max() < 0.05
+
+    constant = optuna.create_study()
+    constant.optimize(lambda t: t.suggest_int("b1", 1, 1) * 1.0, n_trials=3)
+    frame, reason = parameter_importance(constant)
+    assert frame is None and "vary" in reason
+    assert parameter_importance(None)[1].startswith("no Optuna study")
