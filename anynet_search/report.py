@@ -204,8 +204,19 @@ def _structural_candidates(df: pd.DataFrame) -> list[str]:
     return [name for name, (_, fam) in STRUCTURAL.items() if stage_columns(df, fam)]
 
 
-def parameter_importance(study: optuna.Study | None, seed: int = 0) -> tuple[pd.DataFrame | None, str | None]:
-    """fANOVA importances of the search parameters for the validation error, or None and the reason."""
+# fANOVA's cost grows faster than linearly with the trials: 32 s for 1,000, 286 s for 10,000 on one core
+# (benchmarks/bench_analysis.py); 1,000 covers the paper's 500 models per space in full.
+IMPORTANCE_MAX_TRIALS = 1000
+
+
+def parameter_importance(
+    study: optuna.Study | None, seed: int = 0, max_trials: int | None = IMPORTANCE_MAX_TRIALS
+) -> tuple[pd.DataFrame | None, str | None]:
+    """fANOVA importances of the search parameters for the validation error (frame, note) or (None, reason).
+
+    Studies with more than `max_trials` completed trials are evaluated on a seeded random subset of that
+    many (the note says so); `None` uses them all.
+    """
     if study is None:
         return None, "no Optuna study to compute importances from"
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -213,20 +224,31 @@ def parameter_importance(study: optuna.Study | None, seed: int = 0) -> tuple[pd.
         return None, f"parameter importance needs at least 2 completed trials, the study has {len(trials)}"
     names = {k for t in trials for k in t.params}
     # one pass per parameter name: O(trials x params), not O(trials^2) (this took hours at 10,000 trials)
-    varying = {k for k in names if len({repr(t.params.get(k)) for t in trials}) > 1}
-    if not varying:
+    if not any(len({repr(t.params.get(k)) for t in trials}) > 1 for k in names):
         return None, "parameter importance needs parameters that vary across trials; none do"
+    target, note = study, None
+    if max_trials is not None and len(trials) > max_trials:
+        picks = np.random.default_rng(seed).choice(len(trials), size=max_trials, replace=False)
+        level = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" line
+        try:
+            target = optuna.create_study(direction=study.direction)
+        finally:
+            optuna.logging.set_verbosity(level)
+        target.add_trials([trials[i] for i in sorted(picks)])
+        note = (f"computed on a random {max_trials:,} of the {len(trials):,} completed trials "
+                "(fANOVA takes minutes on all of a large study)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             imp = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed)
+                target, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed)
             )
     except Exception as exc:  # noqa: BLE001 - any evaluator failure is reported, not fatal
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, f"parameter importance failed: {first}"
     frame = pd.DataFrame({"param": list(imp), "importance": [float(v) for v in imp.values()]})
-    return frame, None
+    return frame, note
 
 
 @dataclass
@@ -661,7 +683,8 @@ def _html(
                   if name.startswith(f"{slug}_error_vs_")]
         parts.append("<h3>Parameter importance</h3>")
         if s.importance is not None:
-            parts.append(_p("fANOVA importance (Optuna) of each search parameter for the validation error."))
+            sub = f" ({s.importance_note})" if s.importance_note else ""
+            parts.append(_p(f"fANOVA importance (Optuna) of each search parameter for the validation error{sub}."))
             parts.append(_table(s.importance))
         else:
             parts.append(_p(s.importance_note or "not available"))

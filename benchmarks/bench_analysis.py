@@ -11,7 +11,9 @@ of the analysis, but reported).
 
 Then times `load_results`, `normalized_weights`, `edf_band`, `expected_best_error`, `good_ranges`,
 `derive_constraints` and the full `analyze_runs` report (also without parameter importance, and
-`parameter_importance` alone), each with the library defaults (n_boot=1000).
+`parameter_importance` alone: as the report runs it, on a random subset of at most
+`IMPORTANCE_MAX_TRIALS`, and on all trials), each with the library defaults (n_boot=1000), plus a table of
+the fANOVA and PED-ANOVA evaluators' cost at a few study sizes.
 
     python benchmarks/bench_analysis.py              # 10,000 trials
     python benchmarks/bench_analysis.py --quick      # 1,000 trials
@@ -44,7 +46,7 @@ from anynet_search.analysis import (  # noqa: E402
     normalized_weights,
 )
 from anynet_search.complexity import complexity  # noqa: E402
-from anynet_search.report import analyze_runs, parameter_importance  # noqa: E402
+from anynet_search.report import IMPORTANCE_MAX_TRIALS, analyze_runs, parameter_importance  # noqa: E402
 from anynet_search.results import load_results  # noqa: E402
 from anynet_search.spaces import load_space  # noqa: E402
 from anynet_search.study.objective import config_record  # noqa: E402
@@ -127,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="1,000 trials")
     p.add_argument("--trials", type=int, default=None, help="default 10,000, quick 1,000")
     p.add_argument("--repeats", type=int, default=None, help="repeats of the fast steps (default 3, quick 1)")
-    p.add_argument("--no-full-report", dest="full_report", action="store_false",
-                   help="skip the full analyze_runs with parameter importance (it takes long at 10,000 trials)")
+    p.add_argument("--skip-slow", action="store_true",
+                   help="skip fANOVA on all trials (about 5 minutes at 10,000 trials)")
     p.add_argument("--sizes", type=int, nargs="+", default=None,
                    help="trial counts of the importance scaling table (default 500 1000 2000, quick 250 500)")
     args = p.parse_args(argv)
@@ -167,16 +169,18 @@ def main(argv: list[str] | None = None) -> int:
               "everything but parameter importance")
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         timed("parameter_importance(study)", lambda: parameter_importance(study), rows, 1,
-              "what the report runs: varying-parameter check + fANOVA")
+              f"what the report runs: fANOVA on a random {min(n, IMPORTANCE_MAX_TRIALS):,} trials")
+        if not args.skip_slow:
+            timed("parameter_importance(study, max_trials=None)",
+                  lambda: parameter_importance(study, max_trials=None), rows, 1, f"fANOVA on all {n:,} trials")
         timed(f"PedAnovaImportanceEvaluator ({n} trials)", lambda: importance(trials, "pedanova"), rows, 1,
               "faster evaluator, for comparison")
-        if args.full_report:
-            timed("analyze_runs([run], out)  (the full report)", lambda: analyze_runs([run_dir], tmp / "report"), rows,
-                  1, "defaults: n_boot=1000, importance on")
-            rows.append({"step": "  difference: parameter importance inside the report", "runs": 1,
-                         "seconds": rows[-1]["seconds"] - next(r["seconds"] for r in rows
-                                                               if r["step"].startswith("analyze_runs([run], out, imp")),
-                         "note": "full report - report without importance"})
+        timed("analyze_runs([run], out)  (the full report)", lambda: analyze_runs([run_dir], tmp / "report"), rows, 1,
+              "defaults: n_boot=1000, importance on")
+        rows.append({"step": "  difference: parameter importance inside the report", "runs": 1,
+                     "seconds": rows[-1]["seconds"] - next(r["seconds"] for r in rows
+                                                           if r["step"].startswith("analyze_runs([run], out, imp")),
+                     "note": "full report - report without importance"})
         scaling = []
         for k in sizes:
             sub = trials[:k]

@@ -259,6 +259,11 @@ def test_parameter_importance_ranks_the_parameter_that_drives_the_error():
     assert frame.iloc[0]["param"] == "d1" and frame.iloc[0]["importance"] > 0.9
     assert frame.set_index("param")["importance"].drop("d1").max() < 0.05
 
+    sub, note = parameter_importance(study, max_trials=20)
+    assert note.startswith("computed on a random 20 of the 40 completed trials")
+    assert sub.iloc[0]["param"] == "d1" and sub.iloc[0]["importance"] > 0.9
+    assert len(study.trials) == 40  # the subset lives in its own in-memory study
+
     constant = optuna.create_study()
     constant.optimize(lambda t: t.suggest_int("b1", 1, 1) * 1.0, n_trials=3)
     frame, reason = parameter_importance(constant)
