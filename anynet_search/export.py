@@ -36,9 +36,8 @@ from optuna.trial import TrialState
 
 from anynet_search.config import AnyNetConfig
 from anynet_search.regnet import QUANTUM, fit_regnet, regnet
-from anynet_search.results import resolve_run, trials_frame
+from anynet_search.results import open_run, trials_frame
 from anynet_search.study.plan import StudySettings
-from anynet_search.study.storage import load_study, open_storage
 
 __all__ = [
     "FORMATS",
@@ -68,8 +67,7 @@ def configs_for(run: str | Path | optuna.Study) -> dict[int, AnyNetConfig]:
     if isinstance(run, optuna.Study):
         study = run
     else:
-        url, name = resolve_run(run)
-        study = load_study(name, open_storage(url))
+        _, study = open_run(run)
     out = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         data = t.user_attrs.get("config")
@@ -436,8 +434,7 @@ def export_top(
 
 def export_run(run: str | Path, k: int, fmt: str, out_dir: str | Path, **kwargs: Any) -> list[Path]:
     """`export_top` of a run folder or storage URL, with the trials' stored configs and the study settings."""
-    url, name = resolve_run(run)
-    study = load_study(name, open_storage(url))
+    _, study = open_run(run)
     df = trials_frame(study)
     try:
         settings = StudySettings.from_study(study)

@@ -56,10 +56,10 @@ from anynet_search.analysis import (
     weighted_median,
 )
 from anynet_search.analysis.constraints import COLUMNS
-from anynet_search.results import resolve_run, trials_frame
+from anynet_search.results import open_run, trials_frame
 from anynet_search.spaces import DesignSpace, SpaceError, load_space
 from anynet_search.study.plan import StudySettings
-from anynet_search.study.storage import load_study, open_storage, redact
+from anynet_search.study.storage import redact
 
 __all__ = [
     "DerivedSpace",
@@ -129,8 +129,8 @@ def _space_of(study: optuna.Study | None, df: pd.DataFrame) -> tuple[DesignSpace
 
 def load_run(run: str | Path) -> RunData:
     """Load a run folder (or storage URL holding one study): results frame, study and design space."""
-    url, name = resolve_run(run)
-    study = load_study(name, open_storage(url))
+    _, study = open_run(run)
+    name = study.study_name
     df = trials_frame(study)
     if df.empty:
         raise ValueError(f"{_display_run(run)}: study {name!r} has no completed trials to analyze")

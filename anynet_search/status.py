@@ -6,15 +6,15 @@ from collections import Counter
 
 from optuna.trial import TrialState
 
-from anynet_search.results import resolve_run, trials_frame
+from anynet_search.results import open_run, trials_frame
 from anynet_search.study.plan import SETTINGS_ATTR
-from anynet_search.study.storage import load_study, open_storage, redact
+from anynet_search.study.storage import redact
 
 
 def study_status(run: str, study: str | None = None, top: int = 5) -> str:
     """Multi-line status of a study: settings, counts by state, recent failure reasons, best trials."""
-    url, name = resolve_run(run, study)
-    st = load_study(name, open_storage(url))
+    url, st = open_run(run, study)
+    name = st.study_name
     settings = st.user_attrs.get(SETTINGS_ATTR, {})
     trials = st.get_trials(deepcopy=False)
     counts = Counter(t.state.name.lower() for t in trials)

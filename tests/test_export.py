@@ -175,3 +175,24 @@ def test_export_errors_are_one_line(run_dir, tmp_path):
     with pytest.raises(ValueError, match="stored config"):
         export_top(df.assign(trial=df["trial"] + 1000), 1, "yaml", tmp_path, configs=configs)
     assert FORMATS == ("yaml", "json", "pycls")
+
+
+def test_open_run_resolves_folders_and_urls_with_one_storage_open(run_dir, study, tmp_path, monkeypatch):
+    from anynet_search import results
+
+    opened = []
+    real_open = results.open_storage
+    monkeypatch.setattr(results, "open_storage", lambda url: opened.append(url) or real_open(url))
+    url, loaded = results.open_run(run_dir)
+    assert loaded.study_name == study.study_name and len(loaded.trials) == len(study.trials)
+    assert opened == [url]  # the journal is replayed once, not once to find the name and again to load
+
+    # a storage URL with two studies needs the study's name, and then loads that one
+    db = f"sqlite:///{tmp_path / 'two.db'}"
+    for name in ("first", "second"):
+        optuna.create_study(study_name=name, storage=db).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    with pytest.raises(ValueError, match="storage holds 2 studies \\(first, second\\); name one with --study"):
+        results.open_run(db)
+    assert results.open_run(db, "second")[1].study_name == "second"
+    with pytest.raises(ValueError, match="no study 'third'"):
+        results.open_run(db, "third")

@@ -60,5 +60,5 @@ def load_study(name: str, storage: BaseStorage | str) -> optuna.Study:
     try:
         return optuna.load_study(study_name=name, storage=store)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+        names = optuna.get_all_study_names(store)
         raise ValueError(f"no study {name!r} in this storage (studies: {', '.join(names) or 'none'})") from None
