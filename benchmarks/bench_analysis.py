@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         df = timed("load_results(run_dir)", lambda: load_results(run_dir), rows, reps,
                    "open journal, replay it, build the frame")
         url = default_storage_url(run_dir)
-        timed("  of which: open storage + load study + get_trials",
+        timed("  open storage + load study + get_trials alone",
               lambda: load_study(run_dir.name, open_storage(url)).get_trials(deepcopy=False), rows, reps)
         timed("normalized_weights(flops, bins=10)", lambda: normalized_weights(df["flops"], bins=10), rows, reps)
         timed("edf_band(error)", lambda: edf_band(df["error"]), rows, reps, "n_boot=1000")
