@@ -18,23 +18,23 @@ STAGE_PREFIXES = {"depths": "d", "widths": "w", "bottleneck_ratios": "b", "group
 def _resolve(run: str | Path, study: str | None) -> tuple[str, str, BaseStorage | None]:
     """(storage URL, study name, the storage if it had to be opened to find the name)."""
     text = str(run)
-    if "://" in text or text.startswith("journal:"):
-        if study is not None:
-            return text, study, None
-        storage = open_storage(text)
-        names = optuna.get_all_study_names(storage)
-        if len(names) != 1:
-            raise ValueError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); name one with --study")
-        return text, names[0], storage
-    path = Path(text)
-    if not (path / JOURNAL_NAME).is_file():
-        raise ValueError(f"{path}: not a run folder (no {JOURNAL_NAME}); pass a run folder or a storage URL and --study")
-    url = default_storage_url(path)
+    is_url = "://" in text or text.startswith("journal:")
+    if is_url:
+        url = text
+    else:
+        path = Path(text)
+        if not (path / JOURNAL_NAME).is_file():
+            raise ValueError(f"{path}: not a run folder (no {JOURNAL_NAME}); pass a run folder or a storage URL and --study")
+        url = default_storage_url(path)
     if study is not None:
         return url, study, None
     storage = open_storage(url)
     names = optuna.get_all_study_names(storage)
-    return url, names[0] if len(names) == 1 else path.name, storage
+    if len(names) == 1:
+        return url, names[0], storage
+    if is_url:
+        raise ValueError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); name one with --study")
+    return url, path.name, storage
 
 
 def resolve_run(run: str | Path, study: str | None = None) -> tuple[str, str]:

@@ -99,19 +99,31 @@ def time_call(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
     return statistics.median(times), value
 
 
-def rss_mib() -> float:
-    """Resident set size of this process in MiB, from /proc/self/status (VmRSS)."""
+def _proc_status_mib(key: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+def rss_mib() -> float:
+    """Resident set size of this process in MiB (VmRSS)."""
+    return _proc_status_mib("VmRSS")
 
 
 def hwm_mib() -> float:
     """Peak resident set size of this process in MiB (VmHWM)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    return _proc_status_mib("VmHWM")
+
+
+def linear_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line through (x, y) points; NaNs with fewer than 2 x values."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n if n else float("nan")
+    my = sum(y for _, y in points) / n if n else float("nan")
+    den = sum((x - mx) ** 2 for x, _ in points)
+    if not den:
+        return float("nan"), float("nan")
+    slope = sum((x - mx) * (y - my) for x, y in points) / den
+    return slope, my - slope * mx

@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import optuna  # noqa: E402
-from _common import machine_line, rss_mib, table, warn_if_busy  # noqa: E402
+from _common import machine_line, rss_mib, table, time_call, warn_if_busy  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from anynet_search.analysis import (  # noqa: E402
@@ -113,14 +113,9 @@ def importance(trials: list, kind: str) -> dict:
 
 
 def timed(label: str, fn, rows: list, repeats: int = 1, note: str = ""):
-    times, value = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    rows.append({"step": label, "seconds": times[len(times) // 2], "runs": repeats, "note": note})
-    print(f"  {label}: {times[len(times) // 2]:.2f} s", file=sys.stderr, flush=True)
+    seconds, value = time_call(fn, repeats)
+    rows.append({"step": label, "seconds": seconds, "runs": repeats, "note": note})
+    print(f"  {label}: {seconds:.2f} s", file=sys.stderr, flush=True)
     return value
 
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, table, warn_if_busy  # noqa: E402
+from _common import linear_fit, machine_line, table, warn_if_busy  # noqa: E402
 
 from anynet_search import build_model, complexity, regnet_zoo  # noqa: E402
 from anynet_search.augment import augment_batch  # noqa: E402
@@ -216,11 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             pts.append((batch, batch / ips))
             fit_rows.append({"threads": threads, "batch": batch, "ms/step": 1e3 * batch / ips, "img/s": ips,
                              "% of matmul": 100 * 3 * complexity(cfg, res).flops * ips / peaks[threads]})
-        n = len(pts)
-        mx = sum(b for b, _ in pts) / n
-        my = sum(t for _, t in pts) / n
-        slope = sum((b - mx) * (t - my) for b, t in pts) / sum((b - mx) ** 2 for b, _ in pts)
-        intercept = my - slope * mx
+        slope, intercept = linear_fit(pts)
         print(f"threads={threads}: step time ~= {1e3 * intercept:.2f} ms + {1e3 * slope:.3f} ms x batch "
               f"(per-image ceiling {1 / slope:.0f} img/s = "
               f"{100 * 3 * complexity(cfg, res).flops / slope / peaks[threads]:.1f}% of matmul)")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from _common import hwm_mib, machine_line, rss_mib, table, warn_if_busy  # noqa: E402
+from _common import hwm_mib, linear_fit, machine_line, rss_mib, table, warn_if_busy  # noqa: E402
 
 from anynet_search.study import RunOptions, Worker, prepare_study  # noqa: E402
 from anynet_search.study import worker as worker_module  # noqa: E402
@@ -37,16 +37,6 @@ SAMPLES: list[tuple[int, float, float]] = []  # (trial index 1.., RSS MiB at the
 def measured_trial(trial, cfg, settings, resolution, device) -> float:
     SAMPLES.append((len(SAMPLES) + 1, rss_mib(), time.perf_counter()))
     return run_trial(trial, cfg, settings, resolution, device)
-
-
-def slope(points: list[tuple[float, float]]) -> float:
-    n = len(points)
-    if n < 2:
-        return float("nan")
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    den = sum((x - mx) ** 2 for x, _ in points)
-    return sum((x - mx) * (y - my) for x, y in points) / den if den else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                      "s/trial (mean of last 10)": sum(window) / len(window)})
     print(table(rows))
     half = SAMPLES[len(SAMPLES) // 2:]
-    s_half = slope([(i, r) for i, r, _ in half]) * 1024
-    s_all = slope([(i, r) for i, r, _ in SAMPLES[1:]]) * 1024
-    t_slope = slope([(float(i), dt) for i, dt in times[1:]]) * 1000
+    s_half = linear_fit([(i, r) for i, r, _ in half])[0] * 1024
+    s_all = linear_fit([(i, r) for i, r, _ in SAMPLES[1:]])[0] * 1024
+    t_slope = linear_fit([(float(i), dt) for i, dt in times[1:]])[0] * 1000
     print(f"\nslope of RSS over trials {half[0][0]}..{half[-1][0]}: {s_half:.1f} KiB/trial "
           f"({s_half * 100 / 1024:.1f} MiB per 100 trials); over trials 2..{len(SAMPLES)}: {s_all:.1f} KiB/trial; "
           f"peak RSS (VmHWM) {hwm_mib():.1f} MiB")
