@@ -59,10 +59,23 @@ class SqueezeExcite(nn.Module):
 
 
 class Shortcut(nn.Sequential):
-    """Projection shortcut: 1x1 conv with the block's stride, then BN."""
+    """Projection shortcut: 1x1 conv with the block's stride, then BN.
+
+    The stride is taken as a strided slice before a stride-1 1x1 conv. For kernel 1 and padding 0 this is
+    the same function with the same parameters and counts, but it avoids oneDNN's backward-weights kernel
+    for strided 1x1 convs in channels-last, which overruns its workspace (heap corruption, or silently wrong
+    weight gradients) when the input has fewer than 16 channels and the batch size is odd (oneDNN #6035).
+    """
 
     def __init__(self, w_in: int, w_out: int, stride: int) -> None:
-        super().__init__(*conv_bn(w_in, w_out, 1, stride=stride))
+        super().__init__(*conv_bn(w_in, w_out, 1))
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Projected (and subsampled) input."""
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return super().forward(x)
 
 
 class XBlock(nn.Module):

@@ -41,7 +41,7 @@ def test_shortcut_only_when_shape_changes_and_stride_in_3x3():
     model = build_model(small(widths=[16, 32], strides=[1, 2], stem_width=16))
     blocks = [m for m in model.modules() if isinstance(m, XBlock)]
     assert blocks[0].shortcut is None  # 16 -> 16, stride 1
-    assert blocks[1].shortcut is not None and blocks[1].shortcut[0].stride == (2, 2)
+    assert blocks[1].shortcut is not None and blocks[1].shortcut.stride == 2
     assert blocks[2].shortcut is None
     assert blocks[1].b[0].stride == (2, 2) and blocks[1].a[0].stride == (1, 1)
     assert blocks[1].b[0].groups == 16 // 8  # w_b = 32 / 2 = 16, group width 8
