@@ -72,14 +72,10 @@ DIVERGENCE_CHECK_EVERY = 10
 class TrainConfig:
     """Hyperparameters of one short training run; recorded with every trial via `to_dict`.
 
-    Defaults, chosen on `digits` at 16 px (1294 train / 144 val / 359 test images) for the default study
-    (anynet_xa_tiny, 0.3-1.5 MF): 8 epochs of batch 64 at peak lr 0.3 with half a warmup epoch gave
-    lower validation errors than 10 epochs of batch 128 at lr 0.4 on 6 sampled models (median 5 % vs 7 %)
-    in two thirds of the time (7.3 s vs 10.8 s per model, 1 thread): on a set this small the number of
-    steps matters more than the batch size. Earlier sweep over batch {64, 128, 256} x lr {0.1 .. 0.8}: Measured on a 2-core CPU (1 thread, machine shared with other jobs, so upper bounds):
-    a 3-conv BN CNN (24K params) reaches ~3 % test error in ~2.6 s of training (~5000 img/s); AnyNet X
-    models of 90K-2M params (1.6-15 MFLOPs) reach 1.4-2 % in 20-50 s (~250-600 img/s, bound by the
-    grouped convolutions themselves: the trainer's own per-step overhead is ~1 %).
+    The defaults suit the default study (`anynet_xa_tiny` on `digits` at 16 px, 0.3-1.5 MF): on 6 sampled
+    models, 8 epochs of batch 64 at peak lr 0.3 gave lower validation errors than 10 epochs of batch 128 at
+    lr 0.4 (median 5 % vs 7 %) in two thirds of the time. On a set this small the number of steps matters
+    more than the batch size.
 
     - `lr` is the peak learning rate, used as given (no automatic batch-size scaling); when you change
       `batch_size`, scale `lr` linearly yourself.
@@ -88,9 +84,13 @@ class TrainConfig:
     - `crop_pad`: zero padding of the random crop in pixels; `None` means `resolution // 8` (2 px at 16 px,
       4 px at 32 px, the CIFAR standard); 0 disables cropping. Horizontal flips follow `DataSplits.flip`.
     - `amp` (bf16 autocast) only takes effect on CUDA; CPU always trains in fp32.
-    - `channels_last` (model and inputs in NHWC) applies on every device: besides the CUDA tensor-core
-      win it measured 1.1-2.5x faster training steps on CPU too (grouped X-block convs gain the most).
-    - `compile` wraps the model in `torch.compile` (worth it only for long runs on CUDA).
+    - `channels_last` (model and inputs in NHWC) applies on every device (faster on CPU too).
+    - `cuda_graphs` (CUDA only) captures the training step (forward, loss, backward, SGD step) of the
+      full-size batches in one CUDA graph after a few eager warm-up steps and replays it: the same math
+      without the per-kernel launch cost that dominates small models. Other batch shapes run eagerly.
+    - `cudnn_benchmark` (CUDA only) lets cuDNN time its algorithms for each new convolution shape.
+    - `compile` wraps the model in `torch.compile` (each sampled architecture compiles anew, so it only
+      pays off for long runs); it excludes `cuda_graphs`.
     """
 
     epochs: int = 8
@@ -105,6 +105,8 @@ class TrainConfig:
     eval_batch_size: int = 1024
     amp: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True  # NHWC model and inputs, all devices
+    cuda_graphs: bool = False  # CUDA only
+    cudnn_benchmark: bool = True  # CUDA only
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -129,6 +131,11 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs!r}")
         if self.crop_pad is not None and (not isinstance(self.crop_pad, int) or self.crop_pad < 0):
             raise ValueError(f"crop_pad must be None or an integer >= 0, got {self.crop_pad!r}")
+        for name in ("nesterov", "amp", "channels_last", "cuda_graphs", "cudnn_benchmark", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.compile and self.cuda_graphs:
+            raise ValueError("compile and cuda_graphs exclude each other; set one of them")
 
     def resolved_crop_pad(self, resolution: int) -> int:
         """Crop padding in pixels for images of side `resolution` (`resolution // 8` when unset)."""
@@ -150,6 +157,8 @@ class TrainResult:
     epochs: int
     history: tuple[float, ...]
     final_train_loss: float
+    peak_memory_mb: float | None = None  # CUDA: peak allocated memory of the run (data set included)
+    step_mode: str = "eager"  # eager, cuda_graph, compiled, or why a CUDA graph fell back to eager
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict copy (history as a list), for trial records."""
@@ -339,6 +348,91 @@ def train(
     raise OutOfMemoryError(reason)
 
 
+class _EagerStep:
+    """One optimization step run op by op: forward, label-smoothed cross entropy, backward, SGD step."""
+
+    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, use_amp: bool, device_type: str,
+                 label_smoothing: float) -> None:
+        self.net, self.optimizer = net, optimizer
+        self.use_amp, self.device_type, self.label_smoothing = use_amp, device_type, label_smoothing
+        self.mode = "eager"
+
+    def loss(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """Forward and loss (autocast without its cast cache, which a CUDA graph cannot hold)."""
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.use_amp, cache_enabled=False):
+            logits = self.net(xb)
+        return F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, set_to_none: bool = True) -> torch.Tensor:
+        """Train on one batch; returns the batch's loss (a detached device scalar)."""
+        loss = self.loss(xb, yb)
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+
+class _GraphedStep(_EagerStep):
+    """The step of full-size batches captured once in a CUDA graph and replayed; other shapes run eagerly.
+
+    The first `WARMUP_STEPS` full batches train eagerly on a side stream (cuDNN picks its algorithms, the
+    momentum buffers appear), then the step is captured and every later full batch only copies its inputs
+    into the graph's static tensors and replays it. The learning rate is a device tensor that the fused SGD
+    kernel reads, so the caller updates it in place each step. A capture that fails falls back to eager
+    steps for the rest of the run and says why in `mode`.
+    """
+
+    WARMUP_STEPS = 3
+
+    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, use_amp: bool, device_type: str,
+                 label_smoothing: float, batch_size: int) -> None:
+        super().__init__(net, optimizer, use_amp, device_type, label_smoothing)
+        self.batch_size, self.warm = batch_size, 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.fell_back = False
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, set_to_none: bool = True) -> torch.Tensor:
+        """Train on one batch; returns its loss (for captured steps, the graph's static loss tensor)."""
+        if self.fell_back or xb.shape[0] != self.batch_size:
+            # after capture the gradients live in the graph's memory: zero them in place, never drop them
+            return super().__call__(xb, yb, set_to_none=self.graph is None)
+        if self.graph is None and self.warm < self.WARMUP_STEPS:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                loss = super().__call__(xb, yb)
+            torch.cuda.current_stream().wait_stream(side)
+            self.warm += 1
+            return loss
+        if self.graph is None:
+            try:
+                self._capture(xb, yb)
+            except RuntimeError as exc:
+                if isinstance(exc, torch.OutOfMemoryError):
+                    raise
+                self.graph, self.static, self.fell_back = None, None, True
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self.mode = f"eager (CUDA graph capture failed: {first[:200]})"
+                return super().__call__(xb, yb)
+        else:
+            static_x, static_y, _ = self.static  # type: ignore[misc]
+            static_x.copy_(xb, non_blocking=True)
+            static_y.copy_(yb, non_blocking=True)
+        self.graph.replay()  # type: ignore[union-attr]
+        return self.static[2]  # type: ignore[index]
+
+    def _capture(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        static_x, static_y = xb.clone(), yb.clone()
+        self.optimizer.zero_grad(set_to_none=True)  # backward in the graph allocates the gradients itself
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            loss = self.loss(static_x, static_y)
+            loss.backward()
+            self.optimizer.step()
+        self.graph, self.static, self.mode = graph, (static_x, static_y, loss.detach()), "cuda_graph"
+
+
 def _train(
     model: nn.Module,
     data: DataSplits,
@@ -350,7 +444,11 @@ def _train(
 ) -> TrainResult:
     on_cuda = dev.type == "cuda"
     use_amp = cfg.amp and on_cuda and torch.cuda.is_bf16_supported()
+    use_graphs = cfg.cuda_graphs and on_cuda
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    if on_cuda:
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+        torch.cuda.reset_peak_memory_stats(dev)
 
     model.to(device=dev, memory_format=memory_format)
     splits = data.to(dev)
@@ -359,9 +457,12 @@ def _train(
     test_x = splits.test_x.contiguous(memory_format=memory_format)
     net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
 
+    # A CUDA graph replays the SGD kernel with the arguments it was captured with: there the learning rate
+    # is a device tensor updated in place, read by the fused kernel.
+    lr_tensor = torch.tensor(cfg.lr, dtype=torch.float32, device=dev) if use_graphs else None
     optimizer = torch.optim.SGD(
         param_groups(model, cfg.weight_decay),
-        lr=cfg.lr,
+        lr=lr_tensor if lr_tensor is not None else cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,
         # One fused kernel per step on CUDA; the multi-tensor path elsewhere (~2x faster than the loop on CPU).
@@ -377,6 +478,10 @@ def _train(
     flip = bool(splits.flip)
     augment = pad > 0 or flip
     generator = make_generator(seed, dev)
+    args = (net, optimizer, use_amp, dev.type, cfg.label_smoothing)
+    train_step = _GraphedStep(*args, batch_size=cfg.batch_size) if use_graphs else _EagerStep(*args)
+    if cfg.compile:
+        train_step.mode = "compiled"
 
     history: list[float] = []
     train_seconds = eval_seconds = 0.0
@@ -398,15 +503,12 @@ def _train(
             if memory_format is torch.channels_last:
                 xb = xb.contiguous(memory_format=memory_format)
             lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = net(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
+            if lr_tensor is not None:
+                lr_tensor.fill_(lr)
+            else:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            loss_sum += train_step(xb, yb)
             step += 1
             if i % DIVERGENCE_CHECK_EVERY == 0 and not bool(torch.isfinite(loss_sum)):
                 raise DivergedError(f"loss became {_nonfinite_kind(loss_sum)} at epoch {epoch} step {i}")
@@ -436,6 +538,7 @@ def _train(
     if not math.isfinite(test_error):
         raise DivergedError("model outputs became nan/inf on the test set after training")
     model.eval()
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if on_cuda else None
     return TrainResult(
         val_error=history[-1],
         test_error=test_error,
@@ -444,4 +547,6 @@ def _train(
         epochs=cfg.epochs,
         history=tuple(history),
         final_train_loss=final_train_loss,
+        peak_memory_mb=peak,
+        step_mode=train_step.mode,
     )

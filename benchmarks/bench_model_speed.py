@@ -18,6 +18,7 @@ and the script says so.
 
     python benchmarks/bench_model_speed.py            # full: 2 models, 32 px batch 32..256, 224 px batch 32..128
     python benchmarks/bench_model_speed.py --quick    # RegNetX-200MF, one batch size per resolution
+    python benchmarks/bench_model_speed.py --devices cuda --batch-32 128 --batch-224 64   # GPU only
 """
 
 from __future__ import annotations
@@ -207,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="target seconds per variant and round (default 0.8, quick 0.5; at least 2 steps)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
     p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=None,
+                   help="default: cpu, and cuda when available")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -230,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## Structure and parameter counts (num_classes={args.num_classes})\n")
     print(table([structure_check(s, args.num_classes) for s in specs]))
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     if not torch.cuda.is_available():
         print("\nCUDA: not available - the bf16 channels-last CUDA path is skipped.")
     rows = []

@@ -17,8 +17,9 @@ import optuna
 
 from anynet_search.complexity import complexity
 from anynet_search.config import AnyNetConfig
-from anynet_search.study.interrupts import shielded
+from anynet_search.study.objective import record_result
 from anynet_search.study.plan import StudySettings
+from anynet_search.train import TrainResult
 
 
 def pseudo_error(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, resolution: int,
@@ -32,8 +33,7 @@ def pseudo_error(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings
     decreasing = sum(b < a for a, b in zip(cfg.widths, cfg.widths[1:]))
     noise = np.random.default_rng(zlib.crc32(repr(cfg.to_dict()).encode())).normal(0, 0.5)
     error = 30 - 3 * math.log10(max(flops, 1)) + 1.5 * decreasing + noise
-    with shielded():
-        trial.set_user_attr("result", {"val_error": error, "test_error": error + 0.5, "train_seconds": delay,
-                                       "eval_seconds": 0.0, "epochs": 0, "history": [], "final_train_loss": 0.0,
-                                       "wall_seconds": delay})
+    result = TrainResult(val_error=error, test_error=error + 0.5, train_seconds=delay, eval_seconds=0.0, epochs=0,
+                         history=(), final_train_loss=0.0)
+    record_result(trial, result, wall_seconds=delay)
     return float(error)

@@ -16,7 +16,7 @@ from anynet_search.model import build_model
 from anynet_search.regnet import fit_regnet
 from anynet_search.study.interrupts import shielded
 from anynet_search.study.plan import EDF_SAMPLERS, StudySettings
-from anynet_search.train import seed_everything, train
+from anynet_search.train import TrainResult, seed_everything, train
 
 
 @lru_cache(maxsize=2)
@@ -35,6 +35,12 @@ def config_record(cfg: AnyNetConfig, resolution: int) -> dict[str, Any]:
     fit = fit_regnet(cfg.block_widths)
     return {"config": cfg.to_dict(), "flops": cx.flops, "params": cx.params, "acts": cx.acts,
             "fit_w0": fit.w0, "fit_wa": fit.wa, "fit_wm": fit.wm, "fit_error": fit.fit_error}
+
+
+def record_result(trial: optuna.Trial, result: TrainResult, wall_seconds: float) -> None:
+    """Store a run's outcome on its trial (the `result` user attribute every analysis reads)."""
+    with shielded():
+        trial.set_user_attr("result", {**result.to_dict(), "wall_seconds": wall_seconds})
 
 
 def run_trial(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, resolution: int, device: str) -> float:
@@ -58,10 +64,5 @@ def run_trial(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, r
     del model
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    with shielded():
-        trial.set_user_attr("result", {
-        "val_error": result.val_error, "test_error": result.test_error, "train_seconds": result.train_seconds,
-            "eval_seconds": result.eval_seconds, "epochs": result.epochs, "history": list(result.history),
-            "final_train_loss": result.final_train_loss, "wall_seconds": time.perf_counter() - start,
-        })
+    record_result(trial, result, wall_seconds=time.perf_counter() - start)
     return result.val_error

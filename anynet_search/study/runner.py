@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -131,6 +132,8 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
         enqueue_all(study, settings, space)
     else:
         old = StudySettings(**stored)
+        # a study made before a trainer field existed stored fewer keys: compare with the defaults filled in
+        old = dataclasses.replace(old, train=old.train_config().to_dict())
         for field in ("space_hash", "sampler", "seed", "dataset", "train"):
             if getattr(old, field) != getattr(settings, field):
                 raise ValueError(f"study {name!r} already exists with a different {field}; "

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU check, one call on one GPU machine (about 6-9 minutes on an H100): CUDA tests, the study
+# throughput of ten-epoch CIFAR-size evaluations for k = 1, 2, 4, 8 workers (CUDA graphs and eager), the
+# per-step cost of each step mode, and our model's training step against torchvision's RegNet.
+#
+#   OUT=/tmp/gpu bash benchmarks/gpu_check.sh                  # every section
+#   OUT=/tmp/gpu bash benchmarks/gpu_check.sh tests throughput # some of them
+#
+# Logs and tables land in $OUT (at most 8 files). Python packages the machine lacks (optuna and its
+# needs) are taken from wheels in .whl/ when that folder exists; each section has its own time limit,
+# so one that hangs cannot eat the others' time.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-check-out}
+mkdir -p "$OUT"
+SECTIONS=${*:-env tests throughput steps model}
+PY=${PYTHON:-python3}
+
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+
+section() {  # name, time limit in seconds, command...
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS
+  echo "=== $name (limit ${limit} s)"
+  timeout --signal=INT --kill-after=20 "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  tail -n 40 "$OUT/$name.log"
+  echo "=== $name: exit $rc after $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
+}
+
+for s in $SECTIONS; do
+  case $s in
+    env) section env 60 bash -c "nvidia-smi; $PY - <<'EOF'
+import torch, optuna, anynet_search
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'device', torch.cuda.get_device_name(0),
+      'bf16', torch.cuda.is_bf16_supported(), 'optuna', optuna.__version__)
+try:
+    import torchvision; print('torchvision', torchvision.__version__)
+except Exception as exc:
+    print('torchvision: not importable:', exc)
+EOF" ;;
+    tests) section tests 170 "$PY" -m pytest -m cuda tests/test_cuda.py -p no:cacheprovider -q -rs --durations=15 ;;
+    throughput) section throughput 330 "$PY" benchmarks/bench_gpu_throughput.py --ks 1 2 4 8 --modes graph eager \
+                  --max-seconds 35 --min-per-worker 3 --out "$OUT" ;;
+    steps) section steps 80 "$PY" benchmarks/bench_gpu_step.py --configs 3 --batch-size 256 --steps 100 ;;
+    model) section model 60 "$PY" benchmarks/bench_model_speed.py --devices cuda --models RegNetX-200MF RegNetY-400MF \
+             --batch-32 128 --batch-224 64 --rounds 5 --min-seconds 0.3 ;;
+    *) echo "unknown section $s (env tests throughput steps model)"; exit 2 ;;
+  esac
+done
+cat "$OUT/summary.txt"
