@@ -86,17 +86,19 @@ def completions(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 def measure(k: int, mode: str, args: argparse.Namespace, root: Path) -> dict:
     """One study with k workers on cuda:0 in `mode`; returns its row."""
     name = f"{mode}-k{k}"
-    train = [("batch_size", args.batch_size), ("lr", args.lr), ("cuda_graphs", mode == "graph")]
+    train = [("batch_size", args.batch_size), ("lr", args.lr), ("cuda_graphs", mode == "graph"),
+             ("cudnn_benchmark", not args.no_cudnn_benchmark)]
     opts = RunOptions(space=args.space, trials=args.trials, workers=k, dataset=f"synthetic:{args.images}",
                       epochs=args.epochs, devices=args.device, study=name, out=str(root), seed=k,
-                      train_overrides=tuple(train))
+                      train_overrides=tuple(train), objective=args.objective)
     url = f"journal:{root / name / 'journal.log'}"
     launched = time.time()
     state = {"stop": None}
 
+    finished = threading.Event()
+
     def monitor() -> None:
-        while True:
-            time.sleep(2.0)
+        while not finished.wait(2.0):
             try:
                 done = completions(url, name)
             except Exception:  # noqa: BLE001 - the study may not exist yet
@@ -105,7 +107,7 @@ def measure(k: int, mode: str, args: argparse.Namespace, root: Path) -> dict:
             for t in done:
                 per_worker[t.user_attrs["worker"]] = per_worker.get(t.user_attrs["worker"], 0) + 1
             enough = len(per_worker) == k and min(per_worker.values()) >= args.min_per_worker
-            if enough or time.time() - launched > args.max_seconds:
+            if (enough or time.time() - launched > args.max_seconds) and not finished.is_set():
                 state["stop"] = time.time()
                 os.kill(os.getpid(), signal.SIGINT)
                 return
@@ -118,6 +120,8 @@ def measure(k: int, mode: str, args: argparse.Namespace, root: Path) -> dict:
         run_study(opts, progress=ProgressView(stream=open(os.devnull, "w")))
     except KeyboardInterrupt:  # the monitor's stop signal landed outside the runner's own handler
         pass
+    finally:
+        finished.set()  # a study that ended by itself (all failing) must not be signalled later
     stopped = state["stop"] or time.time()
     gpu.stop()
     done = completions(url, name)
@@ -162,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=45.0, help="stop a run after this long from launch")
     p.add_argument("--out", default=None, help="folder for throughput.json and throughput.md")
     p.add_argument("--space", default="anynet_xa_cifar")
+    p.add_argument("--no-cudnn-benchmark", action="store_true")
+    p.add_argument("--objective", default=None, help="module:function instead of the trainer's (diagnostics)")
     p.add_argument("--device", default="cuda:0", help="cuda:0 (cpu only to check this script's plumbing)")
     args = p.parse_args(argv)
     import torch
