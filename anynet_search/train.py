@@ -88,7 +88,9 @@ class TrainConfig:
     - `cuda_graphs` (CUDA only) captures the training step (forward, loss, backward, SGD step) of the
       full-size batches in one CUDA graph after a few eager warm-up steps and replays it: the same math
       without the per-kernel launch cost that dominates small models. Other batch shapes run eagerly.
-    - `cudnn_benchmark` (CUDA only) lets cuDNN time its algorithms for each new convolution shape.
+    - `cudnn_benchmark` (CUDA only) lets cuDNN time its algorithms for each new convolution shape. Off by
+      default: on an H100 it added 9.7 s of set-up to a sampled CIFAR network and no step speed
+      (benchmarks/RESULTS.md), and every sampled architecture brings new shapes.
     - `compile` wraps the model in `torch.compile` (each sampled architecture compiles anew, so it only
       pays off for long runs); it excludes `cuda_graphs`.
     """
@@ -106,7 +108,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True  # NHWC model and inputs, all devices
     cuda_graphs: bool = False  # CUDA only
-    cudnn_benchmark: bool = True  # CUDA only
+    cudnn_benchmark: bool = False  # CUDA only
     compile: bool = False
 
     def __post_init__(self) -> None:

@@ -88,17 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     print("machine:", machine_line())
     space = load_space("anynet_xa_cifar").with_task(10, 3)
     rows = []
-    for i, sample in enumerate(space.sample_many(args.configs, seed=0)):
-        cfg = sample.config
+    runs = []
+    samples = space.sample_many(args.configs, seed=0)
+    for sample in samples:
+        runs += [(sample.config, mode) for mode in ("eager", "eager, no cudnn.benchmark", "graph")]
+    if not args.no_compile:  # last: after compiling, one H100 run's later CUDA work failed (illegal instruction)
+        runs.append((samples[0].config, "compile"))
+    for cfg, mode in runs:
         label = f"d={list(cfg.depths)} w={list(cfg.widths)} {complexity(cfg, 32).flops / 1e6:.1f} MF"
-        modes = ["eager", "eager, no cudnn.benchmark", "graph"] + (["compile"] if i == 0 and not args.no_compile else [])
-        for mode in modes:
-            try:
-                row = time_mode(cfg, mode, args.batch_size, args.steps)
-            except Exception as exc:  # noqa: BLE001 - report the failing mode and go on
-                row = {"mode": mode, "step mode": f"FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"}
-            rows.append({"config": label, "batch": args.batch_size, **row})
-            print(rows[-1], flush=True)
+        try:
+            row = time_mode(cfg, mode, args.batch_size, args.steps)
+        except Exception as exc:  # noqa: BLE001 - report the failing mode and go on
+            row = {"mode": mode, "step mode": f"FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"}
+        rows.append({"config": label, "batch": args.batch_size, **row})
+        print(rows[-1], flush=True)
     columns = list(dict.fromkeys(k for r in rows for k in r))
     text = table(rows, columns)
     print("\n" + text)

@@ -14,7 +14,7 @@ finished `--min-per-worker` evaluations or after `--max-seconds`. Reported per r
 - GPU utilization: mean of `nvidia-smi` samples (every 250 ms) while evaluations were completing;
 - peak memory per worker: the largest `torch.cuda.max_memory_allocated` any of its trials recorded.
 
-    python benchmarks/bench_gpu_throughput.py --ks 1 2 4 8 --modes graph eager --out /tmp/gpu
+    python benchmarks/bench_gpu_throughput.py --ks 1 2 4 8 --modes graph eager --json /tmp/throughput.json
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=300, help="tickets per study (it is stopped long before)")
     p.add_argument("--min-per-worker", type=int, default=3)
     p.add_argument("--max-seconds", type=float, default=45.0, help="stop a run after this long from launch")
-    p.add_argument("--out", default=None, help="folder for throughput.json and throughput.md")
+    p.add_argument("--json", default=None, help="file for the rows as JSON")
     p.add_argument("--space", default="anynet_xa_cifar")
     p.add_argument("--no-cudnn-benchmark", action="store_true")
     p.add_argument("--objective", default=None, help="module:function instead of the trainer's (diagnostics)")
@@ -186,13 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure(k, mode, args, Path(tmp))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-                if args.out:
-                    Path(args.out).mkdir(parents=True, exist_ok=True)
-                    Path(args.out, "throughput.json").write_text(json.dumps(rows, indent=1))
-    text = table(rows)
-    print("\n" + text)
-    if args.out:
-        Path(args.out, "throughput.md").write_text(text + "\n")
+                if args.json:  # after every run, so a later hang loses nothing
+                    Path(args.json).write_text(json.dumps(rows, indent=1))
+    print("\n" + table(rows))
     best = max(rows, key=lambda r: r["steady evals/h"])
     print(f"\nbest: {best['mode']} k={best['k']}: {best['steady evals/h']:.0f} steady evals/h "
           f"(goal 3000: {'MET' if best['steady evals/h'] >= 3000 else 'MISSED'})")

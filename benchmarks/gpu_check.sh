@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# The GPU check, one call on one GPU machine (about 6-9 minutes on an H100): CUDA tests, the study
-# throughput of ten-epoch CIFAR-size evaluations for k = 1, 2, 4, 8 workers (CUDA graphs and eager), the
+# The GPU check, one call on one GPU machine (about 8 minutes on an H100): which step variants train
+# sampled CIFAR networks without a CUDA error (gpu_diag.py), the CUDA tests, the study throughput of
+# ten-epoch CIFAR-size evaluations for k = 1, 2, 4, 8 workers (CUDA graphs; eager for k = 1 and 8), the
 # per-step cost of each step mode, and our model's training step against torchvision's RegNet.
 #
 #   OUT=/tmp/gpu bash benchmarks/gpu_check.sh                  # every section
 #   OUT=/tmp/gpu bash benchmarks/gpu_check.sh tests throughput # some of them
 #
-# Logs and tables land in $OUT (at most 8 files). Python packages the machine lacks (optuna and its
+# Seven files land in $OUT: one log per section and the throughput rows as JSON (graph and eager). Python packages the machine lacks (optuna and its
 # needs) are taken from wheels in .whl/ when that folder exists; each section has its own time limit,
 # so one that hangs cannot eat the others' time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check-out}
 mkdir -p "$OUT"
-SECTIONS=${*:-env tests throughput steps model}
+SECTIONS=${*:-env diag tests throughput steps model}
+summary=()
 PY=${PYTHON:-python3}
 
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -31,7 +33,8 @@ section() {  # name, time limit in seconds, command...
   timeout --signal=INT --kill-after=20 "$limit" "$@" >"$OUT/$name.log" 2>&1
   local rc=$?
   tail -n 40 "$OUT/$name.log"
-  echo "=== $name: exit $rc after $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
+  echo "=== $name: exit $rc after $((SECONDS - start)) s"
+  summary+=("$name: exit $rc after $((SECONDS - start)) s")
 }
 
 for s in $SECTIONS; do
@@ -45,13 +48,15 @@ try:
 except Exception as exc:
     print('torchvision: not importable:', exc)
 EOF" ;;
+    diag) section diag 90 "$PY" benchmarks/gpu_diag.py --configs 2 --parallel 4 --child-timeout 60 ;;
     tests) section tests 170 "$PY" -m pytest -m cuda tests/test_cuda.py -p no:cacheprovider -q -rs --durations=15 ;;
-    throughput) section throughput 330 "$PY" benchmarks/bench_gpu_throughput.py --ks 1 2 4 8 --modes graph eager \
-                  --max-seconds 35 --min-per-worker 3 --out "$OUT" ;;
-    steps) section steps 80 "$PY" benchmarks/bench_gpu_step.py --configs 3 --batch-size 256 --steps 100 ;;
+    throughput) section throughput 240 bash -c "$PY benchmarks/bench_gpu_throughput.py --ks 1 2 4 8 --modes graph \
+                  --max-seconds 30 --min-per-worker 3 --json $OUT/throughput-graph.json && $PY benchmarks/bench_gpu_throughput.py \
+                  --ks 1 8 --modes eager --max-seconds 30 --min-per-worker 3 --json $OUT/throughput-eager.json" ;;
+    steps) section steps 60 "$PY" benchmarks/bench_gpu_step.py --configs 2 --batch-size 256 --steps 100 --no-compile ;;
     model) section model 60 "$PY" benchmarks/bench_model_speed.py --devices cuda --models RegNetX-200MF RegNetY-400MF \
              --batch-32 128 --batch-224 64 --rounds 5 --min-seconds 0.3 ;;
-    *) echo "unknown section $s (env tests throughput steps model)"; exit 2 ;;
+    *) echo "unknown section $s (env diag tests throughput steps model)"; exit 2 ;;
   esac
 done
-cat "$OUT/summary.txt"
+printf '%s\n' "${summary[@]}"

@@ -3,7 +3,8 @@ trains one short epoch in its own process (a CUDA error poisons its process), al
 
 The shortcut forms are the model's strided slice + stride-1 1x1 conv ("slice") and the plain stride-2
 1x1 conv ("conv", patched in here). Eager variants run with CUDA_LAUNCH_BLOCKING=1 so a failure names its op.
-The last line is a JSON verdict: the first variant, in the order tried, that trained every config.
+Children run a few at a time with one CPU thread each and are killed (with anything they started) after
+`--child-timeout` seconds. The last line is a JSON verdict: the first variant, in the order tried, that trained every config.
 
     python benchmarks/gpu_diag.py --configs 4
 """
@@ -14,8 +15,10 @@ import argparse
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import traceback
 
 from torch import nn
@@ -46,6 +49,7 @@ def objective(trial, cfg, settings, resolution, device):  # noqa: ANN001, ANN201
 def child(index: int, shortcut: str, bench: bool, mode: str) -> None:
     import torch
 
+    torch.set_num_threads(1)
     from anynet_search import build_model
     from anynet_search.data import load_dataset
     from anynet_search.spaces import load_space
@@ -72,28 +76,40 @@ def child(index: int, shortcut: str, bench: bool, mode: str) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", type=int, default=4)
+    p.add_argument("--parallel", type=int, default=4, help="children at a time (default 4)")
+    p.add_argument("--child-timeout", type=float, default=60.0, help="seconds before a child is killed")
     p.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         i, s, b, m = args.child
         child(int(i), s, b == "1", m)
         return 0
-    procs = {}
-    for i in range(args.configs):
-        for s, b, m in VARIANTS:
-            env = dict(os.environ, CUDA_LAUNCH_BLOCKING="1" if m == "eager" else "0")
-            procs[(i, s, b, m)] = subprocess.Popen([sys.executable, __file__, "--child", str(i), s, str(int(b)), m],
-                                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    keys = [(i, s, b, m) for i in range(args.configs) for s, b, m in VARIANTS]
     results = {}
-    for key, proc in procs.items():
-        try:
-            out, _ = proc.communicate(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out = '{"ok": false, "error": "timeout"}'
-        last = [line for line in out.splitlines() if line.startswith("{")]
-        results[key] = json.loads(last[-1]) if last else {"ok": False, "error": out.strip().splitlines()[-1:] }
-        print(key, json.dumps(results[key]), flush=True)
+    running: dict[tuple, tuple[subprocess.Popen, float]] = {}
+    # a few at a time, one CPU thread each: 32 processes of 16 threads each once buried a 16-core machine
+    while keys or running:
+        while keys and len(running) < args.parallel:
+            key = keys.pop(0)
+            i, s, b, m = key
+            env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_LAUNCH_BLOCKING="1" if m == "eager" else "0")
+            proc = subprocess.Popen([sys.executable, __file__, "--child", str(i), s, str(int(b)), m], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    start_new_session=True)
+            running[key] = (proc, time.time())
+        for key, (proc, started) in list(running.items()):
+            if proc.poll() is None and time.time() - started < args.child_timeout:
+                continue
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started
+            out = proc.communicate()[0] or ""
+            last = [line for line in out.splitlines() if line.startswith("{")]
+            tail = out.strip().splitlines()[-1:] or ["no output"]
+            results[key] = (json.loads(last[-1]) if last and proc.returncode == 0
+                            else {"ok": False, "error": f"exit {proc.returncode}: {tail[0][:200]}"})
+            del running[key]
+            print(key, json.dumps(results[key]), flush=True)
+        time.sleep(0.2)
     verdict = None
     for s, b, m in VARIANTS:
         if m == "eager" and all(results[(i, s, b, m)]["ok"] for i in range(args.configs)):

@@ -146,7 +146,7 @@ def test_workers_share_one_gpu(tmp_path, workers):
 
 
 def test_a_killed_gpu_worker_is_requeued(tmp_path):
-    o = opts(tmp_path, trials=4, dataset="synthetic:3000", train_overrides=(("epochs", 20),))  # seconds per trial
+    o = opts(tmp_path, trials=4, dataset="synthetic:3000", train_overrides=(("epochs", 6),))  # seconds per trial
     study, _, url, _ = prepare_study(o)
     env = dict(os.environ)
 
