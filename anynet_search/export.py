@@ -35,9 +35,11 @@ import yaml
 from optuna.trial import TrialState
 
 from anynet_search.config import AnyNetConfig
+from anynet_search.errors import InputError
 from anynet_search.regnet import QUANTUM, fit_regnet, regnet
 from anynet_search.results import open_run, trials_frame
 from anynet_search.study.plan import StudySettings
+from anynet_search.study.storage import redact
 
 __all__ = [
     "FORMATS",
@@ -436,6 +438,8 @@ def export_run(run: str | Path, k: int, fmt: str, out_dir: str | Path, **kwargs:
     """`export_top` of a run folder or storage URL, with the trials' stored configs and the study settings."""
     _, study = open_run(run)
     df = trials_frame(study)
+    if df.empty:
+        raise InputError(f"{redact(str(run))}: study {study.study_name!r} has no completed trials to export")
     try:
         settings = StudySettings.from_study(study)
     except (ValueError, TypeError):

@@ -56,6 +56,8 @@ from anynet_search.analysis import (
     weighted_median,
 )
 from anynet_search.analysis.constraints import COLUMNS
+from anynet_search.errors import InputError
+from anynet_search.paths import safe_file_name
 from anynet_search.results import open_run, trials_frame
 from anynet_search.spaces import DesignSpace, SpaceError, load_space
 from anynet_search.study.plan import StudySettings
@@ -133,7 +135,7 @@ def load_run(run: str | Path) -> RunData:
     name = study.study_name
     df = trials_frame(study)
     if df.empty:
-        raise ValueError(f"{_display_run(run)}: study {name!r} has no completed trials to analyze")
+        raise InputError(f"{_display_run(run)}: study {name!r} has no completed trials to analyze")
     space, note = _space_of(study, df)
     return RunData(label=name, run=_display_run(run), df=df, study=study, space=space, space_note=note)
 
@@ -485,7 +487,7 @@ def _study_report(
 
 # ------------------------------------------------------------------------------------------ drawing
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "study"
+    return safe_file_name(text)
 
 
 def _plot_params(report: StudyReport, df: pd.DataFrame) -> list[str]:
@@ -732,7 +734,7 @@ def analyze_runs(
             try:
                 warnings_by_label[run.label] = require_unbiased_samples(run.df, force=force)
             except ValueError as exc:
-                raise ValueError(f"study {run.label!r}: {exc}") from None
+                raise InputError(f"study {run.label!r}: {exc}") from None
 
     reports = [_study_report(r, bins, force, warnings_by_label[r.label], n_boot, seed, importance) for r in loaded]
     frames = {r.label: r.df for r in loaded}

@@ -9,6 +9,7 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from anynet_search.errors import InputError
 from anynet_search.study.plan import SETTINGS_ATTR
 from anynet_search.study.storage import JOURNAL_NAME, default_storage_url, load_study, open_storage
 
@@ -24,16 +25,16 @@ def _resolve(run: str | Path, study: str | None) -> tuple[str, str, BaseStorage 
     else:
         path = Path(text)
         if not (path / JOURNAL_NAME).is_file():
-            raise ValueError(f"{path}: not a run folder (no {JOURNAL_NAME}); pass a run folder or a storage URL and --study")
+            raise InputError(f"{path}: not a run folder (no {JOURNAL_NAME}); pass a run folder or a storage URL and --study")
         url = default_storage_url(path)
     if study is not None:
         return url, study, None
-    storage = open_storage(url)
+    storage = open_storage(url, repair=False)  # read-only: never changes the file
     names = optuna.get_all_study_names(storage)
     if len(names) == 1:
         return url, names[0], storage
     if is_url:
-        raise ValueError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); name one with --study")
+        raise InputError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); name one with --study")
     return url, path.name, storage
 
 
@@ -49,7 +50,7 @@ def open_run(run: str | Path, study: str | None = None) -> tuple[str, optuna.Stu
     Opening a journal replays the whole file (about 4 s at 10,000 trials), so it is not done twice.
     """
     url, name, storage = _resolve(run, study)
-    return url, load_study(name, storage if storage is not None else open_storage(url))
+    return url, load_study(name, storage if storage is not None else open_storage(url, repair=False))
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:

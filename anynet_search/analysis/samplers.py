@@ -6,6 +6,8 @@ import warnings
 
 import pandas as pd
 
+from anynet_search.errors import InputError
+
 #: Samplers whose trials are an unbiased sample of the design space's distribution.
 UNBIASED_SAMPLERS: frozenset[str] = frozenset({"random", "qmc"})
 
@@ -17,7 +19,7 @@ def _canonical(name: object) -> str:
 
 
 def require_unbiased_samples(df: pd.DataFrame, force: bool = False, stacklevel: int = 2) -> str | None:
-    """Raise ValueError unless every row's `sampler` is random or QMC; with `force`, warn and return the text.
+    """Raise InputError (a ValueError) unless every row's `sampler` is random or QMC; with `force`, warn and return the text.
 
     Returns None when the sample is unbiased. A missing `sampler` column counts as unknown (biased).
     """
@@ -32,10 +34,10 @@ def require_unbiased_samples(df: pd.DataFrame, force: bool = False, stacklevel: 
         problem = f"{n_bad} of {len(df)} rows come from non-random sampler(s) {bad}"
     text = (
         f"{problem}; EDFs and constraint verdicts from adaptive samplers are biased "
-        "(they over-sample good regions), so use random or QMC trials or pass force=True"
+        "(they over-sample good regions), so use random or QMC trials or pass force=True (--force)"
     )
     if not force:
-        raise ValueError(text)
+        raise InputError(text)
     text = f"forced analysis of a possibly biased sample: {problem}"
     warnings.warn(text, UserWarning, stacklevel=stacklevel + 1)
     return text

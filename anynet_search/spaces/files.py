@@ -95,6 +95,8 @@ def read_space_file(name_or_path: str | os.PathLike) -> tuple[dict[str, Any], Pa
         data = _merge(data, {k: v for k, v in layer.items() if k != "extends"})
     data.setdefault("name", path.stem)
     data["name"] = layers[0].get("name", path.stem)  # a child never inherits its parent's name
+    if "description" not in layers[0]:  # nor its description, which describes the parent's ranges
+        data.pop("description", None)
     return data, path
 
 
