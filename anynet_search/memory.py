@@ -7,8 +7,9 @@ autograd saves 6.7-9.0 bytes per act per image (fp32, channels-last, every confi
 `benchmarks/bench_train_memory.py`); SAVED_BYTES_PER_ACT doubles the largest for the backward pass's own
 buffers. Evaluation runs `eval_batch_size` images without saving anything and holds about EVAL_BUFFERS
 copies of the largest single activation. The three parts are added: the measured peak resident memory
-of training then evaluating was 0.8-0.95x this estimate (benchmarks/RESULTS.md). On CUDA with bf16
-autocast activations are smaller than this fp32 figure, so the estimate errs on the large side there.
+of two training steps then one evaluation batch was 0.76-0.99x this estimate (benchmarks/RESULTS.md,
+section 6). On CUDA with bf16 autocast activations are smaller than this fp32 figure, so the estimate
+errs on the large side there (not measured).
 
 A config whose estimate exceeds the memory its device has free is refused before it is built (a recorded
 trial failure, `ModelTooLarge`); a space whose smallest config cannot fit is refused when a study is made.
