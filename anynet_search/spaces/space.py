@@ -506,6 +506,9 @@ class DesignSpace:
             parts.append(f"{p.name} {vals[0]:g}" if len(vals) == 1 else
                          f"{p.name} {', '.join(f'{v:g}' for v in vals)}" if len(vals) <= 4 else
                          f"{p.name} {min(vals):g}..{max(vals):g}")
+        parts += [f"{label} {', '.join(sorted(names))}" for label, names in
+                  (("shared", self.shared), ("non-decreasing", self.non_decreasing)) if names]
+        parts += [f"{k} in {lo:g}..{hi:g}" for k, (lo, hi) in self.ranges.items()]
         band = ", ".join(f"{k} {_fmt(lo)}..{_fmt(hi)}" for k, (lo, hi) in self.band.items()) or "no band"
         return f"{self.family}, {self.stages} stages at {self.resolution} px: {'; '.join(parts)}; {band}"
 

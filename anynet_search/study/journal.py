@@ -137,7 +137,7 @@ def _backup_path(path: Path) -> Path:
 
 
 def _write_all(fd: int, data: bytes) -> int:
-    """Write every byte (os.write may write fewer than asked); returns how many were written before an error."""
+    """Write every byte (os.write may write fewer than asked); an OSError carries `written`, the bytes that made it."""
     view, written = memoryview(data), 0
     try:
         while written < len(data):
