@@ -25,6 +25,7 @@ from anynet_search.study.plan import (
     make_sampler,
 )
 from anynet_search.study.progress import ProgressView, Snapshot
+from anynet_search.study.run_folder import write_record
 from anynet_search.study.storage import default_storage_url, is_journal, journal_path, open_storage, redact
 from anynet_search.study.worker import StudyFailing, run_worker
 from anynet_search.train import TrainConfig
@@ -126,6 +127,7 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     storage = open_storage(url)
     study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction="minimize",
                                 sampler=make_sampler(opts.sampler, opts.seed), pruner=make_pruner(opts.sampler))
+    write_record(run_dir, url, name)  # the run folder finds a study kept outside it (SQL, a journal elsewhere)
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())

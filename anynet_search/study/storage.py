@@ -10,6 +10,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 JOURNAL_NAME = "journal.log"
+_PASSWORD = re.compile(r"(?<=://)([^:/@]+):([^@]*)@")  # user:password@ after the scheme
 
 
 def default_storage_url(run_dir: str | Path) -> str:
@@ -19,7 +20,12 @@ def default_storage_url(run_dir: str | Path) -> str:
 
 def redact(url: str) -> str:
     """The URL with any password replaced by ***, safe to print or store."""
-    return re.sub(r"(?<=://)([^:/@]+):([^@]*)@", r"\1:***@", url)
+    return _PASSWORD.sub(r"\1:***@", url)
+
+
+def without_password(url: str) -> str:
+    """The URL with its password left out (a database driver then reads PGPASSWORD, ~/.pgpass ...)."""
+    return _PASSWORD.sub(r"\1@", url)
 
 
 def is_journal(url: str) -> bool:
