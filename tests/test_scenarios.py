@@ -58,11 +58,12 @@ class Cell:
     trials: int
 
 
-# TPE cells run 1 worker on spaces without ordering constraints. Known defects of the study workers, left
-# to their owner (issue 10's report): with 2 workers a pruned trial's slot can be re-enqueued twice (the
-# finishing worker's replacement races another worker's repair of missing slots), so a TPE study ended
-# with N + 1 trained trials; and on anynet_xd_tiny about 1 TPE run in 5 stops after 200 infeasible
-# suggestions in a row.
+# TPE cells run 1 worker on spaces without ordering constraints, because of defects in the study workers
+# that are left to their owner (see tests/test_cli_samplers.py and issue 10's report): spawned workers use
+# Optuna's default, unseeded TPE and a pruner without warm-up; with 2 workers a pruned trial's slot was
+# re-enqueued twice (the finishing worker's replacement raced the other worker's repair of missing slots),
+# so a study ended with N + 1 trained trials; on anynet_xd_tiny 3 TPE runs in 16 stopped after 200
+# infeasible suggestions in a row.
 CELLS = [
     Cell("journal-digits-random", "journal", "digits", 2, "random", "anynet_xa_tiny", 3),
     Cell("sqlite-synthetic-qmc", "sqlite", "synthetic", 1, "qmc", "anynet_xb_tiny", 3),
