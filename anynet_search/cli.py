@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="study to read from each RUN (repeatable: several studies of one storage URL)")
     p.add_argument("--out", default="report", help="output folder (default report)")
     p.add_argument("--bins", type=int, default=None, help="complexity bins for normalized EDFs")
-    p.add_argument("--force", action="store_true", help="analyze adaptive-sampler studies anyway (biased EDFs)")
+    p.add_argument("--force", action="store_true", help="draw EDF verdicts for adaptive-sampler studies too (biased)")
     p.set_defaults(func=_analyze)
 
     p = sub.add_parser("derive", help="judge candidate constraints on a randomly sampled study; write the derived space")
