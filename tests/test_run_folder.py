@@ -116,7 +116,7 @@ def test_recorded_urls_are_absolute_and_the_default_journal_needs_no_record(tmp_
 
 @pytest.mark.filterwarnings("ignore:forced analysis of a possibly biased sample")
 def test_adaptive_sampler_run_ends_exit_0_with_a_report_that_fits_it(tmp_path):
-    out = cli("run", "--trials", "6", "--workers", "2", "--dataset", "synthetic:64", "--sampler", "tpe",
+    out = cli("run", "--trials", "6", "--workers", "1", "--dataset", "synthetic:64", "--sampler", "tpe",
               "--space", "anynet_xc_tiny", "--objective", DRY, cwd=tmp_path).stdout
     assert "6/6 completed" in out and "EDF verdicts left out: 6 of 6 rows come from non-random sampler(s) ['tpe']" in out
     run = tmp_path / "runs" / "anynet_xc_tiny-synthetic-tpe-s0"
@@ -125,5 +125,8 @@ def test_adaptive_sampler_run_ends_exit_0_with_a_report_that_fits_it(tmp_path):
     assert len(list((run / "report" / "best_configs").glob("*/rank0*_trial*.yaml"))) >= 5
     out = cli("derive", str(run), cwd=tmp_path).stdout
     assert out.startswith("no constraints judged and no space derived: EDF verdicts left out")
+    # infeasible suggestions (told back to TPE, never trained) are not counted as completed trials
+    status = cli("status", str(run), cwd=tmp_path).stdout
+    assert "6/6 completed; by state: complete 6" in status
     forced = cli("derive", str(run), "--force", "--out", "forced.yaml", cwd=tmp_path)
     assert "verdict" in forced.stdout and "possibly biased" in forced.stderr and (tmp_path / "forced.yaml").is_file()
