@@ -113,8 +113,9 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     if outcome.failing_message:
         raise CliError(outcome.failing_message)
-    if args.analyze:
-        return _analyze_runs([str(outcome.run_dir)], str(outcome.run_dir / "report"), force=False)
+    if args.analyze:  # read the study with the URL as given: the folder's record has no password
+        target = (args.storage, outcome.study_name) if args.storage else str(outcome.run_dir)
+        return _analyze_runs([target], str(outcome.run_dir / "report"), force=False)
     return 0
 
 
@@ -144,7 +145,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _analyze_runs(runs: list[str], out: str, force: bool, bins: int | None = None) -> int:
+def _analyze_runs(runs: list[str | tuple[str, str]], out: str, force: bool, bins: int | None = None) -> int:
     from anynet_search.paths import check_out_dir
     from anynet_search.report import analyze_runs
 
@@ -155,7 +156,8 @@ def _analyze_runs(runs: list[str], out: str, force: bool, bins: int | None = Non
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    return _analyze_runs(args.runs, args.out, args.force, args.bins)
+    runs = [(run, name) for run in args.runs for name in args.study] if args.study else args.runs
+    return _analyze_runs(runs, args.out, args.force, args.bins)
 
 
 def _derive(args: argparse.Namespace) -> int:
@@ -163,12 +165,16 @@ def _derive(args: argparse.Namespace) -> int:
 
     from anynet_search.analysis import derive_constraints
     from anynet_search.paths import check_out_file, safe_file_name
-    from anynet_search.report import derive_space, exact_shrink, load_run
+    from anynet_search.report import adaptive_note, derive_space, exact_shrink, load_run
     from anynet_search.spaces import load_space
 
     if args.out is not None:
         check_out_file(args.out)
-    run = load_run(args.run)
+    run = load_run(args.run, args.study)
+    why = adaptive_note(run.df)
+    if why and not args.force:
+        print(f"no constraints judged and no space derived: {why}")
+        return 0
     shrink = exact_shrink(run.space) if run.space is not None else None
     table = derive_constraints(run.df, shrink=shrink, force=args.force)
     if "warning" in table.attrs:
@@ -194,9 +200,12 @@ def _export(args: argparse.Namespace) -> int:
     from anynet_search.paths import check_out_dir
 
     check_out_dir(args.out)
-    for path in export_run(args.run, args.top, args.format, args.out):
+    for path in export_run(args.run, args.top, args.format, args.out, study=args.study):
         print(path)
     return 0
+
+
+STUDY_HELP = "study name: needed when RUN is a storage URL holding several studies"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,27 +253,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_worker)
 
     p = sub.add_parser("status", help="trials by state and the best ones")
-    p.add_argument("run", nargs="?", help="run folder")
-    p.add_argument("--study", default=None)
-    p.add_argument("--storage", default=None)
+    p.add_argument("run", nargs="?", help="run folder or storage URL")
+    p.add_argument("--study", default=None, help=STUDY_HELP)
+    p.add_argument("--storage", default=None, help="storage URL (the same as giving it as RUN)")
     p.add_argument("--top", type=_positive_int, default=5)
     p.set_defaults(func=_status)
 
     p = sub.add_parser("analyze", help="EDF report (report.html, PNGs, CSVs, derived space) of one or more runs")
     p.add_argument("runs", nargs="+", help="run folders or storage URLs")
+    p.add_argument("--study", action="append", default=[], metavar="NAME",
+                   help="study to read from each RUN (repeatable: several studies of one storage URL)")
     p.add_argument("--out", default="report", help="output folder (default report)")
     p.add_argument("--bins", type=_positive_int, default=None, help="complexity bins for normalized EDFs")
-    p.add_argument("--force", action="store_true", help="analyze adaptive-sampler studies anyway (biased EDFs)")
+    p.add_argument("--force", action="store_true", help="draw EDF verdicts for adaptive-sampler studies too (biased)")
     p.set_defaults(func=_analyze)
 
     p = sub.add_parser("derive", help="judge candidate constraints on a randomly sampled study; write the derived space")
     p.add_argument("run", help="run folder or storage URL")
+    p.add_argument("--study", default=None, help=STUDY_HELP)
     p.add_argument("--out", default=None, help="derived space file (default STUDY_derived.yaml)")
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
     p.set_defaults(func=_derive)
 
     p = sub.add_parser("export", help="write the best configs (ours, pycls, RegNet parameters)")
     p.add_argument("run", help="run folder or storage URL")
+    p.add_argument("--study", default=None, help=STUDY_HELP)
     p.add_argument("--top", type=_positive_int, default=5)
     p.add_argument("--format", choices=["yaml", "json", "pycls"], default="yaml")
     p.add_argument("--out", default="exported")

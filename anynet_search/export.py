@@ -434,15 +434,17 @@ def export_top(
     return paths
 
 
-def export_run(run: str | Path, k: int, fmt: str, out_dir: str | Path, **kwargs: Any) -> list[Path]:
-    """`export_top` of a run folder or storage URL, with the trials' stored configs and the study settings."""
-    _, study = open_run(run)
-    df = trials_frame(study)
+def export_run(
+    run: str | Path, k: int, fmt: str, out_dir: str | Path, study: str | None = None, **kwargs: Any
+) -> list[Path]:
+    """`export_top` of a run folder or storage URL (+ study name), with the trials' stored configs and settings."""
+    _, loaded = open_run(run, study)
+    df = trials_frame(loaded)
     if df.empty:
-        raise InputError(f"{redact(str(run))}: study {study.study_name!r} has no completed trials to export")
+        raise InputError(f"{redact(str(run))}: study {loaded.study_name!r} has no completed trials to export")
     try:
-        settings = StudySettings.from_study(study)
+        settings = StudySettings.from_study(loaded)
     except (ValueError, TypeError):
         settings = None
-    return export_top(df, k, fmt, out_dir, settings, configs=configs_for(study), **kwargs)
+    return export_top(df, k, fmt, out_dir, settings, configs=configs_for(loaded), **kwargs)
 

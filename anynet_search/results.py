@@ -11,24 +11,25 @@ from optuna.trial import TrialState
 
 from anynet_search.errors import InputError
 from anynet_search.study.plan import SETTINGS_ATTR
-from anynet_search.study.storage import JOURNAL_NAME, default_storage_url, load_study, open_storage
+from anynet_search.study.run_folder import folder_storage
+from anynet_search.study.storage import load_study, open_storage
 
 STAGE_PREFIXES = {"depths": "d", "widths": "w", "bottleneck_ratios": "b", "group_widths": "g"}
 
 
 def _resolve(run: str | Path, study: str | None) -> tuple[str, str, BaseStorage | None]:
-    """(storage URL, study name, the storage if it had to be opened to find the name)."""
+    """(storage URL, study name, the storage if it had to be opened to find the name or the folder's storage)."""
     text = str(run)
     is_url = "://" in text or text.startswith("journal:")
+    storage = None
     if is_url:
         url = text
     else:
         path = Path(text)
-        if not (path / JOURNAL_NAME).is_file():
-            raise InputError(f"{path}: not a run folder (no {JOURNAL_NAME}); pass a run folder or a storage URL and --study")
-        url = default_storage_url(path)
+        url, recorded, storage = folder_storage(path)  # the folder's journal, or the storage it records
+        study = study or recorded
     if study is not None:
-        return url, study, None
+        return url, study, storage
     storage = open_storage(url, repair=False)  # read-only: never changes the file
     names = optuna.get_all_study_names(storage)
     if len(names) == 1:

@@ -34,7 +34,7 @@ from anynet_search.analysis.ranges import (
     good_range,
     good_ranges,
 )
-from anynet_search.analysis.samplers import UNBIASED_SAMPLERS, require_unbiased_samples
+from anynet_search.analysis.samplers import UNBIASED_SAMPLERS, require_unbiased_samples, sample_bias
 from anynet_search.analysis.weights import complexity_bins, normalized_weights, weights_from_bins
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "require_unbiased_samples",
     "resample_counts",
     "resample_indices",
+    "sample_bias",
     "stage_columns",
     "stage_count",
     "weighted_ks",

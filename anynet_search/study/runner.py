@@ -30,6 +30,7 @@ from anynet_search.study.plan import (
     make_sampler,
 )
 from anynet_search.study.progress import ProgressView, Snapshot
+from anynet_search.study.run_folder import write_record
 from anynet_search.study.storage import (
     default_storage_url,
     is_journal,
@@ -189,6 +190,7 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     if study is None:
         study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
                                     pruner=pruner)
+    write_record(run_dir, url, name)  # the run folder finds a study kept outside it (SQL, a journal elsewhere)
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:  # new (or created by a run that stopped before storing its settings)
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())

@@ -62,6 +62,23 @@ def redact(text: str) -> str:
     return _SECRET_PAIR.sub(r"\1=***", _URL.sub(lambda m: _redact_url(m.group(0)), text))
 
 
+def without_password(url: str) -> str:
+    """The URL with its password and secret query parameters left out (a driver then reads PGPASSWORD, ~/.pgpass)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = rest.rfind("@")
+    if at != -1:
+        user, colon, _ = rest[:at].partition(":")
+        if colon and "/" not in user:
+            rest = f"{user}{rest[at:]}"
+    base, question, query = rest.partition("?")
+    if question:
+        kept = [pair for pair in query.split("&") if not _SECRET_PAIR.fullmatch(pair)]
+        rest = base + ("?" + "&".join(kept) if kept else "")
+    return f"{scheme}://{rest}"
+
+
 def is_journal(url: str) -> bool:
     """Whether a storage URL names a journal file (`journal:PATH` or a path ending in .log)."""
     return url.startswith("journal:") or ("://" not in url and url.endswith(".log"))
