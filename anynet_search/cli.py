@@ -94,16 +94,18 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _analyze_runs(runs: list[str], out: str, force: bool, bins: int | None = None) -> int:
+def _analyze_runs(runs: list[str], out: str, force: bool, bins: int | None = None,
+                  margin: tuple[float, str] = (0.5, "points")) -> int:
     from anynet_search.report import analyze_runs
 
-    summary = analyze_runs(runs, out, force=force, **({"bins": bins} if bins else {}))
+    summary = analyze_runs(runs, out, force=force, margin=margin[0], margin_unit=margin[1],
+                           **({"bins": bins} if bins else {}))
     print(summary.text())
     return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    return _analyze_runs(args.runs, args.out, args.force, args.bins)
+    return _analyze_runs(args.runs, args.out, args.force, args.bins, (args.margin, args.margin_unit))
 
 
 def _derive(args: argparse.Namespace) -> int:
@@ -115,11 +117,14 @@ def _derive(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     shrink = exact_shrink(run.space) if run.space is not None else None
-    table = derive_constraints(run.df, shrink=shrink, force=args.force)
+    table = derive_constraints(run.df, shrink=shrink, force=args.force, margin=args.margin,
+                               margin_unit=args.margin_unit)
     if "warning" in table.attrs:
         print(f"warning: {table.attrs['warning']}", file=sys.stderr)
-    cols = [c for c in ("constraint", "verdict", "n", "mean_diff", "mean_diff_lo", "mean_diff_hi", "p_adjusted",
-                        "log10_shrink", "shrink_source", "note") if c in table.columns]
+    print(f"non-inferiority margin {table.attrs['margin_spec']}: 'not worse' needs p_not_worse <= "
+          f"{table.attrs['alpha'] / 2:g}, the chance of keeping a constraint that worsens the mean error by the margin")
+    cols = [c for c in ("constraint", "verdict", "n", "mean_diff", "mean_diff_lo", "mean_diff_hi", "p_not_worse",
+                        "p_adjusted", "log10_shrink", "shrink_source", "note") if c in table.columns]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if run.space is None:
         print(f"no derived space: {run.space_note}", file=sys.stderr)
@@ -140,6 +145,16 @@ def _export(args: argparse.Namespace) -> int:
     for path in export_run(args.run, args.top, args.format, args.out):
         print(path)
     return 0
+
+
+def _margin_arguments(p: argparse.ArgumentParser) -> None:
+    from anynet_search.analysis.constraints import MARGIN_UNITS
+
+    p.add_argument("--margin", type=float, default=0.5,
+                   help="non-inferiority margin: the worsening of the mean error a kept constraint must rule out "
+                        "(default 0.5)")
+    p.add_argument("--margin-unit", choices=MARGIN_UNITS, default="points",
+                   help="points: error percentage points; sd: a fraction of the study's error standard deviation")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,12 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", help="output folder (default report)")
     p.add_argument("--bins", type=int, default=None, help="complexity bins for normalized EDFs")
     p.add_argument("--force", action="store_true", help="analyze adaptive-sampler studies anyway (biased EDFs)")
+    _margin_arguments(p)
     p.set_defaults(func=_analyze)
 
     p = sub.add_parser("derive", help="judge candidate constraints on a randomly sampled study; write the derived space")
     p.add_argument("run", help="run folder or storage URL")
     p.add_argument("--out", default=None, help="derived space file (default STUDY_derived.yaml)")
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
+    _margin_arguments(p)
     p.set_defaults(func=_derive)
 
     p = sub.add_parser("export", help="write the best configs (ours, pycls, RegNet parameters)")
