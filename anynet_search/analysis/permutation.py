@@ -79,13 +79,14 @@ class ShiftTests:
     Shifting the subset's errors by -s changes every permuted statistic in closed form: its numerator
     by -s * a and its squared standard error to q0 + q1 s + q2 s^2 (each group's variance is quadratic
     in s). So each permutation is stored as five numbers (n0, a, q0, q1, q2), and a test at any margin
-    costs O(R B), whatever the number of strata.
+    costs O(R B), whatever the number of strata. A permutation that maps the subset onto itself gives the
+    observed statistic at every margin and always counts (computed, it would drift by rounding).
     """
 
     estimate: np.ndarray  # (R,) the effect on the mean error (see the module docstring)
     se: np.ndarray  # (R,) its standard error (Welch-type)
     coef_sum: np.ndarray  # (R,) sum_j w_j n_Cj / n_j: a margin m shifts the subset by m / coef_sum
-    perm: np.ndarray  # (R, B, 5) per permutation: n0, a, q0, q1, q2
+    perm: np.ndarray  # (R, B, 6) per permutation: n0, a, q0, q1, q2, and 1 where it keeps the subset in place
 
     @property
     def n_perm(self) -> int:
@@ -108,13 +109,14 @@ class ShiftTests:
         for lo in range(0, r_rows, step):
             rows = slice(lo, lo + step)
             shift = (margin[rows] / self.coef_sum[rows, None])[:, :, None]  # (r, G, 1)
-            n0, a, q0, q1, q2 = (self.perm[rows, None, :, i] for i in range(5))  # (r, 1, B)
+            n0, a, q0, q1, q2, same = (self.perm[rows, None, :, i] for i in range(6))  # (r, 1, B)
             num = n0 - shift * a
             se = np.sqrt(np.maximum(q0 + shift * (q1 + shift * q2), 0.0))
             t_perm = num / np.maximum(se, 1e-12 * (1.0 + np.abs(num)))
             t_obs = ((self.estimate[rows, None] - margin[rows]) / self.se[rows, None])[:, :, None]
             tol = _TIE * (1.0 + np.abs(t_obs))
-            out[rows] = (t_perm <= t_obs + tol).sum(axis=-1) if worse else (t_perm >= t_obs - tol).sum(axis=-1)
+            extreme = t_perm <= t_obs + tol if worse else t_perm >= t_obs - tol
+            out[rows] = (extreme | (same > 0)).sum(axis=-1)
         return out
 
     def _p(self, margin: float | np.ndarray, worse: bool) -> np.ndarray:
@@ -255,7 +257,9 @@ def shift_tests(
         b = s.shape[0]
         sx, sxx, sy = (s[:, i * rk : (i + 1) * rk].reshape(b, r_rows, k).transpose(1, 0, 2) for i in range(3))
         cnt = s[None, :, 3 * rk :]
-        chunks.append(_permutation_coefficients(sx, sxx, sy, cnt, totals[:, None], n_s, n_c, coef))
+        coefs = _permutation_coefficients(sx, sxx, sy, cnt, totals[:, None], n_s, n_c, coef)
+        same = np.broadcast_to((np.abs(cnt - n_s) < 0.5).all(axis=-1), coefs.shape[:-1])
+        chunks.append(np.concatenate([coefs, same[..., None].astype(float)], axis=-1))
     perm = np.concatenate(chunks, axis=1)
     # The observed statistic is the identity permutation's: the subset's own sums.
     own = _permutation_coefficients(totals[..., 2], totals[..., 3], totals[..., 2], n_s, totals, n_s, n_c, coef)
