@@ -46,8 +46,6 @@ def test_one_command_writes_the_file_and_the_figure(runs, tmp_path):
            "--n-perm", "500"]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
     text = doc.read_text()
-    (ROOT / "runs").mkdir(exist_ok=True)
-    (ROOT / "runs" / "progression_test.md").write_text(text)
     assert fig.stat().st_size > 10_000 and "![EDFs and expected best error](figures/edf.png)" in text
     for step in ("A -> B", "B -> C", "C -> D", "D -> E"):
         assert re.search(rf"^\| {step} \| ", text, re.M) and f"**{step}**" in text
