@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -80,3 +81,10 @@ def test_margin_changes_what_not_worse_means(xc_run):
     assert (wide["margin"] == 50.0).all()
     with pytest.raises(ValueError, match="margin unit must be one of points, sd"):
         derive_constraints(df, margin_unit="percent")
+
+
+def test_analyze_takes_the_margin_and_reports_it(xc_run, tmp_path):
+    _cli("analyze", str(xc_run), "--out", str(tmp_path / "report"), "--margin", "0.25")
+    table = pd.read_csv(tmp_path / "report" / "constraints.csv")
+    assert (table["margin"] == 0.25).all() and "p_not_worse" in table.columns
+    assert "non-inferiority margin (+0.25 points)" in (tmp_path / "report" / "report.html").read_text()

@@ -26,7 +26,14 @@ import yaml
 
 from anynet_search import AnyNetConfig, complexity, load_config, regnet_zoo
 from anynet_search.export import PYCLS_BLOCKS, PYCLS_STEMS, export_top
-from anynet_search.regnet_targets import TARGETS, StageLayout, find_params, layout_of, stage_layout
+from anynet_search.regnet_targets import (
+    TARGETS,
+    StageLayout,
+    compatible,
+    find_params,
+    layout_of,
+    stage_layout,
+)
 
 
 def _module(name: str):
@@ -311,3 +318,18 @@ def test_json_records_carry_the_same_entries(tmp_path):
     assert record["torchvision"] is None and "no (w0, wa, wm) found" in record["checks"]["torchvision"]
     assert check_record(record, cfg, 224) == {"torchvision": False, "timm": True, "pycls": True}
 
+
+
+def test_anynet_search_target_is_the_package_rule():
+    from anynet_search.regnet import adjust_compatibility, regnet
+
+    rng = np.random.default_rng(2)
+    raw = rng.integers(1, 200, 400) * 8
+    b = rng.choice([1, 2, 4], 400).astype(float)
+    g = rng.choice([1, 2, 4, 8, 16, 24, 64], 400)
+    want = adjust_compatibility(raw.tolist(), b.tolist(), g.tolist())
+    got = [compatible("anynet_search", np.array([w]), bb, gg) for w, bb, gg in zip(raw, b, g)]
+    assert [int(w[0][0]) for w in got] == want[0] and [int(w[1][0]) for w in got] == want[1]
+    for d, w0, wa, wm, gw in ((13, 24, 36.44, 2.49, 8), (22, 24, 24.48, 2.54, 16)):
+        cfg = regnet(d, w0, wa, wm, gw)
+        assert stage_layout("anynet_search", d, w0, wa, wm, gw) == layout_of(cfg.widths, cfg.depths, cfg.group_widths)

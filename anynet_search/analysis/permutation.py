@@ -49,17 +49,22 @@ def stratified_permutations(
     """
     z = np.asarray(strata, dtype=np.int64)
     m = z.size
-    order = np.argsort(z, kind="stable")
+    members = [np.flatnonzero(z == label) for label in np.unique(z)]
     per_chunk = max(1, chunk_elements // max(1, m))
     done = 0
     while done < n_perm:
         b = min(per_chunk, n_perm - done)
-        # Sorting by stratum + a uniform key in [0, 1) lists each stratum's members in random order.
-        shuffled = np.argsort(z + rng.random((b, m)), axis=1, kind="stable")
-        perm = np.empty_like(shuffled)
-        perm[:, order] = shuffled
+        perm = np.empty((b, m), dtype=np.int64)
+        for idx in members:  # a uniform shuffle of each stratum's members, row by row (O(b m) in all)
+            perm[:, idx] = idx[rng.permuted(np.broadcast_to(np.arange(idx.size), (b, idx.size)), axis=1)]
         done += b
         yield perm
+
+
+def _draw(strata: np.ndarray, n_perm: int, seed: int | np.random.Generator) -> Iterator[np.ndarray]:
+    """`stratified_permutations` from a seed or a generator."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return stratified_permutations(strata, check_positive_int(n_perm, "n_perm"), rng)
 
 
 def _check_strata(strata: np.ndarray | None, m: int) -> np.ndarray:
@@ -248,9 +253,7 @@ def shift_tests(
         axis=1,
     )
     if permutations is None:
-        n_perm = check_positive_int(n_perm, "n_perm")
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        permutations = stratified_permutations(z, n_perm, rng)
+        permutations = _draw(z, n_perm, seed)
     chunks = []
     for perm in permutations:
         s = sub_f[perm] @ rhs  # (b, 3 R k + k): sums over the permuted subset
@@ -319,9 +322,7 @@ def ks_test(
 
     d_obs = float(distance(sub[None, :])[0])
     if permutations is None:
-        n_perm = check_positive_int(n_perm, "n_perm")
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        permutations = stratified_permutations(z, n_perm, rng)
+        permutations = _draw(z, n_perm, seed)
     hits = total = 0
     for perm in permutations:
         d = distance(sub[perm])
