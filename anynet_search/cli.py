@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import traceback
 from collections.abc import Sequence
@@ -31,6 +32,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
 
 
@@ -145,19 +157,21 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _analyze_runs(runs: list[str | tuple[str, str]], out: str, force: bool, bins: int | None = None) -> int:
+def _analyze_runs(runs: list[str | tuple[str, str]], out: str, force: bool, bins: int | None = None,
+                  margin: tuple[float, str] = (0.5, "points")) -> int:
     from anynet_search.paths import check_out_dir
     from anynet_search.report import analyze_runs
 
     check_out_dir(out)
-    summary = analyze_runs(runs, out, force=force, **({"bins": bins} if bins else {}))
+    summary = analyze_runs(runs, out, force=force, margin=margin[0], margin_unit=margin[1],
+                           **({"bins": bins} if bins else {}))
     print(summary.text())
     return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:
     runs = [(run, name) for run in args.runs for name in args.study] if args.study else args.runs
-    return _analyze_runs(runs, args.out, args.force, args.bins)
+    return _analyze_runs(runs, args.out, args.force, args.bins, (args.margin, args.margin_unit))
 
 
 def _derive(args: argparse.Namespace) -> int:
@@ -176,11 +190,14 @@ def _derive(args: argparse.Namespace) -> int:
         print(f"no constraints judged and no space derived: {why}")
         return 0
     shrink = exact_shrink(run.space) if run.space is not None else None
-    table = derive_constraints(run.df, shrink=shrink, force=args.force)
+    table = derive_constraints(run.df, shrink=shrink, force=args.force, margin=args.margin,
+                               margin_unit=args.margin_unit)
     if "warning" in table.attrs:
         print(f"warning: {table.attrs['warning']}", file=sys.stderr)
-    cols = [c for c in ("constraint", "verdict", "n", "mean_diff", "mean_diff_lo", "mean_diff_hi", "p_adjusted",
-                        "log10_shrink", "shrink_source", "note") if c in table.columns]
+    print(f"non-inferiority margin {table.attrs['margin_spec']}: 'not worse' needs p_not_worse <= "
+          f"{table.attrs['alpha'] / 2:g}, the chance of keeping a constraint that worsens the mean error by the margin")
+    cols = [c for c in ("constraint", "verdict", "n", "mean_diff", "mean_diff_lo", "mean_diff_hi", "p_not_worse",
+                        "p_adjusted", "log10_shrink", "shrink_source", "note") if c in table.columns]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if run.space is None:
         print(f"no derived space: {run.space_note}", file=sys.stderr)
@@ -206,6 +223,16 @@ def _export(args: argparse.Namespace) -> int:
 
 
 STUDY_HELP = "study name: needed when RUN is a storage URL holding several studies"
+
+
+def _margin_arguments(p: argparse.ArgumentParser) -> None:
+    from anynet_search.analysis.constraints import MARGIN_UNITS
+
+    p.add_argument("--margin", type=_positive_float, default=0.5,
+                   help="non-inferiority margin: the worsening of the mean error a kept constraint must rule out "
+                        "(default 0.5)")
+    p.add_argument("--margin-unit", choices=MARGIN_UNITS, default="points",
+                   help="points: error percentage points; sd: a fraction of the study's error standard deviation")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", help="output folder (default report)")
     p.add_argument("--bins", type=_positive_int, default=None, help="complexity bins for normalized EDFs")
     p.add_argument("--force", action="store_true", help="draw EDF verdicts for adaptive-sampler studies too (biased)")
+    _margin_arguments(p)
     p.set_defaults(func=_analyze)
 
     p = sub.add_parser("derive", help="judge candidate constraints on a randomly sampled study; write the derived space")
@@ -273,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", default=None, help=STUDY_HELP)
     p.add_argument("--out", default=None, help="derived space file (default STUDY_derived.yaml)")
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
+    _margin_arguments(p)
     p.set_defaults(func=_derive)
 
     p = sub.add_parser("export", help="write the best configs (ours, pycls, RegNet parameters)")

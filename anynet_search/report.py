@@ -44,12 +44,14 @@ from anynet_search.analysis import (
     REJECT,
     GoodRange,
     compare_edfs,
+    complexity_bins,
     default_ns,
     derive_constraints,
     expected_best_error,
     good_ranges,
     param_columns,
     require_unbiased_samples,
+    resolve_margin,
     sample_bias,
     stage_columns,
     stage_count,
@@ -334,8 +336,14 @@ def _expected_best_table(frames: Mapping[str, pd.DataFrame], weights: Mapping[st
     return table
 
 
-def _comparisons(frames: Mapping[str, pd.DataFrame], weights: Mapping[str, np.ndarray]) -> pd.DataFrame | None:
-    """Each study's EDF against the first one's (KS test and mean/median differences; < 0: better)."""
+def _comparisons(
+    frames: Mapping[str, pd.DataFrame], strata: Mapping[str, np.ndarray], seed: int = 0
+) -> pd.DataFrame | None:
+    """Each study's EDF against the first one's (KS test and mean/median differences; < 0: better).
+
+    With `strata` (complexity bins over the shared range) the comparison is complexity-normalized and
+    its p-value a permutation test within bins.
+    """
     labels = list(frames)
     if len(labels) < 2:
         return None
@@ -345,8 +353,9 @@ def _comparisons(frames: Mapping[str, pd.DataFrame], weights: Mapping[str, np.nd
         res = compare_edfs(
             frames[label]["error"].to_numpy(dtype=float),
             frames[base]["error"].to_numpy(dtype=float),
-            weights.get(label),
-            weights.get(base),
+            strata.get(label),
+            strata.get(base),
+            seed=seed,
         )
         rows.append({"study": label, "versus": base, **res.as_dict()})
     return pd.DataFrame(rows)
@@ -457,8 +466,8 @@ def _state_counts(study: optuna.Study | None) -> dict[str, int]:
 
 
 def _study_report(
-    run: RunData, bins: int | None, force: bool, warning: str | None, n_boot: int, seed: int, importance: bool,
-    adaptive: str | None = None,
+    run: RunData, bins: int | None, force: bool, warning: str | None, seed: int, importance: bool,
+    adaptive: str | None = None, margin: tuple[float, str] = (0.5, "points"),
 ) -> StudyReport:
     """Compute every number of one study (no drawing, no files); `adaptive`: why EDF verdicts are left out."""
     df = run.df
@@ -486,17 +495,15 @@ def _study_report(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the forced-analysis warning is shown in the report
         try:
-            report.constraints = derive_constraints(
-                df, shrink=report.shrink or None, force=force, bins=bins, n_boot=n_boot, seed=seed
-            )
+            report.constraints = derive_constraints(df, shrink=report.shrink or None, force=force, bins=bins, seed=seed,
+                                                    margin=margin[0], margin_unit=margin[1])
         except ValueError as exc:
             if bins is None:
                 report.constraints_note = f"no constraints derived: {exc}"
             else:
                 try:
-                    report.constraints = derive_constraints(
-                        df, shrink=report.shrink or None, force=force, n_boot=n_boot, seed=seed
-                    )
+                    report.constraints = derive_constraints(df, shrink=report.shrink or None, force=force, seed=seed,
+                                                            margin=margin[0], margin_unit=margin[1])
                     report.constraints_note = (
                         f"complexity normalization failed ({exc}); constraints judged on raw EDFs"
                     )
@@ -627,7 +634,7 @@ def _img(png: bytes, caption: str, name: str) -> str:
 
 
 CONSTRAINT_COLUMNS = ("constraint", "verdict", "n", "n_eval", "fraction", "mean_diff", "mean_diff_lo", "mean_diff_hi",
-                      "median_diff", "ks_stat", "p_adjusted", "log10_shrink", "shrink_source", "detail", "note")
+                      "p_not_worse", "median_diff", "ks_stat", "p_adjusted", "log10_shrink", "shrink_source", "detail", "note")
 
 
 def _best_models(df: pd.DataFrame, top: int) -> pd.DataFrame:
@@ -692,10 +699,12 @@ def _html(
             parts.append(_p(s.space_note))
         parts.append(_box(s.adaptive_note, "note") if s.adaptive_note else "<h3>Constraints</h3>")
         if s.constraints is not None:
-            parts.append(_p("A constraint is kept when the models satisfying it have a significantly better EDF, "
-                            "or a not-worse EDF while it shrinks the space (non-inferiority margin "
-                            f"{s.constraints.attrs.get('tolerance', 0.5):g} points, alpha "
-                            f"{s.constraints.attrs.get('alpha', 0.05):g}, Holm-adjusted); mean_diff < 0 means "
+            parts.append(_p("A constraint is kept when the models satisfying it have a significantly better EDF "
+                            f"than those violating it (alpha {s.constraints.attrs.get('alpha', 0.05):g}, "
+                            "Holm-adjusted), or when it shrinks the space and a worsening of the mean error by the "
+                            f"non-inferiority margin ({s.constraints.attrs.get('margin_spec', '')}) or more is "
+                            "rejected by a permutation test at one-sided level "
+                            f"{s.constraints.attrs.get('alpha', 0.05) / 2:g} (p_not_worse); mean_diff < 0 means "
                             "lower error. log10_shrink is exact (from the design space) for structural constraints "
                             "when the space is known, else estimated from the fraction of models satisfying it."))
             parts.append(_table(s.constraints, CONSTRAINT_COLUMNS))
@@ -758,6 +767,8 @@ def analyze_runs(
     seed: int = 0,
     top: int = 5,
     importance: bool = True,
+    margin: float = 0.5,
+    margin_unit: str = "points",
 ) -> ReportSummary:
     """Analyze studies and write report.html, PNGs, CSVs, derived spaces and the best configs.
 
@@ -765,10 +776,12 @@ def analyze_runs(
     Studies from adaptive samplers (TPE, CMA-ES, ...) get what fits them (best configs, optimization
     history, importances, exports) and their EDF verdicts (EDFs, constraints, good ranges, derived space)
     are left out with a line saying why; with `force` they are drawn too, under a warning. `bins` turns
-    on complexity normalization of the EDF comparisons and constraint tests.
+    on complexity normalization of the EDF comparisons and constraint tests; `margin` / `margin_unit` set
+    the constraints' non-inferiority margin (see `derive_constraints`).
     """
     if isinstance(runs, (str, Path)) or not runs:
         raise ValueError("analyze_runs needs a non-empty list of run folders or storage URLs")
+    resolve_margin(np.zeros(1), margin, margin_unit)  # a bad margin fails before anything is loaded
     if bins is not None and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
         raise ValueError(f"bins must be a positive integer or None, got {bins!r}")
     loaded = [load_run(*r) if isinstance(r, tuple) else load_run(r) for r in runs]
@@ -781,18 +794,22 @@ def analyze_runs(
             warnings.simplefilter("ignore", UserWarning)
             warnings_by_label[run.label] = require_unbiased_samples(run.df, force=True) if force else None
 
-    reports = [_study_report(r, bins, force, warnings_by_label[r.label], n_boot, seed, importance, adaptive[r.label])
-               for r in loaded]
+    reports = [_study_report(r, bins, force, warnings_by_label[r.label], seed, importance, adaptive[r.label],
+                             (margin, margin_unit)) for r in loaded]
     frames = {r.label: r.df for r in loaded if not adaptive[r.label]}  # the EDFs: unbiased or forced samples
     weights: dict[str, np.ndarray] = {}
+    strata: dict[str, np.ndarray] = {}
     norm_note = None
     if bins is not None:
         try:
             weights = plots.edf_weights(frames, bins)
+            shared = plots.common_range(frames)
+            strata = {name: complexity_bins(df["flops"].to_numpy(dtype=float), bins, shared)[0]
+                      for name, df in frames.items()}
         except ValueError as exc:
             norm_note = f"no complexity-normalized EDFs: {exc}; EDF comparisons use raw EDFs"
     expected = _expected_best_table(frames, weights) if frames else None
-    comparisons = _comparisons(frames, weights)
+    comparisons = _comparisons(frames, strata, seed)
 
     out = Path(out_dir)
     fig_dir = out / "figures"
@@ -858,8 +875,7 @@ def _write_space(rep: StudyReport, path: Path) -> Path:
         f"# log10 size {d.log10_size_before:.2f} -> {d.log10_size_after:.2f}",
     ]
     if any(name.startswith("good_range:") for name in d.added):
-        header.append("# ranges bound the sampled values; they were judged on the recorded (resolved) values, which "
-                      "the compatibility rule can shift slightly for w and g")
+        header.append("# ranges bound the sampled values (before the compatibility rule), the values they were judged on")
     text = yaml.safe_dump(d.data, sort_keys=False, default_flow_style=None, width=1000)
     path.write_text("\n".join(header) + "\n" + text, encoding="utf-8")
     load_space(path)  # raises SpaceError (one line) if the written file were not a valid space

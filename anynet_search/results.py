@@ -9,6 +9,7 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from anynet_search.analysis.columns import SAMPLED_PREFIX
 from anynet_search.errors import InputError
 from anynet_search.study.plan import SETTINGS_ATTR
 from anynet_search.study.run_folder import folder_storage
@@ -73,6 +74,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         for field, prefix in STAGE_PREFIXES.items():
             for i, v in enumerate(cfg[field]):
                 row[f"{prefix}{i + 1}"] = v
+        # what was sampled, before the compatibility rule: constraints on the space bind these values
+        row.update({f"{SAMPLED_PREFIX}{name}": v for name, v in t.params.items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -81,6 +84,7 @@ def load_results(run: str | Path, study: str | None = None) -> pd.DataFrame:
     """Tidy results of a run folder (or storage URL + study name): one row per completed trial.
 
     Columns: study, space, sampler, trial, error (validation, %), test_error, flops, params, acts, epochs,
-    train_seconds, seed, fit_w0/wa/wm/fit_error and per-stage d1..dN, w1..wN, b1..bN, g1..gN.
+    train_seconds, seed, fit_w0/wa/wm/fit_error, per-stage d1..dN, w1..wN, b1..bN, g1..gN of the built config,
+    and `sampled_<name>` for each sampled parameter (e.g. sampled_w1, or sampled_g when the space shares g).
     """
     return trials_frame(open_run(run, study)[1])
