@@ -201,7 +201,6 @@ ROWS = [
     ("derive-corrupt-journal", ["derive", "{W}/runs/corrupt", "--out", "{W}/d.yaml"], ["journal.log", "line 20"]),
     ("analyze-no-completed", ["analyze", "{W}/runs/empty", "--out", "{W}/rep"], ["empty", "no completed trials"]),
     ("export-no-completed", ["export", "{W}/runs/empty", "--out", "{W}/ex"], ["empty", "no completed trials"]),
-    ("analyze-adaptive", ["analyze", "{W}/runs/adaptive", "--out", "{W}/rep"], ["adaptive", "--force"]),
     ("analyze-missing", ["analyze", "{W}/nope", "--out", "{W}/rep"], ["nope", "not a run folder"]),
     ("analyze-bins-zero", ["analyze", R, "--out", "{W}/rep", "--bins", "0"], ["--bins"]),
     ("analyze-bins-negative", ["analyze", R, "--out", "{W}/rep", "--bins", "-2"], ["--bins"]),
