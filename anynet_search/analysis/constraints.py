@@ -66,6 +66,7 @@ from anynet_search.analysis.permutation import ShiftTests, ks_test, shift_tests,
 from anynet_search.analysis.ranges import good_ranges
 from anynet_search.analysis.samplers import require_unbiased_samples
 from anynet_search.analysis.weights import complexity_bins, weights_from_bins
+from anynet_search.errors import InputError
 
 KEEP, NEUTRAL, REJECT = "keep", "neutral", "reject"
 VERDICTS: tuple[str, ...] = (KEEP, NEUTRAL, REJECT)
@@ -241,10 +242,10 @@ def constraint_verdict(
 def resolve_margin(errors: np.ndarray, margin: float, unit: str = "points") -> tuple[float, str]:
     """(margin in error points, its description): `unit` 'points' as given, 'sd' times the errors' std."""
     if unit not in MARGIN_UNITS:
-        raise ValueError(f"margin unit must be one of {', '.join(MARGIN_UNITS)}, got {unit!r}")
+        raise InputError(f"margin unit must be one of {', '.join(MARGIN_UNITS)}, got {unit!r}")
     value = float(margin)
     if not (np.isfinite(value) and value >= 0):
-        raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
+        raise InputError(f"margin must be a finite number >= 0, got {margin!r}")
     if unit == "points":
         return value, f"+{value:g} points"
     sd = float(np.std(errors, ddof=1)) if errors.size > 1 else 0.0
