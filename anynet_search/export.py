@@ -38,11 +38,13 @@ import pandas as pd
 import yaml
 from optuna.trial import TrialState
 
+from anynet_search import registry
 from anynet_search.config import AnyNetConfig
 from anynet_search.errors import InputError
 from anynet_search.regnet import fit_regnet, regnet
 from anynet_search.regnet_targets import RULES, StageLayout, find_params, layout_of
 from anynet_search.results import open_run, trials_frame
+from anynet_search.rules import STAGE_COLUMNS
 from anynet_search.study.plan import StudySettings
 from anynet_search.study.storage import redact
 
@@ -62,10 +64,22 @@ __all__ = [
 FORMATS: tuple[str, ...] = ("yaml", "json", "pycls")
 #: Largest `fit_regnet` error (mean |log(predicted / observed)|) for which RegNet parameters are exported.
 REGNET_FIT_THRESHOLD = 0.05
-PYCLS_STEMS = {"simple": "simple_stem_in", "cifar": "res_stem_cifar", "res": "res_stem_in"}
-PYCLS_BLOCKS = {"x": "res_bottleneck_block", "res_basic": "res_basic_block", "vanilla": "vanilla_block"}
-SEARCHED = ("depths", "widths", "bottleneck_ratios", "group_widths")
-_PREFIX = {"depths": "d", "widths": "w", "bottleneck_ratios": "b", "group_widths": "g"}
+#: pycls's names of the built-in stem and block types (each registry entry carries its own).
+PYCLS_STEMS = {name: s.pycls for name, s in registry.STEMS.items() if s.pycls}
+PYCLS_BLOCKS = {name: b.pycls for name, b in registry.BLOCKS.items() if b.pycls}
+SEARCHED = tuple(STAGE_COLUMNS)
+
+
+def _pycls_types(cfg: AnyNetConfig) -> dict[str, str]:
+    """pycls's STEM_TYPE and BLOCK_TYPE of a config; ValueError for a type pycls does not have."""
+    out = {}
+    for key, kind, entry in (("STEM_TYPE", "stem", registry.stem_type(cfg.stem_type)),
+                             ("BLOCK_TYPE", "block", registry.block_type(cfg.block_type))):
+        if entry.pycls is None:
+            name = cfg.stem_type if kind == "stem" else cfg.block_type
+            raise ValueError(f"pycls has no {kind} type matching {name!r}; export it as yaml or json")
+        out[key] = entry.pycls
+    return out
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -108,7 +122,7 @@ def config_from_row(row: Mapping[str, Any], fixed: Mapping[str, Any]) -> AnyNetC
 
     `fixed` holds any other `AnyNetConfig` fields; `strides` defaults to 2 in every stage.
     """
-    stages = {field: _stage_values(row, prefix) for field, prefix in _PREFIX.items()}
+    stages = {field: _stage_values(row, prefix) for field, prefix in STAGE_COLUMNS.items()}
     n = len(stages["depths"])
     if n == 0:
         raise ValueError("the row has no per-stage columns d1.., w1.., b1.., g1..")
@@ -173,9 +187,10 @@ class RegNetParams:
         if len(set(cfg.strides)) != 1:
             raise ValueError(f"strides {list(cfg.strides)} differ between stages; pycls's REGNET section has one "
                              "STRIDE for every stage (the ANYNET form, --format pycls, holds them)")
+        types = _pycls_types(cfg)
         regnet_section = {
-            "STEM_TYPE": PYCLS_STEMS[cfg.stem_type], "STEM_W": cfg.stem_width,
-            "BLOCK_TYPE": PYCLS_BLOCKS[cfg.block_type], "STRIDE": cfg.strides[0],
+            "STEM_TYPE": types["STEM_TYPE"], "STEM_W": cfg.stem_width,
+            "BLOCK_TYPE": types["BLOCK_TYPE"], "STRIDE": cfg.strides[0],
             "SE_ON": bool(self.se_ratio), "SE_R": float(self.se_ratio) if self.se_ratio else 0.25,
             "DEPTH": self.depth, "W0": self.w0, "WA": self.wa, "WM": self.wm, "GROUP_W": self.group_width,
             "BOT_MUL": 1.0 / self.bottleneck_ratio, "HEAD_W": cfg.head_width,
@@ -280,10 +295,11 @@ def _regnet_record(cfg: AnyNetConfig, p: RegNetParams) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ pycls
 def pycls_config(cfg: AnyNetConfig, resolution: int | None = None) -> dict[str, Any]:
     """A pycls-style config mapping (`MODEL`, `ANYNET`, `BN`, and `TRAIN.IM_SIZE` when `resolution` is given)."""
+    types = _pycls_types(cfg)
     anynet = {
-        "STEM_TYPE": PYCLS_STEMS[cfg.stem_type],
+        "STEM_TYPE": types["STEM_TYPE"],
         "STEM_W": cfg.stem_width,
-        "BLOCK_TYPE": PYCLS_BLOCKS[cfg.block_type],
+        "BLOCK_TYPE": types["BLOCK_TYPE"],
         "DEPTHS": list(cfg.depths),
         "WIDTHS": list(cfg.widths),
         "STRIDES": list(cfg.strides),

@@ -28,6 +28,7 @@ from anynet_search.analysis import (
 )
 from anynet_search.analysis import good_range as compute_good_range
 from anynet_search.regnet import fit_regnet, regnet_block_widths
+from anynet_search.rules import block_widths
 
 #: Complexity bins of a normalized EDF when the caller does not say.
 DEFAULT_BINS = 10
@@ -182,9 +183,8 @@ def plot_error_vs_param(
 
 def block_widths_of(row: pd.Series, n_stages: int) -> list[int]:
     """Per-block widths of one results row: w_i repeated d_i times."""
-    d = [int(row[f"d{i}"]) for i in range(1, n_stages + 1)]
-    w = [int(row[f"w{i}"]) for i in range(1, n_stages + 1)]
-    return [wi for wi, di in zip(w, d) for _ in range(di)]
+    stages = range(1, n_stages + 1)
+    return block_widths([row[f"d{i}"] for i in stages], [row[f"w{i}"] for i in stages])
 
 
 def plot_block_widths(df: pd.DataFrame, top: int = 5) -> Figure:

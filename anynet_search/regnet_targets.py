@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from anynet_search.regnet import QUANTUM, check_regnet_params, stages_from_block_widths
+from anynet_search.regnet import check_regnet_params, stages_from_block_widths
+from anynet_search.rules import QUANTUM, quantized_widths
+from anynet_search.rules import compatible as rule_compatible
 
 TARGETS: tuple[str, ...] = ("anynet_search", "pycls", "timm", "torchvision")
 #: How each target rounds, in words (for the export files).
@@ -67,10 +69,8 @@ def block_widths(target: str, depth: int, w0: int, wa: float, wm: float) -> list
     """Per-block widths (before compatibility) in the target's arithmetic."""
     _check_target(target)
     check_regnet_params(depth, w0, wa, wm)
-    if target in ("anynet_search", "pycls"):
-        u = np.arange(depth) * wa + w0
-        ks = np.round(np.log(u / w0) / np.log(wm))
-        return (np.round(np.divide(w0 * np.power(wm, ks), QUANTUM)).astype(int) * QUANTUM).tolist()
+    if target in ("anynet_search", "pycls"):  # the same float64 arithmetic as this package's rule
+        return quantized_widths(w0, wa, wm, np.arange(depth)).tolist()
     if target == "timm":
         u = torch.arange(depth, dtype=torch.float32) * wa + w0
         ks = torch.round(torch.log(u / w0) / math.log(wm))
@@ -87,11 +87,8 @@ def compatible(
     _check_target(target)
     w = np.asarray(widths, dtype=float)
     b = float(bottleneck_ratio)
-    if target == "anynet_search":  # anynet_search.regnet.adjust_compatibility
-        w_b = np.maximum(1.0, np.round(w / b))
-        g = np.minimum(group_width, w_b)
-        w_b = np.maximum(g, np.round(w_b / g) * g)
-        return np.round(w_b * b).astype(np.int64), g.astype(np.int64)
+    if target == "anynet_search":
+        return rule_compatible(w, b, np.full(w.shape, group_width))
     mul = 1.0 / b  # what the libraries are given
     w_b = np.floor(np.maximum(1.0, w * mul)) if target == "pycls" else np.floor(w * mul)
     g = np.minimum(group_width, w_b)

@@ -11,11 +11,12 @@ from optuna.trial import TrialState
 
 from anynet_search.analysis.columns import SAMPLED_PREFIX
 from anynet_search.errors import InputError
+from anynet_search.rules import STAGE_COLUMNS
 from anynet_search.study.plan import SETTINGS_ATTR
 from anynet_search.study.run_folder import folder_storage
 from anynet_search.study.storage import load_study, open_storage
 
-STAGE_PREFIXES = {"depths": "d", "widths": "w", "bottleneck_ratios": "b", "group_widths": "g"}
+STAGE_PREFIXES = STAGE_COLUMNS  # config field -> column family (d1..dN, w1..wN, ...)
 
 
 def _resolve(run: str | Path, study: str | None) -> tuple[str, str, BaseStorage | None]:

@@ -7,11 +7,11 @@ import re
 import pandas as pd
 
 from anynet_search.analysis._checks import require_frame
+from anynet_search.rules import (
+    STAGE_FAMILIES,  # depth, width, bottleneck ratio, group width, in listing order
+)
 
-#: Column families: depth, width, bottleneck ratio, group width (in this order in every listing).
-STAGE_FAMILIES: tuple[str, ...] = ("d", "w", "b", "g")
-
-_STAGE_COLUMN = re.compile(r"^([dwbg])([1-9][0-9]*)$")
+_STAGE_COLUMN = re.compile(rf"^([{''.join(STAGE_FAMILIES)}])([1-9][0-9]*)$")
 
 
 def _family_indices(df: pd.DataFrame) -> dict[str, list[int]]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from anynet_search.complexity import complexity, complexity_arrays
 from anynet_search.config import AnyNetConfig
-from anynet_search.regnet import QUANTUM
+from anynet_search.rules import QUANTUM, bottleneck_width, compatible, quantized_widths
 from anynet_search.spaces.files import read_space_file, spec_hash
 from anynet_search.spaces.params import ParamSpec, SpaceError, make_param
 
@@ -303,11 +303,8 @@ class DesignSpace:
 
     def _resolve_anynet(self, raw: dict[str, np.ndarray]) -> _Batch:
         """Apply the compatibility rule to per-stage arrays (g = min(g, w_b); w_b multiple of g; w = w_b b)."""
-        w, b, g = raw["w"].astype(float), raw["b"].astype(float), raw["g"].astype(np.int64)
-        w_b = np.maximum(1, np.round(w / b)).astype(np.int64)
-        g = np.minimum(g, w_b)
-        w_b = np.maximum(g, np.round(w_b / g).astype(np.int64) * g)
-        widths = np.round(w_b * b).astype(np.int64)
+        b = raw["b"].astype(float)
+        widths, g = compatible(raw["w"].astype(float), b, raw["g"].astype(np.int64))
         return _Batch(raw=raw, depths=raw["d"].astype(np.int64), widths=widths, ratios=b, group_widths=g)
 
     def _resolve_regnet(self, raw: dict[str, np.ndarray]) -> _Batch:
@@ -316,9 +313,7 @@ class DesignSpace:
         m, dmax, s_n = len(d), int(d.max()), self.stages
         j = np.arange(dmax)
         valid = j[None, :] < d[:, None]
-        u = w0[:, None] + wa[:, None] * j[None, :]
-        s = np.round(np.log(u / w0[:, None]) / np.log(wm[:, None]))
-        bw = (np.round(w0[:, None] * np.power(wm[:, None], s) / QUANTUM) * QUANTUM).astype(np.int64)
+        bw = quantized_widths(w0[:, None], wa[:, None], wm[:, None], j[None, :])
         change = np.concatenate([np.zeros((m, 1), dtype=bool), (bw[:, 1:] != bw[:, :-1]) & valid[:, 1:]], axis=1)
         stage_id = np.cumsum(change, axis=1)
         n_stages = stage_id[np.arange(m), d - 1] + 1
@@ -337,7 +332,7 @@ class DesignSpace:
 
     def _metrics(self, batch: _Batch, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         fx = self.fixed
-        w_b = np.maximum(1, np.round(batch.widths[rows] / batch.ratios[rows])).astype(np.int64)
+        w_b = np.maximum(1, bottleneck_width(batch.widths[rows], batch.ratios[rows]))
         return complexity_arrays(
             batch.depths[rows], batch.widths[rows], w_b, batch.group_widths[rows],
             np.tile(np.asarray(fx["strides"]), (int(rows.sum()), 1)), self.resolution,
