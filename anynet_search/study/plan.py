@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from anynet_search.spaces import DesignSpace, Sample
-from anynet_search.train import TrainConfig
+
+if TYPE_CHECKING:  # the trainer imports torch; settings are read where no model is trained (results, status)
+    from anynet_search.train import TrainConfig
 
 SETTINGS_ATTR = "anynet_search"
 EDF_SAMPLERS = ("random", "qmc")
@@ -60,6 +62,8 @@ class StudySettings:
 
     def train_config(self) -> TrainConfig:
         """The study's training hyperparameters."""
+        from anynet_search.train import TrainConfig
+
         return TrainConfig(**self.train)
 
 
