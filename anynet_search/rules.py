@@ -57,7 +57,7 @@ def compatible(widths: Any, ratios: Any, group_widths: Any) -> tuple[Any, Any]:
 
 
 def quantized_widths(w0: Any, wa: Any, wm: Any, j: Any) -> Any:
-    """RegNet block widths: u_j = w0 + wa j, s_j = round(log(u_j / w0) / log(wm)), w_j = round(w0 wm^s_j / 8) 8.
+    """RegNet block widths w_j = 8 round(w0 wm^s_j / 8), s_j = round(log_wm(u_j / w0)), u_j = w0 + wa j.
 
     Broadcasts: pass `j = np.arange(depth)` for one model, or parameter arrays with a trailing axis.
     """
