@@ -74,10 +74,7 @@ DIVERGENCE_CHECK_EVERY = 10
 class TrainConfig:
     """Hyperparameters of one short training run; recorded with every trial via `to_dict`.
 
-    The defaults suit the default study (`anynet_xa_tiny` on `digits` at 16 px, 0.3-1.5 MF): on 6 sampled
-    models, 8 epochs of batch 64 at peak lr 0.3 gave lower validation errors than 10 epochs of batch 128 at
-    lr 0.4 (median 5 % vs 7 %) in two thirds of the time. On a set this small the number of steps matters
-    more than the batch size.
+    The defaults are chosen for the default study (`anynet_xa_tiny` on `digits` at 16 px, 0.3-1.5 MF).
 
     - `lr` is the peak learning rate, used as given (no automatic batch-size scaling); when you change
       `batch_size`, scale `lr` linearly yourself.
@@ -91,8 +88,8 @@ class TrainConfig:
       full-size batches in one CUDA graph after a few eager warm-up steps and replays it: the same math
       without the per-kernel launch cost that dominates small models. Other batch shapes run eagerly.
     - `cudnn_benchmark` (CUDA only) lets cuDNN time its algorithms for each new convolution shape. Off by
-      default: on an H100 it added 9.7 s of set-up to a sampled CIFAR network and no step speed
-      (benchmarks/RESULTS.md), and every sampled architecture brings new shapes.
+      default: every sampled architecture brings new shapes, so the timing is paid again in every trial
+      (measured in benchmarks/RESULTS.md).
     - `compile` wraps the model in `torch.compile` (each sampled architecture compiles anew, so it only
       pays off for long runs); it excludes `cuda_graphs`.
     """

@@ -28,6 +28,8 @@ SETTINGS_ATTR = "anynet_search"
 EDF_SAMPLERS = ("random", "qmc")
 ADAPTIVE_SAMPLERS = ("tpe", "cmaes", "nsga2", "gp")
 SAMPLERS = EDF_SAMPLERS + ADAPTIVE_SAMPLERS
+#: Settings fields older versions stored and nothing reads any more (`max_failures` was never used).
+RETIRED_FIELDS = frozenset({"max_failures"})
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,15 @@ class StudySettings:
     n_trials: int
     dataset: str
     train: dict[str, Any]
-    max_failures: int = 0  # 0: automatic (see worker)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (stored as a study user attribute)."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudySettings:
+        """Settings from their stored dict; keys of retired fields (studies made by older versions) are ignored."""
+        return cls(**{k: v for k, v in data.items() if k not in RETIRED_FIELDS})
 
     @classmethod
     def from_study(cls, study: optuna.Study) -> StudySettings:
@@ -54,7 +60,7 @@ class StudySettings:
         data = study.user_attrs.get(SETTINGS_ATTR)
         if not data:
             raise ValueError(f"study {study.study_name!r} was not created by anynet-search (no settings stored)")
-        return cls(**data)
+        return cls.from_dict(data)
 
     def design_space(self) -> DesignSpace:
         """The study's design space, rebuilt from the stored definition (no file needed)."""
