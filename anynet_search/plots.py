@@ -70,7 +70,8 @@ def _column(df: pd.DataFrame, name: str, what: str) -> np.ndarray:
         raise ValueError(f"{what}: the frame has no {name!r} column")
     values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=float)
     if not np.isfinite(values).all():
-        raise ValueError(f"{what}: column {name!r} has {int((~np.isfinite(values)).sum())} NaN/infinite values")
+        bad = int((~np.isfinite(values)).sum())
+        raise ValueError(f"{what}: column {name!r} has {bad} NaN/infinite values")
     return values
 
 
@@ -118,7 +119,7 @@ def plot_edfs(
     seed: int = 0,
     column: str = "flops",
 ) -> Figure:
-    """Error EDFs of several studies in one axes, with bootstrap bands; legend 'name  n=.. | min .. | mean ..'.
+    """Error EDFs of several studies in one axes, with bootstrap bands (legend: name, n, min and mean error).
 
     With `normalized`, each EDF is complexity-normalized (`normalized_weights` of `column` in `bins`
     log-spaced bins over the range all studies cover; models outside it get weight 0 and are left out).
@@ -188,7 +189,7 @@ def block_widths_of(row: pd.Series, n_stages: int) -> list[int]:
 
 
 def plot_block_widths(df: pd.DataFrame, top: int = 5) -> Figure:
-    """Per-block widths of the `top` lowest-error models (solid) and their quantized-linear RegNet fit (dashed)."""
+    """Per-block widths of the `top` lowest-error models (solid) and their quantized-linear fit (dashed)."""
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
         raise ValueError(f"top must be a positive integer, got {top!r}")
     _column(df, "error", "plot_block_widths")

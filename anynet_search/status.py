@@ -35,5 +35,6 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
         cols = [c for c in ["trial", "error", "test_error", "flops", "params"] if c in df.columns]
         stage = param_columns(df)
         best = df.sort_values("error").head(top)[cols + stage]
-        lines += ["    " + line for line in best.to_string(index=False, float_format=lambda v: f"{v:.2f}").splitlines()]
+        table = best.to_string(index=False, float_format=lambda v: f"{v:.2f}")
+        lines += ["    " + line for line in table.splitlines()]
     return "\n".join(lines)

@@ -9,8 +9,8 @@ released before raising). `optuna.TrialPruned` raised by the `report` callback p
 
 Defaults (`TrainConfig()`) were chosen on the `digits` set at 16x16 px with a small CNN and AnyNet models
 of 90K-2M parameters: 8 epochs, batch 64, peak lr 0.3 (used as given, not scaled with the batch size),
-half a warmup epoch, random crop with `resolution // 8` px zero padding, label smoothing 0.1, Nesterov momentum
-0.9, weight decay 5e-4 on conv/linear weights only. See `TrainConfig` for the measured numbers.
+half a warmup epoch, random crop with `resolution // 8` px zero padding, label smoothing 0.1, Nesterov
+momentum 0.9, weight decay 5e-4 on conv/linear weights only.
 
 Example (not a doctest: training takes seconds)::
 
@@ -120,7 +120,8 @@ class TrainConfig:
             raise InputError(f"epochs must be a positive integer, got {self.epochs!r}")
         if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 2:
             raise InputError(f"batch_size must be an integer >= 2 (BatchNorm), got {self.batch_size!r}")
-        if not isinstance(self.eval_batch_size, int) or isinstance(self.eval_batch_size, bool) or self.eval_batch_size < 1:
+        eval_batch = self.eval_batch_size
+        if not isinstance(eval_batch, int) or isinstance(eval_batch, bool) or eval_batch < 1:
             raise InputError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size!r}")
         if not self.lr > 0:
             raise InputError(f"lr must be positive, got {self.lr!r}")
@@ -239,7 +240,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def plan_batches(num_samples: int, batch_size: int) -> list[tuple[int, int]]:
-    """(start, stop) of each batch of an epoch; a last partial batch under half a batch (or of 1) is dropped."""
+    """(start, stop) of each batch of an epoch; drops a last batch under half a batch (or of 1)."""
     if batch_size < 2:
         raise ValueError(f"batch_size must be >= 2 (BatchNorm), got {batch_size}")
     if num_samples < 2:
@@ -364,7 +365,8 @@ class _EagerStep:
 
     def loss(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Forward and loss (autocast without its cast cache, which a CUDA graph cannot hold)."""
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.use_amp, cache_enabled=False):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.use_amp,
+                            cache_enabled=False):
             logits = self.net(xb)
         return F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
 
@@ -470,7 +472,8 @@ def _train(
         lr=lr_tensor if lr_tensor is not None else cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,
-        # One fused kernel per step on CUDA; the multi-tensor path elsewhere (~2x faster than the loop on CPU).
+        # One fused kernel per step on CUDA; the multi-tensor path elsewhere (~2x faster than the loop on
+        # CPU).
         fused=True if on_cuda else None,
         foreach=None if on_cuda else True,
     )

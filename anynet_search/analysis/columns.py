@@ -45,7 +45,7 @@ def stage_count(df: pd.DataFrame) -> int:
 
 
 def stage_columns(df: pd.DataFrame, family: str) -> list[str]:
-    """Columns of one family (`'d'`, `'w'`, `'b'` or `'g'`) in stage order; empty when the family is absent."""
+    """Columns of one family (`'d'`, `'w'`, `'b'` or `'g'`) in stage order; empty if the family is absent."""
     if family not in STAGE_FAMILIES:
         raise ValueError(f"family must be one of {STAGE_FAMILIES}, got {family!r}")
     n = stage_count(df)

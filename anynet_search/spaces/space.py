@@ -117,7 +117,7 @@ class DesignSpace:
         return None, None
 
     def complexity_range(self) -> tuple[dict[str, float], dict[str, float]]:
-        """Lowest and highest flops / params / acts of the space's configs (before the band), at its resolution"""
+        """Lowest and highest flops / params / acts of its configs (before the band), at its resolution."""
         return self._extreme_metrics()
 
     def _extreme_metrics(self) -> tuple[dict[str, float], dict[str, float]]:
@@ -214,7 +214,7 @@ class DesignSpace:
         return next(self.iter_samples(rng, 1)).config
 
     def sample_many(self, n: int, seed: int = 0, qmc: bool = False) -> list[Sample]:
-        """n samples (params + config) from a seeded generator (or scrambled Sobol points): same seed, same list"""
+        """n samples (params + config) from a seeded generator or scrambled Sobol points: same seed, same list."""
         if qmc:
             from scipy.stats import qmc as stats_qmc  # 0.4 s to import: only when asked, not with the package
 

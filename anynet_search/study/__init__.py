@@ -1,4 +1,4 @@
-"""Studies: settings and tickets on Optuna storage, fault-tolerant workers, the runner and its progress display."""
+"""Studies: settings and tickets on Optuna storage, fault-tolerant workers, the runner and its progress."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ class StudySettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudySettings:
-        """Settings from their stored dict; keys of retired fields (studies made by older versions) are ignored."""
+        """Settings from their stored dict, ignoring the retired fields older versions stored."""
         return cls(**{k: v for k, v in data.items() if k not in RETIRED_FIELDS})
 
     @classmethod
@@ -59,7 +59,9 @@ class StudySettings:
         """Settings stored in a study; ValueError if the study was not created by anynet-search."""
         data = study.user_attrs.get(SETTINGS_ATTR)
         if not data:
-            raise ValueError(f"study {study.study_name!r} was not created by anynet-search (no settings stored)")
+            raise ValueError(
+                f"study {study.study_name!r} was not created by anynet-search (no settings stored)"
+            )
         return cls.from_dict(data)
 
     def design_space(self) -> DesignSpace:
