@@ -7,6 +7,7 @@ from collections import Counter
 from optuna.trial import TrialState
 
 from anynet_search.results import open_run, trials_frame
+from anynet_search.study.launch import job_lines
 from anynet_search.study.plan import SETTINGS_ATTR
 from anynet_search.study.storage import redact
 
@@ -27,6 +28,7 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
     reasons = Counter(str(t.user_attrs.get("failure")) for t in trials if t.state == TrialState.FAIL)
     for reason, n in reasons.most_common(3):
         lines.append(f"  failed x{n}: {reason}")
+    lines += job_lines(st, trials)
     df = trials_frame(st)
     if len(df):
         lines.append(f"  best {min(top, len(df))} (error = validation %, test_error reported separately):")

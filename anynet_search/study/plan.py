@@ -80,14 +80,12 @@ def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
 INFEASIBLE_VALUE = 100.0  # the worst possible error in percent: what adaptive samplers are told for infeasible configs
 
 
+INFEASIBLE_ATTR = "infeasible"  # user attribute of a completed trial that was an infeasible suggestion
+
+
 def is_trained(trial: optuna.trial.FrozenTrial) -> bool:
     """A completed trial that trained a model (not an infeasible suggestion told back to the sampler)."""
-    return trial.state == optuna.trial.TrialState.COMPLETE and "infeasible" not in trial.user_attrs
-
-
-def count_trained(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """Number of trained completed trials: what a study's N counts."""
-    return sum(is_trained(t) for t in trials)
+    return trial.state == optuna.trial.TrialState.COMPLETE and INFEASIBLE_ATTR not in trial.user_attrs
 
 
 def make_pruner(kind: str) -> optuna.pruners.BasePruner:
@@ -111,20 +109,22 @@ def planned_sample(space: DesignSpace, sampler: str, seed: int, n_trials: int, s
     return stream[index]
 
 
-def ticket_attrs(slot: int, attempt: int, retry_of: int | None = None) -> dict[str, Any]:
-    """User attributes that identify a ticket."""
+def ticket_attrs(slot: int, attempt: int, retry_of: int | None = None, deaths: int = 0) -> dict[str, Any]:
+    """User attributes that identify a ticket (`deaths`: workers that already died on this config)."""
     attrs = {"slot": slot, "attempt": attempt}
     if retry_of is not None:
         attrs["retry_of"] = retry_of
+    if deaths:
+        attrs["deaths"] = deaths
     return attrs
 
 
 def enqueue_ticket(study: optuna.Study, settings: StudySettings, space: DesignSpace, slot: int, attempt: int,
-                   params: dict[str, Any] | None = None, retry_of: int | None = None) -> None:
+                   params: dict[str, Any] | None = None, retry_of: int | None = None, deaths: int = 0) -> None:
     """Add a WAITING trial for a slot (with the planned config's parameters for random / QMC studies)."""
     if params is None and settings.sampler in EDF_SAMPLERS:
         params = planned_sample(space, settings.sampler, settings.seed, settings.n_trials, slot, attempt).params
-    study.enqueue_trial(params or {}, user_attrs=ticket_attrs(slot, attempt, retry_of))
+    study.enqueue_trial(params or {}, user_attrs=ticket_attrs(slot, attempt, retry_of, deaths))
 
 
 def enqueue_all(study: optuna.Study, settings: StudySettings, space: DesignSpace, first_slot: int = 0) -> None:

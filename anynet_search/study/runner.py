@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,7 @@ import optuna
 
 from anynet_search.data import load_dataset
 from anynet_search.spaces import load_space
-from anynet_search.study import interrupts
+from anynet_search.study.optuna_adapter import trial_index
 from anynet_search.study.plan import (
     SETTINGS_ATTR,
     StudySettings,
@@ -26,10 +24,8 @@ from anynet_search.study.plan import (
 )
 from anynet_search.study.progress import ProgressView, Snapshot
 from anynet_search.study.storage import default_storage_url, is_journal, journal_path, open_storage, redact
-from anynet_search.study.worker import StudyFailing, run_worker
+from anynet_search.study.supervise import EXIT_FAILING, WorkerPool, WorkerSpec
 from anynet_search.train import TrainConfig
-
-EXIT_FAILING = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +57,9 @@ class RunOutcome:
     snapshot: Snapshot
     interrupted: bool = False
     failing_message: str | None = None
+    killed_configs: tuple[str, ...] = ()  # configs recorded as failed because they killed their worker twice
+    jobs: tuple[str, ...] = ()  # cluster job ids, when the workers run as submitted jobs
+    detached: bool = False  # jobs submitted and left running
 
 
 def resolve_devices(spec: str | None, workers: int) -> list[str]:
@@ -146,17 +145,6 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     return study, settings, url, run_dir
 
 
-def _worker_main(study: str, url: str, device: str, threads: int, objective: str | None, worker_id: str) -> None:
-    interrupts.install()
-    try:
-        run_worker(study, url, device=device, threads=threads, objective=objective, worker_id=worker_id)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except StudyFailing as exc:
-        print(f"anynet-search worker {worker_id}: {exc}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_FAILING)
-
-
 def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutcome:
     """Run a study to N completed trials with W local worker processes (resumes an existing one)."""
     study, settings, url, run_dir = prepare_study(opts)
@@ -168,35 +156,32 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
     # Ctrl-C must work even when started from a shell that ignores SIGINT for background jobs; SIGTERM too
     signal.signal(signal.SIGINT, signal.default_int_handler)
     previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch/thread state
-    procs = [ctx.Process(target=_worker_main, name=f"anynet-worker-{i}",
-                         args=(study.study_name, url, devices[i], threads[i], opts.objective, f"w{i}"))
-             for i in range(opts.workers)]
-    for p in procs:
-        p.start()
+    # a worker killed by a signal (a config that crashes it, the OOM killer) is recorded and replaced
+    pool = WorkerPool(study, url, [WorkerSpec(devices[i], threads[i], f"w{i}") for i in range(opts.workers)],
+                      opts.objective)
+    pool.start()
+    index = trial_index(study)
     interrupted = False
     try:
-        while any(p.is_alive() for p in procs):  # is_alive() also reaps exited children (no zombies)
-            view.update(Snapshot.of(study, settings.n_trials))
+        while True:
+            for message in pool.poll():
+                view.note(message)
+            if not pool.alive():
+                break
+            view.update(Snapshot.of(study, settings.n_trials, index))
             time.sleep(0.5)
     except KeyboardInterrupt:
         interrupted = True
-        for p in procs:
-            if p.is_alive() and p.pid:
-                os.kill(p.pid, signal.SIGINT)
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.terminate()
-    for p in procs:
-        p.join()
+        pool.stop()
+    pool.join()
     signal.signal(signal.SIGTERM, previous_term)
-    snap = Snapshot.of(study, settings.n_trials)
+    snap = Snapshot.of(study, settings.n_trials, index)
     view.update(snap, force=True)
     view.close()
     failing = None
     if not interrupted and snap.completed < settings.n_trials:
-        codes = {p.exitcode for p in procs}
+        codes = set(pool.exit_codes)
         failing = ("the study stopped because its trials keep failing (see the messages above)"
                    if EXIT_FAILING in codes else f"all workers exited early (exit codes {sorted(codes)})")
-    return RunOutcome(study.study_name, redact(url), run_dir, snap, interrupted, failing)
+    return RunOutcome(study.study_name, redact(url), run_dir, snap, interrupted, failing,
+                      tuple(pool.killed_configs))

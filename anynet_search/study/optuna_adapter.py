@@ -1,0 +1,355 @@
+"""The Optuna internals the ticket protocol relies on, in one module (written against optuna 4 and 5).
+
+Optuna's public API answers "which tickets are waiting?" by listing the whole study, and its RDB cache
+re-reads every unfinished trial on each listing, so a worker that asked once per trial paid O(N) per
+trial (O(N^2) per study). `TrialIndex` answers the worker's questions from cursors instead:
+
+- `claim()`: the lowest waiting ticket after a cursor below which no trial is waiting (trials never
+  return to WAITING), claimed atomically;
+- `running()`: the RUNNING trials at or above a low-water mark below which every trial is finished;
+- `recent_outcomes()`: the finished trials created just before a given one, newest first;
+- `counts()`: trials by state, the trained count and the best error (a few aggregate queries).
+
+Journal files are read through the storage's public per-trial calls (its replay lives in memory); SQL
+storages through a few queries on Optuna's tables. Any other storage falls back to listing the study.
+Cursors can lag behind a concurrently committed insert on SQL storages; `claim(full=True)` and
+`running(full=True)` rescan from the start, which the worker does before it concludes that nothing is left.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from anynet_search.study.plan import INFEASIBLE_ATTR, is_trained
+
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
+CLAIM_CANDIDATES = 8  # concurrent workers pick among this many lowest tickets, so they rarely collide
+PAGE = 64
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The storage object behind a study."""
+    return study._storage
+
+
+def study_id_of(study: optuna.Study) -> int:
+    """The storage's id of a study."""
+    return study._study_id
+
+
+def trial_id_of(trial: FrozenTrial | optuna.Trial) -> int:
+    """The storage's id of a trial (its number counts within the study, the id within the storage)."""
+    return trial._trial_id
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished trial, reduced to what the failure rules read."""
+
+    number: int
+    state: TrialState
+    failure: str | None
+    infeasible: bool
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Trials by state, trained models (completed and not infeasible) and the best error among them."""
+
+    by_state: Counter
+    trained: int
+    best: float | None
+
+
+def _outcome(trial: FrozenTrial) -> Outcome:
+    failure = trial.user_attrs.get("failure")
+    return Outcome(trial.number, trial.state, None if failure is None else str(failure),
+                   INFEASIBLE_ATTR in trial.user_attrs)
+
+
+def _counts_of(trials: list[FrozenTrial]) -> Counts:
+    values = [t.value for t in trials if is_trained(t) and t.value is not None]
+    return Counts(Counter(t.state for t in trials), len(values), min(values) if values else None)
+
+
+class TrialIndex:
+    """Answers a worker's questions about one study without listing it (fallback: listing it)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.storage = storage_of(study)
+        self.study_id = study_id_of(study)
+        self.rng = random.Random()
+
+    def claim(self, full: bool = False) -> int | None:
+        """Atomically move the lowest waiting ticket to RUNNING; its trial id, or None if none waits."""
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            try:
+                if self.storage.set_trial_state_values(trial_id_of(t), state=TrialState.RUNNING):
+                    return trial_id_of(t)
+            except UpdateFinishedTrialError:
+                continue
+        return None
+
+    def fail_running(self, trial_id: int) -> bool:
+        """Atomically move a RUNNING trial to FAIL; False if it had finished already (someone else won)."""
+        try:
+            return self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return False
+
+    def running(self, full: bool = False) -> list[FrozenTrial]:
+        """The study's RUNNING trials."""
+        return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+    def has_unfinished(self) -> bool:
+        """Whether any trial is WAITING or RUNNING."""
+        return bool(self.study.get_trials(deepcopy=False, states=UNFINISHED))
+
+    def recent_outcomes(self, trial: FrozenTrial, count: int, keep: Callable[[Outcome], bool]) -> list[Outcome]:
+        """Up to `count` finished trials numbered at most `trial.number` that pass `keep`, newest first."""
+        finished = [t for t in self.study.get_trials(deepcopy=False, states=FINISHED) if t.number <= trial.number]
+        kept = [o for o in map(_outcome, reversed(finished)) if keep(o)]
+        return kept[:count]
+
+    def counts(self, infeasible_possible: bool = True) -> Counts:
+        """Trials by state, the trained count and the best error."""
+        return _counts_of(self.study.get_trials(deepcopy=False))
+
+
+class JournalIndex(TrialIndex):
+    """A journal's replay lives in memory: walk trial numbers through the storage's per-trial calls."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        super().__init__(study)
+        self.cursor = 0  # no trial numbered below is WAITING
+        self.low = 0  # no trial numbered below is unfinished
+
+    def _trial(self, number: int) -> FrozenTrial | None:
+        try:
+            return self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
+        except KeyError:
+            return None
+
+    def _walk(self, start: int) -> Iterator[FrozenTrial]:
+        number = start
+        while (t := self._trial(number)) is not None:
+            yield t
+            number += 1
+
+    def claim(self, full: bool = False) -> int | None:
+        """The lowest waiting ticket after the cursor, claimed through the journal (first writer wins)."""
+        for t in self._walk(self.cursor):
+            if t.state == TrialState.WAITING:
+                try:
+                    if self.storage.set_trial_state_values(trial_id_of(t), state=TrialState.RUNNING):
+                        self.cursor = t.number + 1
+                        return trial_id_of(t)
+                except UpdateFinishedTrialError:
+                    pass
+            if t.number == self.cursor:
+                self.cursor += 1
+        return None
+
+    def _advance_low(self) -> None:
+        for t in self._walk(self.low):
+            if t.state in UNFINISHED:
+                return
+            self.low = t.number + 1
+
+    def running(self, full: bool = False) -> list[FrozenTrial]:
+        """RUNNING trials: one filter over the in-memory replay (a walk would sync the file once per trial)."""
+        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.RUNNING,))
+
+    def has_unfinished(self) -> bool:
+        """Whether a trial at or above the low-water mark is unfinished."""
+        self._advance_low()
+        return self._trial(self.low) is not None
+
+    def recent_outcomes(self, trial: FrozenTrial, count: int, keep: Callable[[Outcome], bool]) -> list[Outcome]:
+        """Walk back from `trial.number` over finished trials."""
+        kept: list[Outcome] = []
+        number = trial.number
+        while number >= 0 and len(kept) < count:
+            t = self._trial(number)
+            if t is not None and t.state in FINISHED and keep(o := _outcome(t)):
+                kept.append(o)
+            number -= 1
+        return kept
+
+
+@contextmanager
+def _session(backend: RDBStorage) -> Iterator[Any]:
+    session = backend.scoped_session()
+    try:
+        yield session
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+class SqlIndex(TrialIndex):
+    """SQLite, PostgreSQL, MySQL: a few indexed queries on Optuna's tables (primary-key ranges)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        super().__init__(study)
+        from optuna.storages._rdb import models
+
+        self.models = models
+        self.backend: RDBStorage = getattr(self.storage, "_backend", self.storage)
+        self.cursor = 0  # no trial with a lower id is WAITING (up to commits that raced the cursor)
+        self.low = 0  # no trial with a lower id is unfinished (same caveat)
+
+    def _ids(self, session: Any, *where: Any, order: Any = None, limit: int | None = None) -> list[int]:
+        T = self.models.TrialModel
+        q = session.query(T.trial_id).filter(T.study_id == self.study_id, *where).order_by(T.trial_id if order is None else order)
+        return [row[0] for row in (q.limit(limit) if limit else q).all()]
+
+    def claim(self, full: bool = False) -> int | None:
+        """One of the lowest waiting tickets, claimed by a conditional UPDATE (atomic on every SQL database).
+
+        Optuna's own pop reads the state and then writes it; on SQLite two processes can both read WAITING
+        and both "win" the same ticket. `UPDATE ... WHERE state = 'WAITING'` cannot.
+        """
+        T = self.models.TrialModel
+        if full:
+            self.cursor = 0
+        while True:
+            with _session(self.backend) as session:
+                ids = self._ids(session, T.state == TrialState.WAITING, T.trial_id >= self.cursor,
+                                limit=CLAIM_CANDIDATES)
+            if not ids:
+                return None
+            self.cursor = ids[0]
+            start = self.rng.randrange(len(ids))
+            for tid in ids[start:] + ids[:start]:
+                if self._transition(tid, TrialState.WAITING, TrialState.RUNNING):
+                    self._register(self.backend.get_trial(tid))
+                    return tid
+
+    def _transition(self, tid: int, old: TrialState, new: TrialState) -> bool:
+        """`UPDATE trials SET state = new WHERE trial_id = tid AND state = old`, with Optuna's timestamp."""
+        T = self.models.TrialModel
+        with _session(self.backend) as session:
+            won = session.query(T).filter(T.trial_id == tid, T.state == old).update(
+                {T.state: new}, synchronize_session=False) == 1
+            if won:  # the model's setters convert to the stored form (naive UTC in optuna 5, local before)
+                row = session.get(T, tid)
+                if new == TrialState.RUNNING:
+                    row.datetime_start = datetime.now()
+                else:
+                    row.datetime_complete = datetime.now()
+        return won
+
+    def fail_running(self, trial_id: int) -> bool:
+        """Conditional UPDATE RUNNING -> FAIL (Optuna's read-then-write lets two SQLite reapers both win)."""
+        return self._transition(trial_id, TrialState.RUNNING, TrialState.FAIL)
+
+    def _register(self, trial: FrozenTrial) -> None:
+        """Put a claimed trial into Optuna's RDB cache, which its parameter writes look up."""
+        cache = self.storage
+        if cache is self.backend:
+            return
+        if self.study_id not in cache._studies:
+            cache.get_study_directions(self.study_id)  # creates the cache's entry for the study
+        with cache._lock:
+            cache._add_trials_to_cache(self.study_id, [trial])
+
+    def _advance_low(self, session: Any) -> None:
+        T = self.models.TrialModel
+        ids = self._ids(session, T.state.in_(UNFINISHED), T.trial_id >= self.low, limit=1)
+        if ids:
+            self.low = ids[0]
+        else:
+            top = self._ids(session, order=T.trial_id.desc(), limit=1)
+            self.low = top[0] + 1 if top else 0
+
+    def running(self, full: bool = False) -> list[FrozenTrial]:
+        """RUNNING trials at or above the low-water mark (`full`: rescan from the first trial)."""
+        T = self.models.TrialModel
+        if full:
+            self.low = 0
+        with _session(self.backend) as session:
+            self._advance_low(session)
+            ids = self._ids(session, T.state == TrialState.RUNNING, T.trial_id >= self.low)
+        return [self.backend.get_trial(tid) for tid in ids]
+
+    def has_unfinished(self) -> bool:
+        """Whether any trial at or above the low-water mark is WAITING or RUNNING."""
+        T = self.models.TrialModel
+        with _session(self.backend) as session:
+            self._advance_low(session)
+            return bool(self._ids(session, T.state.in_(UNFINISHED), T.trial_id >= self.low, limit=1))
+
+    def recent_outcomes(self, trial: FrozenTrial, count: int, keep: Callable[[Outcome], bool]) -> list[Outcome]:
+        """Page back from the trial's id over finished trials, reading only their state and two attributes."""
+        T, A = self.models.TrialModel, self.models.TrialUserAttributeModel
+        kept: list[Outcome] = []
+        below = trial_id_of(trial) + 1
+        while len(kept) < count:
+            with _session(self.backend) as session:
+                rows = (session.query(T.trial_id, T.number, T.state)
+                        .filter(T.study_id == self.study_id, T.trial_id < below, T.state.in_(FINISHED))
+                        .order_by(T.trial_id.desc()).limit(PAGE).all())
+                if not rows:
+                    break
+                attrs: dict[int, dict[str, Any]] = {}
+                for tid, key, value in (session.query(A.trial_id, A.key, A.value_json)
+                                        .filter(A.trial_id.in_([r[0] for r in rows]),
+                                                A.key.in_(("failure", INFEASIBLE_ATTR))).all()):
+                    attrs.setdefault(tid, {})[key] = json.loads(value)
+            for tid, number, state in rows:
+                a = attrs.get(tid, {})
+                o = Outcome(number, state, None if a.get("failure") is None else str(a["failure"]), INFEASIBLE_ATTR in a)
+                if keep(o):
+                    kept.append(o)
+            below = rows[-1][0]
+        return kept[:count]
+
+    def counts(self, infeasible_possible: bool = True) -> Counts:
+        """Three aggregate queries: trials by state, the best completed value, completed infeasible trials."""
+        from sqlalchemy import func
+
+        T, V, A = self.models.TrialModel, self.models.TrialValueModel, self.models.TrialUserAttributeModel
+        with _session(self.backend) as session:
+            by_state = Counter({state: n for state, n in session.query(T.state, func.count(T.trial_id))
+                                .filter(T.study_id == self.study_id).group_by(T.state).all()})
+            infeasible = 0
+            if infeasible_possible:
+                infeasible = (session.query(func.count(A.trial_user_attribute_id)).join(T, A.trial_id == T.trial_id)
+                              .filter(T.study_id == self.study_id, T.state == TrialState.COMPLETE,
+                                      A.key == INFEASIBLE_ATTR).scalar() or 0)
+            trained = by_state[TrialState.COMPLETE] - infeasible
+            best = None
+            if trained:
+                # infeasible trials carry the worst possible error, so the minimum is a trained model's
+                best = (session.query(func.min(V.value)).join(T, V.trial_id == T.trial_id)
+                        .filter(T.study_id == self.study_id, T.state == TrialState.COMPLETE, V.objective == 0,
+                                V.value_type == V.TrialValueType.FINITE).scalar())
+        return Counts(by_state, trained, None if best is None else float(best))
+
+
+def trial_index(study: optuna.Study) -> TrialIndex:
+    """The index for a study's storage: journal, SQL, or the listing fallback."""
+    storage = storage_of(study)
+    if isinstance(storage, JournalStorage):
+        return JournalIndex(study)
+    if isinstance(getattr(storage, "_backend", storage), RDBStorage):
+        return SqlIndex(study)
+    return TrialIndex(study)
