@@ -96,19 +96,14 @@ def local_parameters(opts: ClusterOptions) -> dict[str, Any]:
 
 def make_executor(opts: ClusterOptions, folder: Path, job_name: str) -> Any:
     """The submitit executor for these options; ValueError when submitit or SLURM is missing."""
-    try:
-        import submitit
-    except ImportError:
-        raise ValueError("--slurm / --local-jobs need submitit: pip install 'anynet-search[cluster]'") from None
+    check_available(opts)
+    import submitit
+
     if opts.partition is None:
         executor = submitit.LocalExecutor(folder)
         executor.update_parameters(**local_parameters(opts))
         return executor
-    try:
-        executor = submitit.SlurmExecutor(folder)
-    except RuntimeError:
-        raise ValueError("no SLURM on this machine (srun not found); run this on the cluster's login node, or "
-                         "use --local-jobs to try the same jobs here") from None
+    executor = submitit.SlurmExecutor(folder)
     executor.update_parameters(**slurm_parameters(opts, job_name))
     return executor
 
@@ -261,10 +256,23 @@ def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
     if args.slurm is not None and args.storage and args.storage.startswith("sqlite"):
         raise ValueError("SQLite cannot be shared by jobs on several nodes (file locking over a network file "
                          "system corrupts it); use a postgresql:// storage")
-    return ClusterOptions(partition=args.slurm, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+    opts = ClusterOptions(partition=args.slurm, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                           workers_per_gpu=args.workers_per_gpu, cpus_per_worker=args.cpus_per_worker,
                           time_min=args.time, mem_gb=args.mem_gb, account=args.account, qos=args.qos,
                           constraint=args.constraint, setup=tuple(args.setup), folder=args.jobs_folder)
+    check_available(opts)
+    return opts
+
+
+def check_available(opts: ClusterOptions) -> None:
+    """ValueError, before any study is touched, when submitit (or SLURM's srun) is missing."""
+    try:
+        import submitit
+    except ImportError:
+        raise ValueError("--slurm / --local-jobs need submitit: pip install 'anynet-search[cluster]'") from None
+    if opts.partition is not None and submitit.SlurmExecutor.affinity() <= 0:
+        raise ValueError("no SLURM on this machine (srun not found); run this on the cluster's login node, or "
+                         "use --local-jobs to try the same jobs here")
 
 
 def jobs_done(launch: Launch) -> bool:

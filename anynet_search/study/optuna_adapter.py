@@ -19,7 +19,6 @@ Cursors can lag behind a concurrently committed insert on SQL storages; `claim(f
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +35,6 @@ from anynet_search.study.plan import INFEASIBLE_ATTR, is_trained
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
-CLAIM_CANDIDATES = 8  # concurrent workers pick among this many lowest tickets, so they rarely collide
 PAGE = 64
 
 
@@ -92,7 +90,6 @@ class TrialIndex:
         self.study = study
         self.storage = storage_of(study)
         self.study_id = study_id_of(study)
-        self.rng = random.Random()
 
     def claim(self, full: bool = False) -> int | None:
         """Atomically move the lowest waiting ticket to RUNNING; its trial id, or None if none waits."""
@@ -222,44 +219,47 @@ class SqlIndex(TrialIndex):
         return [row[0] for row in (q.limit(limit) if limit else q).all()]
 
     def claim(self, full: bool = False) -> int | None:
-        """One of the lowest waiting tickets, claimed by a conditional UPDATE (atomic on every SQL database).
+        """The lowest waiting ticket, claimed by a conditional UPDATE (atomic on every SQL database).
 
         Optuna's own pop reads the state and then writes it; on SQLite two processes can both read WAITING
-        and both "win" the same ticket. `UPDATE ... WHERE state = 'WAITING'` cannot.
+        and both "win" the same ticket. `UPDATE ... WHERE state = 'WAITING'` cannot. PostgreSQL and MySQL
+        lock the candidate row with SKIP LOCKED, so concurrent workers take consecutive tickets instead of
+        queueing on the same row.
         """
         T = self.models.TrialModel
         if full:
             self.cursor = 0
+        skip_locked = self.backend.engine.dialect.name in ("postgresql", "mysql")
         while True:
             with _session(self.backend) as session:
-                ids = self._ids(session, T.state == TrialState.WAITING, T.trial_id >= self.cursor,
-                                limit=CLAIM_CANDIDATES)
-            if not ids:
-                return None
-            self.cursor = ids[0]
-            start = self.rng.randrange(len(ids))
-            for tid in ids[start:] + ids[:start]:
-                if self._transition(tid, TrialState.WAITING, TrialState.RUNNING):
-                    self._register(self.backend.get_trial(tid))
-                    return tid
+                q = (session.query(T.trial_id).filter(T.study_id == self.study_id, T.state == TrialState.WAITING,
+                                                     T.trial_id >= self.cursor).order_by(T.trial_id).limit(1))
+                row = (q.with_for_update(skip_locked=True) if skip_locked else q).first()
+                if row is None:
+                    return None
+                tid = self.cursor = row[0]
+                won = self._transition(session, tid, TrialState.WAITING, TrialState.RUNNING)
+            if won:
+                self._register(self.backend.get_trial(tid))
+                return tid
 
-    def _transition(self, tid: int, old: TrialState, new: TrialState) -> bool:
+    def _transition(self, session: Any, tid: int, old: TrialState, new: TrialState) -> bool:
         """`UPDATE trials SET state = new WHERE trial_id = tid AND state = old`, with Optuna's timestamp."""
         T = self.models.TrialModel
-        with _session(self.backend) as session:
-            won = session.query(T).filter(T.trial_id == tid, T.state == old).update(
-                {T.state: new}, synchronize_session=False) == 1
-            if won:  # the model's setters convert to the stored form (naive UTC in optuna 5, local before)
-                row = session.get(T, tid)
-                if new == TrialState.RUNNING:
-                    row.datetime_start = datetime.now()
-                else:
-                    row.datetime_complete = datetime.now()
+        won = session.query(T).filter(T.trial_id == tid, T.state == old).update(
+            {T.state: new}, synchronize_session=False) == 1
+        if won:  # the model's setters convert to the stored form (naive UTC in optuna 5, local before)
+            row = session.get(T, tid)
+            if new == TrialState.RUNNING:
+                row.datetime_start = datetime.now()
+            else:
+                row.datetime_complete = datetime.now()
         return won
 
     def fail_running(self, trial_id: int) -> bool:
         """Conditional UPDATE RUNNING -> FAIL (Optuna's read-then-write lets two SQLite reapers both win)."""
-        return self._transition(trial_id, TrialState.RUNNING, TrialState.FAIL)
+        with _session(self.backend) as session:
+            return self._transition(session, trial_id, TrialState.RUNNING, TrialState.FAIL)
 
     def _register(self, trial: FrozenTrial) -> None:
         """Put a claimed trial into Optuna's RDB cache, which its parameter writes look up."""
@@ -343,6 +343,57 @@ class SqlIndex(TrialIndex):
                         .filter(T.study_id == self.study_id, T.state == TrialState.COMPLETE, V.objective == 0,
                                 V.value_type == V.TrialValueType.FINITE).scalar())
         return Counts(by_state, trained, None if best is None else float(best))
+
+
+Ticket = tuple[dict[str, Any], dict[str, Any]]  # (fixed parameters, user attributes) of a WAITING trial
+BULK = 1000  # tickets per write
+
+
+def enqueue_many(study: optuna.Study, tickets: list[Ticket]) -> None:
+    """Add WAITING trials as `study.enqueue_trial(params, user_attrs=attrs)` would, in bulk: one journal append
+    or one SQL transaction per BULK tickets instead of one each (Optuna's SQL create also counts the study's
+    trials every time, so enqueueing N tickets one by one cost O(N^2))."""
+    storage = storage_of(study)
+    backend = getattr(storage, "_backend", storage)
+    for start in range(0, len(tickets), BULK):
+        chunk = tickets[start:start + BULK]
+        if isinstance(storage, JournalStorage):
+            _journal_enqueue(storage, study_id_of(study), chunk)
+        elif isinstance(backend, RDBStorage):
+            _sql_enqueue(backend, study_id_of(study), chunk)
+        else:
+            for params, attrs in chunk:
+                study.enqueue_trial(params, user_attrs=attrs)
+
+
+def _journal_enqueue(storage: JournalStorage, study_id: int, tickets: list[Ticket]) -> None:
+    from optuna.storages.journal._storage import JournalOperation
+
+    worker = storage._replay_result.worker_id
+    logs = [{"op_code": JournalOperation.CREATE_TRIAL, "worker_id": worker, "study_id": study_id,
+             "state": TrialState.WAITING, "value": None, "values": None, "datetime_start": None, "distributions": {},
+             "params": {}, "user_attrs": attrs, "system_attrs": {"fixed_params": params}, "intermediate_values": {}}
+            for params, attrs in tickets]
+    storage._backend.append_logs(logs)
+
+
+def _sql_enqueue(backend: RDBStorage, study_id: int, tickets: list[Ticket]) -> None:
+    from optuna.storages._rdb import models
+    from sqlalchemy import func
+
+    T = models.TrialModel
+    with _session(backend) as session:
+        # the lock Optuna's own trial creation takes, so that trial numbers stay dense and ordered
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        base = session.query(func.count(T.trial_id)).filter(T.study_id == study_id).scalar() or 0
+        rows = [T(study_id=study_id, number=base + i, state=TrialState.WAITING) for i in range(len(tickets))]
+        session.add_all(rows)
+        session.flush()  # assigns the trial ids, in insertion order
+        for row, (params, attrs) in zip(rows, tickets):
+            session.add(models.TrialSystemAttributeModel(trial_id=row.trial_id, key="fixed_params",
+                                                         value_json=json.dumps(params)))
+            session.add_all([models.TrialUserAttributeModel(trial_id=row.trial_id, key=k, value_json=json.dumps(v))
+                             for k, v in attrs.items()])
 
 
 def trial_index(study: optuna.Study) -> TrialIndex:

@@ -119,15 +119,24 @@ def ticket_attrs(slot: int, attempt: int, retry_of: int | None = None, deaths: i
     return attrs
 
 
+def _ticket_params(settings: StudySettings, space: DesignSpace, slot: int, attempt: int) -> dict[str, Any]:
+    """The fixed parameters of a ticket: the planned config for random / QMC studies, none for adaptive ones."""
+    if settings.sampler not in EDF_SAMPLERS:
+        return {}
+    return planned_sample(space, settings.sampler, settings.seed, settings.n_trials, slot, attempt).params
+
+
 def enqueue_ticket(study: optuna.Study, settings: StudySettings, space: DesignSpace, slot: int, attempt: int,
                    params: dict[str, Any] | None = None, retry_of: int | None = None, deaths: int = 0) -> None:
     """Add a WAITING trial for a slot (with the planned config's parameters for random / QMC studies)."""
-    if params is None and settings.sampler in EDF_SAMPLERS:
-        params = planned_sample(space, settings.sampler, settings.seed, settings.n_trials, slot, attempt).params
-    study.enqueue_trial(params or {}, user_attrs=ticket_attrs(slot, attempt, retry_of, deaths))
+    if params is None:
+        params = _ticket_params(settings, space, slot, attempt)
+    study.enqueue_trial(params, user_attrs=ticket_attrs(slot, attempt, retry_of, deaths))
 
 
 def enqueue_all(study: optuna.Study, settings: StudySettings, space: DesignSpace, first_slot: int = 0) -> None:
-    """Tickets for slots first_slot .. N-1 (a new study, or one whose trial count was raised)."""
-    for slot in range(first_slot, settings.n_trials):
-        enqueue_ticket(study, settings, space, slot, 0)
+    """Tickets for slots first_slot .. N-1 (a new study, or one whose trial count was raised), written in bulk."""
+    from anynet_search.study.optuna_adapter import enqueue_many
+
+    enqueue_many(study, [(_ticket_params(settings, space, slot, 0), ticket_attrs(slot, 0))
+                         for slot in range(first_slot, settings.n_trials)])

@@ -222,8 +222,9 @@ class Worker:
         self._replace(trial, same_config=not final, deaths=deaths)
         if final:
             slot = trial.user_attrs.get("slot")
+            config = trial.params or trial.system_attrs.get("fixed_params") or "not sampled before the deaths"
             self.killed_configs.append(f"trial {trial.number} (slot {slot}): {reason}; recorded as failed, the "
-                                       f"slot moves on to its next config. The config: {dict(trial.params)}")
+                                       f"slot moves on to its next config. The config: {config}")
         return True
 
     def _death_cause(self, trial: optuna.trial.FrozenTrial, now: float) -> str | None:
