@@ -20,6 +20,8 @@ Columns (per cell):
   / completed; PostgreSQL's own CPU is not in it;
 - xact/trial, tuples/trial (PostgreSQL only): pg_stat_database deltas of a database used by this cell
   alone: xact_commit + xact_rollback, and tup_returned + tup_fetched (rows read) / completed;
+- PG CPU ms/trial: CPU time of the PostgreSQL server (postmaster and children, read from /proc when the
+  server runs on this host) / completed;
 - writes/trial (journal only): lines appended to the journal / completed.
 
 Goal from the issue: per-trial bookkeeping at N = 10,000 within 1.5x of that at N = 100 on every storage.
@@ -27,6 +29,7 @@ Goal from the issue: per-trial bookkeeping at N = 10,000 within 1.5x of that at 
     python benchmarks/bench_ticket_scale.py --quick                       # N 100, 1000; W 2, 8; cap 300
     python benchmarks/bench_ticket_scale.py                               # N 100, 1000, 10000; W 2, 8, 16
     python benchmarks/bench_ticket_scale.py --storages postgresql --trials 10000 --workers 8 --cap 0
+    python benchmarks/bench_ticket_scale.py --capacity 20 --workers 1,2,4,8 --trials 20000   # PostgreSQL limits
 
 PostgreSQL cells need a server: --postgres URL, or ANYNET_TEST_POSTGRES_URL (`.ci/postgres.sh` starts one);
 each cell creates and drops its own database there.
@@ -47,7 +50,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, table, warn_if_busy  # noqa: E402
+from _common import machine_line, process_cpu_seconds, process_tree, table, warn_if_busy  # noqa: E402
 
 DRY = "anynet_search.study.dry_run:pseudo_error"
 SPACE, DATASET = "anynet_xd_tiny", "synthetic:64"
@@ -79,6 +82,73 @@ def _worker(study: str, url: str, max_trials: int | None, ready, go, results) ->
     results.put((summary.completed, cpu))
 
 
+def _capacity_worker(kind: str, study: str, url: str, seconds: float, ready, go, results) -> None:
+    """Ticket pops or heartbeats as fast as one client can, for `seconds`; reports (operations, CPU seconds)."""
+    import time as _time
+
+    import optuna
+
+    from anynet_search.study.optuna_adapter import storage_of, trial_index
+    from anynet_search.study.storage import load_study, open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    st = load_study(study, open_storage(url))
+    index, storage = trial_index(st), storage_of(st)
+    mine = index.claim() if kind == "heartbeat" else None
+    ready.release()
+    go.wait()
+    r0, ops = resource.getrusage(resource.RUSAGE_SELF), 0
+    end = _time.perf_counter() + seconds
+    while _time.perf_counter() < end:
+        if kind == "pop":
+            if index.claim() is None:
+                break
+        else:
+            storage.set_trial_system_attr(mine, "heartbeat", _time.time())
+        ops += 1
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    results.put((ops, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)))
+
+
+def run_capacity(pg: Postgres, clients: int, seconds: float, tickets: int, tmp: Path) -> list[dict]:
+    """Ticket pops and heartbeats per second that one PostgreSQL sustains with `clients` client processes."""
+    from anynet_search.study import RunOptions, prepare_study
+
+    rows = []
+    for kind in ("pop", "heartbeat"):
+        name = f"bench_capacity_{kind}_{clients}_{os.getpid()}"
+        url = pg.create(name)
+        prepare_study(RunOptions(space=SPACE, trials=tickets, workers=clients, dataset=DATASET, study=name,
+                                 storage=url, out=str(tmp / "runs"), objective=DRY))
+        ctx = mp.get_context("spawn")
+        ready, go, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_capacity_worker, args=(kind, name, url, seconds, ready, go, results))
+                 for _ in range(clients)]
+        for p in procs:
+            p.start()
+        for _ in procs:
+            ready.acquire(timeout=600)
+        before, server0 = pg.counters(name), pg.server_cpu()
+        t0 = time.perf_counter()
+        go.set()
+        outcomes = [results.get(timeout=seconds + 600) for _ in procs]
+        wall = time.perf_counter() - t0
+        server1, after = pg.server_cpu(), pg.counters(name)
+        for p in procs:
+            p.join()
+        ops = sum(o for o, _ in outcomes)
+        rows.append({"operation": "ticket pop" if kind == "pop" else "heartbeat", "clients": clients,
+                     "ops": ops, "ops/s": ops / wall,
+                     "client CPU ms/op": 1000 * sum(c for _, c in outcomes) / ops,
+                     "PG CPU ms/op": 1000 * (server1 - server0) / ops if server0 is not None else float("nan"),
+                     "xact/op": (after["xact_commit"] + after["xact_rollback"] - before["xact_commit"]
+                                 - before["xact_rollback"]) / ops,
+                     "tuples/op": (after["tup_returned"] + after["tup_fetched"] - before["tup_returned"]
+                                   - before["tup_fetched"]) / ops})
+        pg.drop(name)
+    return rows
+
+
 # ------------------------------------------------------------------------------------------ storages
 class Postgres:
     """A server URL; each cell gets a database of its own (so pg_stat_database counts that cell only)."""
@@ -103,6 +173,18 @@ class Postgres:
         row = self.admin.execute(f"SELECT {', '.join(PG_COUNTERS)} FROM pg_stat_database WHERE datname = %s",
                                  (name,)).fetchone()
         return dict(zip(PG_COUNTERS, row))
+
+    def server_cpu(self) -> float | None:
+        """CPU seconds used so far by the server (postmaster and all its children), if it runs on this host."""
+        try:
+            data_dir = self.admin.execute("SHOW data_directory").fetchone()[0]
+            with open(Path(data_dir) / "postmaster.pid") as f:
+                postmaster = int(f.readline())
+        except (OSError, ValueError, self.psycopg.Error):
+            return None
+        # a backend's CPU moves into the postmaster's children's time when its connection closes
+        return process_cpu_seconds(postmaster, exited_children=True) + sum(
+            process_cpu_seconds(pid) for pid in process_tree(postmaster))
 
     def drop(self, name: str) -> None:
         self.admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -207,6 +289,7 @@ def run_cell(storage: str, n: int, w: int, cap: int | None, tmp: Path, pg: Postg
         if not ready.acquire(timeout=600):
             raise RuntimeError("a benchmark worker did not start")
     before = pg.counters(name) if pg and storage == "postgresql" else None
+    server0 = pg.server_cpu() if before is not None else None
     lines0 = _journal_lines(path) if path else 0
     t0 = time.perf_counter()
     go.set()
@@ -225,6 +308,9 @@ def run_cell(storage: str, n: int, w: int, cap: int | None, tmp: Path, pg: Postg
            "setup s": setup, "trials/s": done / wall,
            "worker-s/trial": w * wall / done, "CPU ms/trial": 1000 * sum(c for _, c in outcomes) / done}
     if before is not None:
+        server1 = pg.server_cpu()
+        if server0 is not None and server1 is not None:
+            row["PG CPU ms/trial"] = 1000 * (server1 - server0) / done
         after = pg.counters(name)
         d = {k: after[k] - before[k] for k in PG_COUNTERS}
         row["xact/trial"] = (d["xact_commit"] + d["xact_rollback"]) / done
@@ -250,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop after about this many trials per cell (0: run every study to N; default 1000, quick 300)")
     p.add_argument("--position", choices=["start", "end"], default="start",
                    help="with a cap: measure the first or the last trials of each study")
+    p.add_argument("--capacity", type=float, default=None, metavar="SECONDS",
+                   help="instead of the grid: ticket pops and heartbeats per second on PostgreSQL with W clients")
     p.add_argument("--postgres", default=os.environ.get("ANYNET_TEST_POSTGRES_URL"), help="PostgreSQL server URL")
     args = p.parse_args(argv)
     trials = args.trials or ([100, 1000] if args.quick else [100, 1000, 10000])
@@ -271,6 +359,15 @@ def main(argv: list[str] | None = None) -> int:
           f"space {SPACE}, objective {DRY}, ANYNET_DRY_SLEEP=0")
     warn_if_busy()
     tmp = Path(tempfile.mkdtemp(prefix="anynet-bench-tickets-"))
+    if args.capacity:
+        if pg is None:
+            raise SystemExit("--capacity needs PostgreSQL (--postgres URL)")
+        try:
+            rows = [r for w in workers for r in run_capacity(pg, w, args.capacity, max(trials), tmp)]
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(table(rows))
+        return 0
     rows = []
     try:
         for storage in storages:
@@ -284,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cols = ["storage", "N", "W", "at", "measured", "setup s", "trials/s", "worker-s/trial", "CPU ms/trial", "xact/trial",
-            "tuples/trial", "writes/trial"]
+            "tuples/trial", "PG CPU ms/trial", "writes/trial"]
     print(table(rows, cols))
     print("\n## Per-trial bookkeeping at the largest N over the smallest (worker-s/trial; goal <= 1.5)\n")
     ratios = []

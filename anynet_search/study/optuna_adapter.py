@@ -35,7 +35,7 @@ from anynet_search.study.plan import INFEASIBLE_ATTR, is_trained
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
-PAGE = 64
+WINDOW = 64  # trial ids per SQL range query (a bitmap scan reads the whole range)
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:
@@ -202,7 +202,12 @@ def _session(backend: RDBStorage) -> Iterator[Any]:
 
 
 class SqlIndex(TrialIndex):
-    """SQLite, PostgreSQL, MySQL: a few indexed queries on Optuna's tables (primary-key ranges)."""
+    """SQLite, PostgreSQL, MySQL: queries over bounded primary-key ranges of Optuna's trials table.
+
+    Each query names a range of at most WINDOW trial ids and filters on `study_id + 0`: the "+ 0" keeps the
+    planner off the study_id index (which would return the whole study, and did on PostgreSQL without fresh
+    statistics), so the database reads at most WINDOW rows per query whatever plan it picks.
+    """
 
     def __init__(self, study: optuna.Study) -> None:
         super().__init__(study)
@@ -212,11 +217,24 @@ class SqlIndex(TrialIndex):
         self.backend: RDBStorage = getattr(self.storage, "_backend", self.storage)
         self.cursor = 0  # no trial with a lower id is WAITING (up to commits that raced the cursor)
         self.low = 0  # no trial with a lower id is unfinished (same caveat)
+        self.first: int | None = None  # the study's lowest trial id
 
-    def _ids(self, session: Any, *where: Any, order: Any = None, limit: int | None = None) -> list[int]:
+    def _in_study(self) -> Any:
+        return self.models.TrialModel.study_id + 0 == self.study_id
+
+    def _bounds(self, session: Any) -> tuple[int, int]:
+        """(the study's first trial id, the storage's last trial id): both primary-key lookups."""
+        from sqlalchemy import func
+
         T = self.models.TrialModel
-        q = session.query(T.trial_id).filter(T.study_id == self.study_id, *where).order_by(T.trial_id if order is None else order)
-        return [row[0] for row in (q.limit(limit) if limit else q).all()]
+        if self.first is None:
+            self.first = session.query(func.min(T.trial_id)).filter(T.study_id == self.study_id).scalar()
+        top = session.query(func.max(T.trial_id)).scalar()
+        return (self.first or 0), (top if top is not None else -1)
+
+    def _range(self, session: Any, lo: int, hi: int, *where: Any) -> Any:
+        T = self.models.TrialModel
+        return session.query(T.trial_id).filter(self._in_study(), T.trial_id >= lo, T.trial_id < hi, *where)
 
     def claim(self, full: bool = False) -> int | None:
         """The lowest waiting ticket, claimed by a conditional UPDATE (atomic on every SQL database).
@@ -232,12 +250,18 @@ class SqlIndex(TrialIndex):
         skip_locked = self.backend.engine.dialect.name in ("postgresql", "mysql")
         while True:
             with _session(self.backend) as session:
-                q = (session.query(T.trial_id).filter(T.study_id == self.study_id, T.state == TrialState.WAITING,
-                                                     T.trial_id >= self.cursor).order_by(T.trial_id).limit(1))
-                row = (q.with_for_update(skip_locked=True) if skip_locked else q).first()
-                if row is None:
+                first, top = self._bounds(session)
+                self.cursor, tid = max(self.cursor, first), None
+                while tid is None and self.cursor <= top:
+                    q = self._range(session, self.cursor, self.cursor + WINDOW, T.state == TrialState.WAITING)
+                    q = q.order_by(T.trial_id).limit(1)
+                    row = (q.with_for_update(skip_locked=True) if skip_locked else q).first()
+                    if row is None:
+                        self.cursor = min(self.cursor + WINDOW, top + 1)
+                    else:
+                        tid = self.cursor = row[0]
+                if tid is None:
                     return None
-                tid = self.cursor = row[0]
                 won = self._transition(session, tid, TrialState.WAITING, TrialState.RUNNING)
             if won:
                 self._register(self.backend.get_trial(tid))
@@ -271,14 +295,19 @@ class SqlIndex(TrialIndex):
         with cache._lock:
             cache._add_trials_to_cache(self.study_id, [trial])
 
-    def _advance_low(self, session: Any) -> None:
+    def _advance_low(self, session: Any) -> bool:
+        """Move the low-water mark to the first unfinished trial; False if there is none."""
         T = self.models.TrialModel
-        ids = self._ids(session, T.state.in_(UNFINISHED), T.trial_id >= self.low, limit=1)
-        if ids:
-            self.low = ids[0]
-        else:
-            top = self._ids(session, order=T.trial_id.desc(), limit=1)
-            self.low = top[0] + 1 if top else 0
+        first, top = self._bounds(session)
+        self.low = max(self.low, first)
+        while self.low <= top:
+            row = (self._range(session, self.low, self.low + WINDOW, T.state.in_(UNFINISHED))
+                   .order_by(T.trial_id).limit(1).first())
+            if row is not None:
+                self.low = row[0]
+                return True
+            self.low = min(self.low + WINDOW, top + 1)
+        return False
 
     def running(self, full: bool = False) -> list[FrozenTrial]:
         """RUNNING trials at or above the low-water mark (`full`: rescan from the first trial)."""
@@ -286,40 +315,43 @@ class SqlIndex(TrialIndex):
         if full:
             self.low = 0
         with _session(self.backend) as session:
-            self._advance_low(session)
-            ids = self._ids(session, T.state == TrialState.RUNNING, T.trial_id >= self.low)
+            if not self._advance_low(session):
+                return []
+            _, top = self._bounds(session)
+            ids = [r[0] for r in self._range(session, self.low, top + 1, T.state == TrialState.RUNNING).all()]
         return [self.backend.get_trial(tid) for tid in ids]
 
     def has_unfinished(self) -> bool:
         """Whether any trial at or above the low-water mark is WAITING or RUNNING."""
-        T = self.models.TrialModel
         with _session(self.backend) as session:
-            self._advance_low(session)
-            return bool(self._ids(session, T.state.in_(UNFINISHED), T.trial_id >= self.low, limit=1))
+            return self._advance_low(session)
 
     def recent_outcomes(self, trial: FrozenTrial, count: int, keep: Callable[[Outcome], bool]) -> list[Outcome]:
-        """Page back from the trial's id over finished trials, reading only their state and two attributes."""
+        """Walk back from the trial's id over finished trials, reading only their state and two attributes."""
         T, A = self.models.TrialModel, self.models.TrialUserAttributeModel
         kept: list[Outcome] = []
         below = trial_id_of(trial) + 1
-        while len(kept) < count:
-            with _session(self.backend) as session:
+        with _session(self.backend) as session:
+            first, _ = self._bounds(session)
+            while len(kept) < count and below > first:
+                lo = max(first, below - WINDOW)
                 rows = (session.query(T.trial_id, T.number, T.state)
-                        .filter(T.study_id == self.study_id, T.trial_id < below, T.state.in_(FINISHED))
-                        .order_by(T.trial_id.desc()).limit(PAGE).all())
+                        .filter(self._in_study(), T.trial_id >= lo, T.trial_id < below, T.state.in_(FINISHED))
+                        .order_by(T.trial_id.desc()).all())
+                below = lo
                 if not rows:
-                    break
+                    continue
                 attrs: dict[int, dict[str, Any]] = {}
                 for tid, key, value in (session.query(A.trial_id, A.key, A.value_json)
                                         .filter(A.trial_id.in_([r[0] for r in rows]),
                                                 A.key.in_(("failure", INFEASIBLE_ATTR))).all()):
                     attrs.setdefault(tid, {})[key] = json.loads(value)
-            for tid, number, state in rows:
-                a = attrs.get(tid, {})
-                o = Outcome(number, state, None if a.get("failure") is None else str(a["failure"]), INFEASIBLE_ATTR in a)
-                if keep(o):
-                    kept.append(o)
-            below = rows[-1][0]
+                for tid, number, state in rows:
+                    a = attrs.get(tid, {})
+                    o = Outcome(number, state, None if a.get("failure") is None else str(a["failure"]),
+                                INFEASIBLE_ATTR in a)
+                    if keep(o):
+                        kept.append(o)
         return kept[:count]
 
     def counts(self, infeasible_possible: bool = True) -> Counts:

@@ -137,10 +137,24 @@ def _load_libc() -> Any:
 _LIBC = _load_libc()
 
 
+FULL_COLLECT_EVERY = 50  # trials between full collections (frozen objects may hold cycles that became garbage)
+_releases = 0
+
+
 def release_memory() -> None:
     """Free what the last trial left: cycles, then glibc's free lists (models of varying shapes fragment the
-    heap; without this a worker's RSS grew ~4x faster over 60 one-epoch trials, measured in benchmarks/)."""
+    heap; without this a worker's RSS grew ~4x faster over 60 one-epoch trials, measured in benchmarks/).
+
+    What survives a collection (imported modules, the study's in-memory journal replay or trial cache) is then
+    frozen, so the next collection walks only what the next trial created: a full collection took ~90 ms with
+    torch imported, plus ~12 ms per 1,000 finished trials held in memory. Every FULL_COLLECT_EVERY trials the
+    frozen objects are collected too."""
+    global _releases
+    _releases += 1
+    if _releases % FULL_COLLECT_EVERY == 0:
+        gc.unfreeze()
     gc.collect()
+    gc.freeze()
     if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
         _LIBC.malloc_trim(0)
 
