@@ -10,8 +10,8 @@ trial (O(N^2) per study). `TrialIndex` answers the worker's questions from curso
 - `recent_outcomes()`: the finished trials created just before a given one, newest first;
 - `counts()`: trials by state, the trained count and the best error (a few aggregate queries).
 
-Journal files are read through the storage's public per-trial calls (its replay lives in memory); SQL
-storages through a few queries on Optuna's tables. Any other storage falls back to listing the study.
+Journal files are read from the storage's in-memory replay of the file; SQL storages through queries
+over bounded primary-key ranges of Optuna's tables. Any other storage falls back to listing the study.
 Cursors can lag behind a concurrently committed insert on SQL storages; `claim(full=True)` and
 `running(full=True)` rescan from the start, which the worker does before it concludes that nothing is left.
 """
@@ -128,63 +128,68 @@ class TrialIndex:
 
 
 class JournalIndex(TrialIndex):
-    """A journal's replay lives in memory: walk trial numbers through the storage's per-trial calls."""
+    """A journal storage replays the file into memory: walk that replay by trial number after one sync (the
+    storage's public per-trial calls would re-read the file once per trial walked)."""
 
     def __init__(self, study: optuna.Study) -> None:
         super().__init__(study)
         self.cursor = 0  # no trial numbered below is WAITING
         self.low = 0  # no trial numbered below is unfinished
 
-    def _trial(self, number: int) -> FrozenTrial | None:
-        try:
-            return self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
-        except KeyError:
-            return None
-
-    def _walk(self, start: int) -> Iterator[FrozenTrial]:
-        number = start
-        while (t := self._trial(number)) is not None:
-            yield t
-            number += 1
+    def _replay(self) -> tuple[list[int], dict[int, FrozenTrial]]:
+        """(the study's trial ids by number, trials by id), synced with the file once."""
+        storage = self.storage
+        with storage._thread_lock:
+            storage._sync_with_backend()
+            replay = storage._replay_result
+            return replay._study_id_to_trial_ids[self.study_id], replay._trials
 
     def claim(self, full: bool = False) -> int | None:
         """The lowest waiting ticket after the cursor, claimed through the journal (first writer wins)."""
-        for t in self._walk(self.cursor):
-            if t.state == TrialState.WAITING:
-                try:
-                    if self.storage.set_trial_state_values(trial_id_of(t), state=TrialState.RUNNING):
-                        self.cursor = t.number + 1
-                        return trial_id_of(t)
-                except UpdateFinishedTrialError:
-                    pass
-            if t.number == self.cursor:
+        if full:
+            self.cursor = 0
+        while True:
+            ids, trials = self._replay()
+            while self.cursor < len(ids) and trials[ids[self.cursor]].state != TrialState.WAITING:
                 self.cursor += 1
-        return None
+            if self.cursor >= len(ids):
+                return None
+            tid = ids[self.cursor]
+            self.cursor += 1  # RUNNING from here on, whoever won it
+            try:
+                if self.storage.set_trial_state_values(tid, state=TrialState.RUNNING):
+                    return tid
+            except UpdateFinishedTrialError:
+                continue
 
-    def _advance_low(self) -> None:
-        for t in self._walk(self.low):
-            if t.state in UNFINISHED:
-                return
-            self.low = t.number + 1
+    def _advance_low(self) -> tuple[list[int], dict[int, FrozenTrial]]:
+        ids, trials = self._replay()
+        while self.low < len(ids) and trials[ids[self.low]].state not in UNFINISHED:
+            self.low += 1
+        return ids, trials
 
     def running(self, full: bool = False) -> list[FrozenTrial]:
-        """RUNNING trials: one filter over the in-memory replay (a walk would sync the file once per trial)."""
-        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        """RUNNING trials at or above the low-water mark (`full`: from the first trial)."""
+        if full:
+            self.low = 0
+        ids, trials = self._advance_low()
+        return [trials[tid] for tid in ids[self.low:] if trials[tid].state == TrialState.RUNNING]
 
     def has_unfinished(self) -> bool:
         """Whether a trial at or above the low-water mark is unfinished."""
-        self._advance_low()
-        return self._trial(self.low) is not None
+        ids, _ = self._advance_low()
+        return self.low < len(ids)
 
     def recent_outcomes(self, trial: FrozenTrial, count: int, keep: Callable[[Outcome], bool]) -> list[Outcome]:
         """Walk back from `trial.number` over finished trials."""
+        ids, trials = self._replay()
         kept: list[Outcome] = []
-        number = trial.number
-        while number >= 0 and len(kept) < count:
-            t = self._trial(number)
-            if t is not None and t.state in FINISHED and keep(o := _outcome(t)):
+        for number in range(min(trial.number, len(ids) - 1), -1, -1):
+            t = trials[ids[number]]
+            if t.state in FINISHED and keep(o := _outcome(t)):
                 kept.append(o)
-            number -= 1
+                if len(kept) == count:
+                    break
         return kept
 
 

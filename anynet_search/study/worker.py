@@ -248,16 +248,15 @@ class Worker:
         beat = sys_attrs.get("heartbeat")
         started = trial.datetime_start.timestamp() if trial.datetime_start else now
         silent = now - (beat if beat is not None else started)
-        if host == self.host and pid == os.getpid():
-            return None
-        if silent > STALE_SECONDS:
-            return f"no heartbeat for {silent:.0f} s"
-        if host != self.host or pid is None or pid_alive(int(pid)):
-            return None
-        supervisor = sys_attrs.get("supervisor")
-        if supervisor is not None and supervisor != os.getpid() and pid_alive(int(supervisor)):
-            return None  # its supervisor reaps it with the signal that killed it
-        return "process gone"
+        if host == self.host and pid is not None:  # this host: the process table is the truth
+            if pid == os.getpid() or pid_alive(int(pid)):
+                return None
+            supervisor = sys_attrs.get("supervisor")
+            if (supervisor is not None and supervisor != os.getpid() and pid_alive(int(supervisor))
+                    and silent <= STALE_SECONDS):
+                return None  # its supervisor records it, with the signal that killed it
+            return "process gone"
+        return f"no heartbeat for {silent:.0f} s" if silent > STALE_SECONDS else None
 
     def reap_dead_trials(self, full: bool = False) -> int:
         """Mark RUNNING trials of dead workers failed and enqueue what comes next; returns how many."""
