@@ -215,3 +215,14 @@ def test_bulk_tickets_equal_optunas_enqueued_ones(tmp_path, kind):
     assert [t.system_attrs["fixed_params"]["d1"] for t in trials[4:9]] == [1, 2, 3, 4, 1]
     ids = [trial_id_of(t) for t in trials]
     assert ids == sorted(ids) and trial_index(study).claim() == ids[0]
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_ticket_behind_the_cursor_is_found_before_the_worker_stops(tmp_path, kind):
+    """A cursor can pass a ticket whose insert committed late; the worker rescans before it concludes."""
+    study, _ = make_study(tmp_path, kind, trials=3)
+    worker = Worker(study, objective=DRY)
+    worker.index.cursor = worker.index.low = 10**9  # as if every ticket had been seen taken
+    assert worker.index.claim() is None
+    worker.run()
+    assert sorted(t.user_attrs["slot"] for t in study.get_trials(states=(TrialState.COMPLETE,))) == [0, 1, 2]

@@ -277,7 +277,10 @@ def check_available(opts: ClusterOptions) -> None:
 
 def jobs_done(launch: Launch) -> bool:
     """Whether every submitted job has ended (True when no job objects are held)."""
-    return all(j.done() for j in launch.jobs)
+    try:
+        return all(j.done() for j in launch.jobs)
+    except Exception:  # noqa: BLE001 - the scheduler cannot be asked right now (sacct down): keep watching
+        return False
 
 
 def launch_study(opts: RunOptions, cluster: ClusterOptions, detach: bool = False,
