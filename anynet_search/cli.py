@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
+from anynet_search.errors import AnynetSearchError, StorageFullError, is_no_space, show_warnings
 
-class CliError(Exception):
+
+class CliError(AnynetSearchError):
     """A user-facing error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of a usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print `PROG: error: MESSAGE (see PROG --help)` and exit 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def _describe(args: argparse.Namespace) -> int:
@@ -24,7 +47,16 @@ def _spaces(args: argparse.Namespace) -> int:
     if args.action == "show":
         if not args.name:
             raise CliError("spaces show needs a space name or file")
-        print(load_space(args.name).describe())
+        from anynet_search.memory import free_memory, human_bytes, space_memory_range
+        from anynet_search.train import TrainConfig
+
+        space = load_space(args.name)
+        print(space.describe())
+        train = TrainConfig()
+        lo, hi = space_memory_range(space, train)
+        free = free_memory("cpu")
+        print(f"  training memory (estimated, batch {train.batch_size}, fp32, before the band): {human_bytes(lo)}..{human_bytes(hi)}"
+              + (f"; this machine has {human_bytes(free)} free" if free is not None else ""))
         return 0
     for name in list_spaces():
         space = load_space(name)
@@ -32,10 +64,25 @@ def _spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_value(raw: str) -> object:
+    """A --train value: YAML scalars (true, null, 0.1), and numbers YAML 1.1 reads as strings (1e-3)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str):
+        for number in (int, float):
+            try:
+                return number(value)
+            except ValueError:
+                continue
+    return value
+
+
 def _train_overrides(values: list[str]) -> tuple[tuple[str, object], ...]:
     import dataclasses
-
-    import yaml
 
     from anynet_search.train import TrainConfig
 
@@ -45,7 +92,7 @@ def _train_overrides(values: list[str]) -> tuple[tuple[str, object], ...]:
         key, sep, raw = item.partition("=")
         if not sep or key not in known:
             raise CliError(f"--train {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}")
-        out.append((key, yaml.safe_load(raw)))
+        out.append((key, _train_value(raw)))
     return tuple(out)
 
 
@@ -77,15 +124,19 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     if outcome.failing_message:
         raise CliError(outcome.failing_message)
-    if args.analyze:
-        return _analyze_runs([str(outcome.run_dir)], str(outcome.run_dir / "report"), force=False)
+    if args.analyze:  # read the study with the URL as given: the folder's record has no password
+        target = (args.storage, outcome.study_name) if args.storage else str(outcome.run_dir)
+        return _analyze_runs([target], str(outcome.run_dir / "report"), force=False)
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
     from anynet_search.study import interrupts
+    from anynet_search.study.runner import check_joinable, resolve_devices
     from anynet_search.study.worker import StudyFailing, run_worker
 
+    resolve_devices(args.device, 1, option="--device")
+    check_joinable(args.study, args.storage)
     interrupts.install()
     try:
         summary = run_worker(args.study, args.storage, device=args.device, threads=args.threads,
@@ -105,38 +156,53 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _analyze_runs(runs: list[str], out: str, force: bool, bins: int | None = None) -> int:
+def _analyze_runs(runs: list[str | tuple[str, str]], out: str, force: bool, bins: int | None = None,
+                  margin: tuple[float, str] = (0.5, "points")) -> int:
+    from anynet_search.paths import check_out_dir
     from anynet_search.report import analyze_runs
 
-    summary = analyze_runs(runs, out, force=force, **({"bins": bins} if bins else {}))
+    check_out_dir(out)
+    summary = analyze_runs(runs, out, force=force, margin=margin[0], margin_unit=margin[1],
+                           **({"bins": bins} if bins else {}))
     print(summary.text())
     return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    return _analyze_runs(args.runs, args.out, args.force, args.bins)
+    runs = [(run, name) for run in args.runs for name in args.study] if args.study else args.runs
+    return _analyze_runs(runs, args.out, args.force, args.bins, (args.margin, args.margin_unit))
 
 
 def _derive(args: argparse.Namespace) -> int:
     import yaml
 
     from anynet_search.analysis import derive_constraints
-    from anynet_search.report import derive_space, exact_shrink, load_run
+    from anynet_search.paths import check_out_file, safe_file_name
+    from anynet_search.report import adaptive_note, derive_space, exact_shrink, load_run
     from anynet_search.spaces import load_space
 
-    run = load_run(args.run)
+    if args.out is not None:
+        check_out_file(args.out)
+    run = load_run(args.run, args.study)
+    why = adaptive_note(run.df)
+    if why and not args.force:
+        print(f"no constraints judged and no space derived: {why}")
+        return 0
     shrink = exact_shrink(run.space) if run.space is not None else None
-    table = derive_constraints(run.df, shrink=shrink, force=args.force)
+    table = derive_constraints(run.df, shrink=shrink, force=args.force, margin=args.margin,
+                               margin_unit=args.margin_unit)
     if "warning" in table.attrs:
         print(f"warning: {table.attrs['warning']}", file=sys.stderr)
-    cols = [c for c in ("constraint", "verdict", "n", "mean_diff", "mean_diff_lo", "mean_diff_hi", "p_adjusted",
-                        "log10_shrink", "shrink_source", "note") if c in table.columns]
+    print(f"non-inferiority margin {table.attrs['margin_spec']}: 'not worse' needs p_not_worse <= "
+          f"{table.attrs['alpha'] / 2:g}, the chance of keeping a constraint that worsens the mean error by the margin")
+    cols = [c for c in ("constraint", "verdict", "n", "mean_diff", "mean_diff_lo", "mean_diff_hi", "p_not_worse",
+                        "p_adjusted", "log10_shrink", "shrink_source", "note") if c in table.columns]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if run.space is None:
         print(f"no derived space: {run.space_note}", file=sys.stderr)
         return 0
     derived = derive_space(run.space, table, label=run.label)
-    out = args.out or f"{run.label}_derived.yaml"
+    out = args.out or str(check_out_file(f"{safe_file_name(run.label)}_derived.yaml"))
     with open(out, "w") as f:
         f.write(f"# derived by anynet-search derive from {run.label}; added: {', '.join(derived.added) or 'none'}\n")
         yaml.safe_dump(derived.data, f, sort_keys=False, default_flow_style=None, width=1000)
@@ -147,20 +213,36 @@ def _derive(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from anynet_search.export import export_run
+    from anynet_search.paths import check_out_dir
 
-    for path in export_run(args.run, args.top, args.format, args.out):
+    check_out_dir(args.out)
+    for path in export_run(args.run, args.top, args.format, args.out, study=args.study):
         print(path)
     return 0
 
 
+STUDY_HELP = "study name: needed when RUN is a storage URL holding several studies"
+
+
+def _margin_arguments(p: argparse.ArgumentParser) -> None:
+    from anynet_search.analysis.constraints import MARGIN_UNITS
+
+    p.add_argument("--margin", type=float, default=0.5,  # checked by the analysis (one home for the rule)
+                   help="non-inferiority margin: the worsening of the mean error a kept constraint must rule out "
+                        "(default 0.5)")
+    p.add_argument("--margin-unit", choices=MARGIN_UNITS, default="points",
+                   help="points: error percentage points; sd: a fraction of the study's error standard deviation")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(prog="anynet-search", description=__doc__)
+    parser = _Parser(prog="anynet-search", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("describe", help="per-stage table and flops/params/acts of a published model or config file")
     p.add_argument("config", help="a published name (RegNetX-400MF ...) or a YAML/JSON AnyNetConfig file")
-    p.add_argument("--resolution", type=int, default=224, help="input resolution in pixels (default 224)")
+    p.add_argument("--resolution", type=_positive_int, default=224, help="input resolution in pixels (default 224)")
     p.set_defaults(func=_describe)
 
     p = sub.add_parser("spaces", help="list the bundled design spaces, or show one")
@@ -172,10 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="create or resume a study and train its samples with parallel workers")
     p.add_argument("--space", default="anynet_xa_tiny", help="bundled space name or space file (default anynet_xa_tiny)")
-    p.add_argument("--trials", type=int, default=64, help="completed trials to reach (default 64)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes on this machine (default 2)")
+    p.add_argument("--trials", type=_positive_int, default=64, help="completed trials to reach (default 64)")
+    p.add_argument("--workers", type=_positive_int, default=2, help="worker processes on this machine (default 2)")
     p.add_argument("--dataset", default="digits", help="digits | synthetic[:N] | cifar10:PATH | cifar100:PATH | imagefolder:PATH")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default: the trainer's)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs per model (default: the trainer's)")
     p.add_argument("--sampler", choices=SAMPLERS, default="random", help="random/qmc for EDFs; tpe, cmaes, nsga2, gp to optimize")
     p.add_argument("--study", default=None, help="study name (default: SPACE-DATASET-SAMPLER-sSEED)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: journal file in the run folder)")
@@ -195,54 +277,82 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", required=True)
     p.add_argument("--storage", required=True, help="the study's storage URL (postgresql://... to span machines)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--objective", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_worker)
 
     p = sub.add_parser("status", help="trials by state and the best ones")
-    p.add_argument("run", nargs="?", help="run folder")
-    p.add_argument("--study", default=None)
-    p.add_argument("--storage", default=None)
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("run", nargs="?", help="run folder or storage URL")
+    p.add_argument("--study", default=None, help=STUDY_HELP)
+    p.add_argument("--storage", default=None, help="storage URL (the same as giving it as RUN)")
+    p.add_argument("--top", type=_positive_int, default=5)
     p.set_defaults(func=_status)
 
     p = sub.add_parser("analyze", help="EDF report (report.html, PNGs, CSVs, derived space) of one or more runs")
     p.add_argument("runs", nargs="+", help="run folders or storage URLs")
+    p.add_argument("--study", action="append", default=[], metavar="NAME",
+                   help="study to read from each RUN (repeatable: several studies of one storage URL)")
     p.add_argument("--out", default="report", help="output folder (default report)")
-    p.add_argument("--bins", type=int, default=None, help="complexity bins for normalized EDFs")
-    p.add_argument("--force", action="store_true", help="analyze adaptive-sampler studies anyway (biased EDFs)")
+    p.add_argument("--bins", type=_positive_int, default=None, help="complexity bins for normalized EDFs")
+    p.add_argument("--force", action="store_true", help="draw EDF verdicts for adaptive-sampler studies too (biased)")
+    _margin_arguments(p)
     p.set_defaults(func=_analyze)
 
     p = sub.add_parser("derive", help="judge candidate constraints on a randomly sampled study; write the derived space")
     p.add_argument("run", help="run folder or storage URL")
+    p.add_argument("--study", default=None, help=STUDY_HELP)
     p.add_argument("--out", default=None, help="derived space file (default STUDY_derived.yaml)")
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
+    _margin_arguments(p)
     p.set_defaults(func=_derive)
 
     p = sub.add_parser("export", help="write the best configs (ours, pycls, RegNet parameters)")
     p.add_argument("run", help="run folder or storage URL")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--study", default=None, help=STUDY_HELP)
+    p.add_argument("--top", type=_positive_int, default=5)
     p.add_argument("--format", choices=["yaml", "json", "pycls"], default="yaml")
     p.add_argument("--out", default="exported")
     p.set_defaults(func=_export)
+    for command in sub.choices.values():  # `--debug` also works after the sub-command
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
+    """Entry point of the console script; returns the exit code.
+
+    Package errors (`AnynetSearchError`) print one line and exit 2; anything else is a bug and shows its
+    traceback; `--debug` shows the traceback of every error.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = show_warnings(f"anynet-search {args.command}")
     try:
         return int(args.func(args) or 0)
-    except (CliError, ValueError, FileNotFoundError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"anynet-search {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
     except KeyboardInterrupt:
         print(f"anynet-search {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into head & co.
-        return 0
+    except Exception as exc:
+        error = exc if isinstance(exc, AnynetSearchError) else None
+        if error is None and is_no_space(exc):  # a full disk while writing a report, export or space file
+            error = StorageFullError(getattr(exc, "filename", None) or getattr(args, "out", None) or "a file")
+        if error is None:
+            print(f"anynet-search {args.command}: internal error (a bug, please report it with this traceback):",
+                  file=sys.stderr)
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"anynet-search {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    finally:
+        logging.getLogger("anynet_search").removeHandler(handler)
 
 
 if __name__ == "__main__":

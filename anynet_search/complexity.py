@@ -130,3 +130,20 @@ def complexity(cfg: AnyNetConfig, resolution: int = 224) -> Complexity:
     f, p, a = _network(stages, int(resolution), cfg.stem_type, cfg.stem_width, cfg.block_type, cfg.se_ratio,
                        cfg.head_width, cfg.num_classes, cfg.in_channels)
     return Complexity(int(f), int(p), int(a))
+
+
+def largest_activation(cfg: AnyNetConfig, resolution: int) -> int:
+    """Elements per image of the largest single tensor a forward pass makes (what evaluation holds at once).
+
+    The stem's conv output, and per stage the block input seen by the first 1x1 conv at the input
+    resolution (bottleneck width w_b) and the stage's outputs; the optional head conv too.
+    """
+    h = _out(resolution, STEM_STRIDE[cfg.stem_type])
+    largest = cfg.stem_width * h * h
+    if cfg.stem_type == "res":
+        h = _out(h, 2)
+    for w, w_b, s in zip(cfg.widths, cfg.bottleneck_widths, cfg.strides):
+        h_out = _out(h, s)
+        largest = max(largest, w_b * h * h, max(w, w_b) * h_out * h_out)
+        h = h_out
+    return int(max(largest, cfg.head_width * h * h))

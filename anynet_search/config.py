@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from anynet_search.errors import InputError
+
 STEM_TYPES = ("simple", "cifar", "res")
 BLOCK_TYPES = ("x", "res_basic", "vanilla")
 STAGE_FIELDS = ("depths", "widths", "bottleneck_ratios", "group_widths", "strides")
@@ -177,15 +179,15 @@ def load_config(path: str | Path) -> AnyNetConfig:
     """Read a YAML or JSON config file; errors name the file and the problem."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such config file")
+        raise InputError(f"{path}: no such config file")
     try:
         data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path}: not valid YAML/JSON ({first})") from None
+        raise InputError(f"{path}: not valid YAML/JSON ({first})") from None
     if isinstance(data, Mapping) and "config" in data and isinstance(data["config"], Mapping):
         data = data["config"]  # exports wrap the config with metadata
     try:
         return AnyNetConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise InputError(f"{path}: {exc}") from None

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anynet_search.errors import InputError
+
 DEFAULT_SYNTHETIC_N = 512
 TEST_FRACTION = 0.2  # held-out share for datasets without an official test split
 IMAGE_EXTENSIONS = frozenset(
@@ -52,7 +54,7 @@ _CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
 _SPEC_FORMS = ["digits", "synthetic", "synthetic:N", "cifar10:PATH", "cifar100:PATH", "imagefolder:PATH"]
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset spec, path or file that cannot be loaded; the message is one line naming the culprit."""
 
     def __init__(self, message: str) -> None:
@@ -598,6 +600,9 @@ def _load_imagefolder(arg: str, resolution: int, seed: int, val_fraction: float)
     else:
         classes, files, y = _scan_classes(root, spec)
         test = None
+    if len(classes) < 2:
+        raise DatasetError(f"{spec}: found only the class folder {classes[0]!r}; classification needs at least "
+                           "two (one sub-folder of images per class)")
     x = _read_images(files, resolution)
     return _split_arrays(
         f"imagefolder:{os.fspath(root)}",

@@ -6,18 +6,19 @@ from pathlib import Path
 
 from anynet_search.complexity import STEM_STRIDE, complexity
 from anynet_search.config import AnyNetConfig, load_config
+from anynet_search.errors import InputError
 from anynet_search.zoo import regnet_zoo
 
 
 def resolve_config(name_or_path: str) -> AnyNetConfig:
-    """A zoo name (case-insensitive) or a YAML/JSON config file; ValueError with one line otherwise."""
+    """A zoo name (case-insensitive) or a YAML/JSON config file; InputError with one line otherwise."""
     zoo = regnet_zoo()
     by_lower = {k.lower(): k for k in zoo}
     if name_or_path.lower() in by_lower:
         return zoo[by_lower[name_or_path.lower()]]
     if Path(name_or_path).is_file():
         return load_config(name_or_path)
-    raise ValueError(
+    raise InputError(
         f"{name_or_path!r} is neither a published model name (e.g. RegNetX-400MF) nor an existing config file"
     )
 

@@ -11,7 +11,11 @@ into the files as information only) and writes, for each of the best k:
   (depth, w0, wa, wm, group_size, bottle_ratio, se_ratio), torchvision's
   `BlockParams.from_init_params` (depth, w_0, w_a, w_m, group_width, bottleneck_multiplier, se_ratio),
   pycls's `REGNET` section and this package's `regnet(...)` keywords. timm, torchvision and pycls take
-  the bottleneck *multiplier* 1 / b where this package (and the paper) uses the ratio b.
+  the bottleneck *multiplier* 1 / b where this package (and the paper) uses the ratio b. The libraries
+  round differently (`anynet_search.regnet_targets`), so each gets its own parameters, searched to
+  rebuild the model's widths, depths and group widths exactly under its own rounding and checked by
+  rebuilding; where none is found (or pycls's single STRIDE cannot hold the strides) the entry is null
+  and `checks` says why.
 
 A config is rebuilt from the row's d/w/b/g columns plus the study's fixed parts (stem, strides, head,
 classes...), taken from the trials' stored configs (`configs_for(run)`), from the study settings, or
@@ -35,9 +39,12 @@ import yaml
 from optuna.trial import TrialState
 
 from anynet_search.config import AnyNetConfig
-from anynet_search.regnet import QUANTUM, fit_regnet, regnet
+from anynet_search.errors import InputError
+from anynet_search.regnet import fit_regnet, regnet
+from anynet_search.regnet_targets import RULES, StageLayout, find_params, layout_of
 from anynet_search.results import open_run, trials_frame
 from anynet_search.study.plan import StudySettings
+from anynet_search.study.storage import redact
 
 __all__ = [
     "FORMATS",
@@ -130,7 +137,7 @@ def _fixed_source(
 # ------------------------------------------------------------------------------------------ RegNet
 @dataclass(frozen=True)
 class RegNetParams:
-    """RegNet parameters (d, w0, wa, wm, g, b, se) of a config; `exact` when `regnet(...)` rebuilds it exactly."""
+    """RegNet parameters (d, w0, wa, wm, g, b, se) of a config; `exact` when its target rebuilds the config exactly."""
 
     depth: int
     w0: int
@@ -159,11 +166,16 @@ class RegNetParams:
                 "bottleneck_ratio": self.bottleneck_ratio, "se_ratio": self.se_ratio}
 
     def pycls(self, cfg: AnyNetConfig) -> dict[str, Any]:
-        """pycls's `MODEL` + `REGNET` sections for this RegNet with the config's stem, block and head."""
-        stride = cfg.strides[0] if len(set(cfg.strides)) == 1 else None
+        """pycls's `MODEL` + `REGNET` sections for this RegNet with the config's stem, block and head.
+
+        ValueError when the strides differ between stages: the `REGNET` section has one `STRIDE` for all.
+        """
+        if len(set(cfg.strides)) != 1:
+            raise ValueError(f"strides {list(cfg.strides)} differ between stages; pycls's REGNET section has one "
+                             "STRIDE for every stage (the ANYNET form, --format pycls, holds them)")
         regnet_section = {
             "STEM_TYPE": PYCLS_STEMS[cfg.stem_type], "STEM_W": cfg.stem_width,
-            "BLOCK_TYPE": PYCLS_BLOCKS[cfg.block_type], "STRIDE": stride if stride is not None else 2,
+            "BLOCK_TYPE": PYCLS_BLOCKS[cfg.block_type], "STRIDE": cfg.strides[0],
             "SE_ON": bool(self.se_ratio), "SE_R": float(self.se_ratio) if self.se_ratio else 0.25,
             "DEPTH": self.depth, "W0": self.w0, "WA": self.wa, "WM": self.wm, "GROUP_W": self.group_width,
             "BOT_MUL": 1.0 / self.bottleneck_ratio, "HEAD_W": cfg.head_width,
@@ -171,102 +183,41 @@ class RegNetParams:
         return {"MODEL": {"TYPE": "regnet", "NUM_CLASSES": cfg.num_classes}, "REGNET": regnet_section}
 
 
-def _adjusted(raw: np.ndarray, b: float, g: int) -> tuple[np.ndarray, np.ndarray]:
-    """The compatibility rule on arrays of raw widths (as `anynet_search.regnet.adjust_compatibility`)."""
-    w_b = np.maximum(1, np.round(raw / b))
-    gk = np.minimum(g, w_b)
-    w_b = np.maximum(gk, np.round(w_b / gk) * gk)
-    return np.round(w_b * b), gk
+def _layout(cfg: AnyNetConfig) -> StageLayout:
+    return layout_of(cfg.widths, cfg.depths, cfg.group_widths)
 
 
-def _regnet_overrides(cfg: AnyNetConfig) -> dict[str, Any]:
+def _overrides(cfg: AnyNetConfig) -> dict[str, Any]:
     fixed = fixed_fields(cfg)
     fixed.pop("se_ratio")
     return fixed
 
 
-def _rebuilds(cfg: AnyNetConfig, depth: int, w0: int, wa: float, wm: float, g: int, b: float) -> bool:
-    try:
-        return regnet(depth, w0, wa, wm, g, b, cfg.se_ratio, **_regnet_overrides(cfg)) == cfg
-    except ValueError:
-        return False
+def regnet_params(
+    cfg: AnyNetConfig, threshold: float = REGNET_FIT_THRESHOLD, target: str = "anynet_search"
+) -> RegNetParams | None:
+    """RegNet parameters with which `target` rebuilds the config exactly (its own rounding, checked by rebuilding).
 
-
-def _nice(lo: float, hi: float) -> float:
-    """A short decimal strictly inside (lo, hi), near the middle."""
-    lo, hi = float(lo), float(hi)
-    mid = (lo + hi) / 2
-    for digits in range(0, 7):
-        v = round(mid, digits)
-        if lo < v < hi and (hi - v) > 1e-9 * hi and (v - lo) > 1e-9 * max(lo, 1e-12):
-            return float(v)
-    return mid
-
-
-def _exact_regnet(cfg: AnyNetConfig) -> tuple[int, float, float, int] | None:
-    """(w0, wa, wm, g) with which `regnet(...)` rebuilds the config exactly, or None (consecutive exponents only).
-
-    Stage k's raw width is round(w0 * wm^k / 8) * 8 and its blocks are those with
-    round(log(1 + wa j / w0) / log wm) = k, so given w0 and wm the stage boundaries bound wa to an
-    interval; every candidate is checked by rebuilding the config.
-    """
-    b = cfg.bottleneck_ratios[0]
-    if len(set(cfg.bottleneck_ratios)) != 1:
-        return None
-    g = max(cfg.group_widths)
-    widths = np.asarray(cfg.widths, dtype=float)
-    n, depth = cfg.num_stages, sum(cfg.depths)
-    starts = np.cumsum(cfg.depths)[:-1].astype(float)  # first block index of stages 1..n-1
-    span = int(max(2 * g * b, 4 * QUANTUM))
-    w0s = [w for w in range(QUANTUM, int(widths[0]) + span + 1, QUANTUM) if abs(w - widths[0]) <= span]
-    w0s = [w for w in w0s if _adjusted(np.array([float(w)]), b, g)[0][0] == widths[0]]
-    k = np.arange(n, dtype=float)
-    found: list[tuple[float, int, float, float]] = []
-    for step in (0.01, 0.001, 0.0001):
-        wms = np.round(np.arange(1.0 + step, 4.0 + step / 2, step), 6)
-        for w0 in sorted(w0s, key=lambda w: abs(w - widths[0])):
-            raw = np.round(w0 * wms[:, None] ** k[None, :] / QUANTUM) * QUANTUM
-            ok = (_adjusted(raw, b, g)[0] == widths[None, :]).all(axis=1)
-            if n > 1:
-                ok &= (np.diff(raw, axis=1) > 0).all(axis=1)
-            c = wms[:, None] ** (np.arange(1, n + 1) - 0.5)[None, :] - 1.0  # exponent k reached at j >= w0 c_k / wa
-            with np.errstate(divide="ignore"):
-                lo = (w0 * c[:, : n - 1] / starts[None, :]).max(axis=1) if n > 1 else np.zeros(len(wms))
-                hi_terms = [w0 * c[:, : n - 1] / np.maximum(starts[None, :] - 1, 0)] if n > 1 else []
-                hi_terms.append((w0 * c[:, n - 1] / (depth - 1))[:, None] if depth > 1 else np.full((len(wms), 1), np.inf))
-                hi = np.min(np.concatenate(hi_terms, axis=1), axis=1)
-            ok &= lo < hi
-            for i in np.flatnonzero(ok):
-                h = hi[i] if np.isfinite(hi[i]) else lo[i] * 2 + 1.0
-                wa = _nice(lo[i], h) if n > 1 else 0.0
-                margin = (h - lo[i]) / max(h, 1e-12)
-                found.append((margin, w0, wa, float(wms[i])))
-        if found:
-            break
-    for _, w0, wa, wm in sorted(found, key=lambda t: -t[0])[:200]:
-        if _rebuilds(cfg, depth, w0, wa, wm, g, b):
-            return w0, wa, wm, g
-    return None
-
-
-def regnet_params(cfg: AnyNetConfig, threshold: float = REGNET_FIT_THRESHOLD) -> RegNetParams | None:
-    """RegNet parameters of a config: exact when it is a RegNet, else the `fit_regnet` fit if its error <= threshold.
-
-    None when the stages do not share one bottleneck ratio or the fit is worse than `threshold`.
+    For `anynet_search` without exact parameters, the `fit_regnet` fit if its error <= threshold
+    (`exact` False: it describes a slightly different network). None when the stages do not share one
+    bottleneck ratio, or nothing qualifies.
     """
     if len(set(cfg.bottleneck_ratios)) != 1:
         return None
     depth, b = sum(cfg.depths), cfg.bottleneck_ratios[0]
-    exact = _exact_regnet(cfg)
-    if exact is not None:
-        w0, wa, wm, g = exact
-        return RegNetParams(depth, w0, wa, wm, g, b, cfg.se_ratio, 0.0, True)
+    found = find_params(target, _layout(cfg), b)
+    if found is not None and target == "anynet_search":  # the whole config, fixed parts included, must come back
+        rebuilt = regnet(depth, found.w0, found.wa, found.wm, found.group_width, b, cfg.se_ratio, **_overrides(cfg))
+        found = found if rebuilt == cfg else None
+    if found is not None:
+        return RegNetParams(depth, found.w0, found.wa, found.wm, found.group_width, b, cfg.se_ratio, 0.0, True)
+    if target != "anynet_search":
+        return None
     fit = fit_regnet(cfg.block_widths)
     if not fit.fit_error <= threshold:
         return None
-    g = max(cfg.group_widths)
-    same = _rebuilds(cfg, depth, fit.w0, fit.wa, fit.wm, g, b)
-    return RegNetParams(depth, fit.w0, fit.wa, fit.wm, g, b, cfg.se_ratio, float(fit.fit_error), same)
+    return RegNetParams(depth, fit.w0, fit.wa, fit.wm, max(cfg.group_widths), b, cfg.se_ratio,
+                        float(fit.fit_error), False)
 
 
 def _library_notes(cfg: AnyNetConfig) -> list[str]:
@@ -286,18 +237,42 @@ def _library_notes(cfg: AnyNetConfig) -> list[str]:
     return notes
 
 
+def _target_entry(cfg: AnyNetConfig, target: str) -> tuple[dict[str, Any] | None, str]:
+    """One library's parameters (None when it cannot build this config) and what was checked or why not."""
+    lay = _layout(cfg)
+    what = f"widths {list(lay.widths)}, depths {list(lay.depths)}, group widths {list(lay.group_widths)}"
+    if target == "timm" and cfg.num_stages != 4:
+        return None, f"not exported: timm's RegNet builds exactly 4 stages, this model has {cfg.num_stages}"
+    rule = "pycls" if target == "pycls" else target
+    p = regnet_params(cfg, target=rule)
+    if p is None:
+        return None, (f"not exported: no (w0, wa, wm) found that rebuilds {what} under {target}'s rounding "
+                      f"({RULES[rule]}); the search tries consecutive stage exponents, w0 multiples of 8 and wm "
+                      "on grids down to 0.0001")
+    if target == "pycls":
+        try:
+            section = p.pycls(cfg)
+        except ValueError as exc:
+            return None, f"not exported: {exc}"
+    else:
+        section = p.timm() if target == "timm" else p.torchvision()
+    return section, f"rebuilds {what} exactly under {target}'s rounding ({RULES[rule]}); checked by rebuilding"
+
+
 def _regnet_record(cfg: AnyNetConfig, p: RegNetParams) -> dict[str, Any]:
+    entries = {t: _target_entry(cfg, t) for t in ("timm", "torchvision", "pycls")}
     return {
         "exact": p.exact,
         "fit_error": p.fit_error,
         "note": ("regnet(**anynet_search) rebuilds this config exactly" if p.exact else
-                 "closest quantized-linear fit; the RegNet it describes differs slightly from this config"),
+                 "closest quantized-linear fit; the RegNet it describes differs from this config, so no "
+                 "library parameters are given unless a library's own rounding rebuilds it exactly"),
         "widths": list(cfg.widths),
         "depths": list(cfg.depths),
-        "timm": p.timm(),
-        "torchvision": p.torchvision(),
-        "pycls": p.pycls(cfg),
-        "anynet_search": {**p.anynet_search(), **_regnet_overrides(cfg)},
+        "group_widths": list(cfg.group_widths),
+        **{t: section for t, (section, _) in entries.items()},
+        "anynet_search": {**p.anynet_search(), **_overrides(cfg)},
+        "checks": {t: why for t, (_, why) in entries.items()},
         "library_notes": _library_notes(cfg),
     }
 
@@ -432,13 +407,17 @@ def export_top(
     return paths
 
 
-def export_run(run: str | Path, k: int, fmt: str, out_dir: str | Path, **kwargs: Any) -> list[Path]:
-    """`export_top` of a run folder or storage URL, with the trials' stored configs and the study settings."""
-    _, study = open_run(run)
-    df = trials_frame(study)
+def export_run(
+    run: str | Path, k: int, fmt: str, out_dir: str | Path, study: str | None = None, **kwargs: Any
+) -> list[Path]:
+    """`export_top` of a run folder or storage URL (+ study name), with the trials' stored configs and settings."""
+    _, loaded = open_run(run, study)
+    df = trials_frame(loaded)
+    if df.empty:
+        raise InputError(f"{redact(str(run))}: study {loaded.study_name!r} has no completed trials to export")
     try:
-        settings = StudySettings.from_study(study)
+        settings = StudySettings.from_study(loaded)
     except (ValueError, TypeError):
         settings = None
-    return export_top(df, k, fmt, out_dir, settings, configs=configs_for(study), **kwargs)
+    return export_top(df, k, fmt, out_dir, settings, configs=configs_for(loaded), **kwargs)
 

@@ -38,11 +38,13 @@ __all__ = [
     "block_widths_of",
     "common_range",
     "edf_weights",
+    "history_of",
     "plot_block_widths",
     "plot_complexity_hist",
     "plot_edfs",
     "plot_error_vs_flops",
     "plot_error_vs_param",
+    "plot_history",
 ]
 
 
@@ -248,5 +250,26 @@ def plot_complexity_hist(frames: Mapping[str, pd.DataFrame], column: str = "flop
         ax.set_xscale("log")
     ax.set_xlabel(f"{column}")
     ax.set_ylabel("models")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def history_of(df: pd.DataFrame) -> pd.DataFrame:
+    """Validation error by trial number and the best error so far (what the study's optimization reached)."""
+    trial = _column(df, "trial", "history_of")
+    error = _column(df, "error", "history_of")
+    order = np.argsort(trial, kind="stable")
+    return pd.DataFrame({"trial": trial[order].astype(int), "error": error[order],
+                         "best_so_far": np.minimum.accumulate(error[order])})
+
+
+def plot_history(df: pd.DataFrame) -> Figure:
+    """Optimization history: each completed trial's validation error and the best so far, by trial number."""
+    hist = history_of(df)
+    fig, ax = _figure(5.0, 3.6)
+    ax.scatter(hist["trial"], hist["error"], s=14, alpha=0.7, edgecolor="none", label="trial")
+    ax.plot(hist["trial"], hist["best_so_far"], drawstyle="steps-post", color="C3", lw=1.6, label="best so far")
+    ax.set_xlabel("trial number")
+    ax.set_ylabel(ERROR_LABEL)
     ax.legend(fontsize=7)
     return fig

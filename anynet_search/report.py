@@ -44,18 +44,24 @@ from anynet_search.analysis import (
     REJECT,
     GoodRange,
     compare_edfs,
+    complexity_bins,
     default_ns,
     derive_constraints,
     expected_best_error,
     good_ranges,
     param_columns,
     require_unbiased_samples,
+    resolve_margin,
+    sample_bias,
     stage_columns,
     stage_count,
     weighted_mean,
     weighted_median,
 )
 from anynet_search.analysis.constraints import COLUMNS
+from anynet_search.errors import InputError
+from anynet_search.export import configs_for, export_top
+from anynet_search.paths import safe_file_name
 from anynet_search.results import open_run, trials_frame
 from anynet_search.spaces import DesignSpace, SpaceError, load_space
 from anynet_search.study.plan import StudySettings
@@ -66,6 +72,7 @@ __all__ = [
     "ReportSummary",
     "RunData",
     "StudyReport",
+    "adaptive_note",
     "analyze_runs",
     "derive_space",
     "error_summary",
@@ -127,15 +134,25 @@ def _space_of(study: optuna.Study | None, df: pd.DataFrame) -> tuple[DesignSpace
     return space, f"design space rebuilt from the space file {space.source} ({problem})"
 
 
-def load_run(run: str | Path) -> RunData:
-    """Load a run folder (or storage URL holding one study): results frame, study and design space."""
-    _, study = open_run(run)
+def load_run(run: str | Path, study_name: str | None = None) -> RunData:
+    """Load a run folder, or a storage URL and study name: results frame, study and design space."""
+    _, study = open_run(run, study_name)
     name = study.study_name
     df = trials_frame(study)
     if df.empty:
-        raise ValueError(f"{_display_run(run)}: study {name!r} has no completed trials to analyze")
+        raise InputError(f"{_display_run(run)}: study {name!r} has no completed trials to analyze")
     space, note = _space_of(study, df)
     return RunData(label=name, run=_display_run(run), df=df, study=study, space=space, space_note=note)
+
+
+def adaptive_note(df: pd.DataFrame) -> str | None:
+    """One line saying why a study's EDF verdicts are left out (its sampler is adaptive); None if random/QMC."""
+    problem = sample_bias(df)
+    if problem is None:
+        return None
+    return (f"EDF verdicts left out: {problem}, which concentrate trials where errors are low, so the error EDF "
+            "describes the search, not the design space (sample with --sampler random or qmc for EDFs, "
+            "constraints and good ranges; --force draws them anyway)")
 
 
 # ------------------------------------------------------------------------------------------ numbers
@@ -319,8 +336,14 @@ def _expected_best_table(frames: Mapping[str, pd.DataFrame], weights: Mapping[st
     return table
 
 
-def _comparisons(frames: Mapping[str, pd.DataFrame], weights: Mapping[str, np.ndarray]) -> pd.DataFrame | None:
-    """Each study's EDF against the first one's (KS test and mean/median differences; < 0: better)."""
+def _comparisons(
+    frames: Mapping[str, pd.DataFrame], strata: Mapping[str, np.ndarray], seed: int = 0
+) -> pd.DataFrame | None:
+    """Each study's EDF against the first one's (KS test and mean/median differences; < 0: better).
+
+    With `strata` (complexity bins over the shared range) the comparison is complexity-normalized and
+    its p-value a permutation test within bins.
+    """
     labels = list(frames)
     if len(labels) < 2:
         return None
@@ -330,8 +353,9 @@ def _comparisons(frames: Mapping[str, pd.DataFrame], weights: Mapping[str, np.nd
         res = compare_edfs(
             frames[label]["error"].to_numpy(dtype=float),
             frames[base]["error"].to_numpy(dtype=float),
-            weights.get(label),
-            weights.get(base),
+            strata.get(label),
+            strata.get(base),
+            seed=seed,
         )
         rows.append({"study": label, "versus": base, **res.as_dict()})
     return pd.DataFrame(rows)
@@ -358,6 +382,9 @@ class StudyReport:
     space_note: str | None = None
     derived: DerivedSpace | None = None
     derived_path: Path | None = None
+    adaptive_note: str | None = None  # set when EDF verdicts are left out (adaptive sampler, not forced)
+    exports: list[Path] = field(default_factory=list)
+    exports_note: str | None = None
 
     def verdicts(self) -> dict[str, list[str]]:
         """Constraint names by verdict (keep / neutral / reject)."""
@@ -380,7 +407,7 @@ class ReportSummary:
     figures: list[Path]
     studies: list[StudyReport]
     comparisons: pd.DataFrame | None
-    expected_best: pd.DataFrame
+    expected_best: pd.DataFrame | None  # None when every study's EDF verdicts are left out
     bins: int | None
     normalization_note: str | None = None
 
@@ -399,6 +426,8 @@ class ReportSummary:
                          f"best {m['best_error']:.2f}%, median {m['median_error']:.2f}%")
             if s.warning:
                 lines.append(f"    WARNING: {s.warning}")
+            if s.adaptive_note:
+                lines.append(f"    {s.adaptive_note}")
             if s.constraints is not None:
                 v = s.verdicts()
                 lines.append(f"    keep: {', '.join(v[KEEP]) or '-'}; reject: {', '.join(v[REJECT]) or '-'}; "
@@ -409,6 +438,9 @@ class ReportSummary:
         lines.append(f"  results: {self.results_csv}   constraints: {self.constraints_csv}")
         for p in self.derived_spaces:
             lines.append(f"  derived space: {p}")
+        for s in self.studies:
+            if s.exports:
+                lines.append(f"  best configs: {len(s.exports)} files in {s.exports[0].parent}")
         if self.figures:
             lines.append(f"  figures: {len(self.figures)} PNGs in {self.figures[0].parent}")
         return "\n".join(lines)
@@ -427,15 +459,17 @@ def _state_counts(study: optuna.Study | None) -> dict[str, int]:
     if study is None:
         return {}
     counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    for t in study.get_trials(deepcopy=False):  # infeasible suggestions are stored COMPLETE but trained nothing
+        key = "infeasible" if "infeasible" in t.user_attrs else t.state.name.lower()
+        counts[key] = counts.get(key, 0) + 1
     return counts
 
 
 def _study_report(
-    run: RunData, bins: int | None, force: bool, warning: str | None, n_boot: int, seed: int, importance: bool
+    run: RunData, bins: int | None, force: bool, warning: str | None, seed: int, importance: bool,
+    adaptive: str | None = None, margin: tuple[float, str] = (0.5, "points"),
 ) -> StudyReport:
-    """Compute every number of one study (no drawing, no files)."""
+    """Compute every number of one study (no drawing, no files); `adaptive`: why EDF verdicts are left out."""
     df = run.df
     sampler = ", ".join(sorted(map(str, df["sampler"].dropna().unique()))) if "sampler" in df.columns else "?"
     report = StudyReport(
@@ -447,24 +481,29 @@ def _study_report(
         states=_state_counts(run.study),
         warning=warning,
         space_note=run.space_note,
+        adaptive_note=adaptive,
     )
+    if importance:
+        report.importance, report.importance_note = parameter_importance(run.study, seed=seed)
+    else:
+        report.importance_note = "parameter importance not computed (turned off)"
+    if adaptive:
+        return report
     names = _structural_candidates(df)
     if run.space is not None and names:
         report.shrink = exact_shrink(run.space, names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the forced-analysis warning is shown in the report
         try:
-            report.constraints = derive_constraints(
-                df, shrink=report.shrink or None, force=force, bins=bins, n_boot=n_boot, seed=seed
-            )
+            report.constraints = derive_constraints(df, shrink=report.shrink or None, force=force, bins=bins, seed=seed,
+                                                    margin=margin[0], margin_unit=margin[1])
         except ValueError as exc:
             if bins is None:
                 report.constraints_note = f"no constraints derived: {exc}"
             else:
                 try:
-                    report.constraints = derive_constraints(
-                        df, shrink=report.shrink or None, force=force, n_boot=n_boot, seed=seed
-                    )
+                    report.constraints = derive_constraints(df, shrink=report.shrink or None, force=force, seed=seed,
+                                                            margin=margin[0], margin_unit=margin[1])
                     report.constraints_note = (
                         f"complexity normalization failed ({exc}); constraints judged on raw EDFs"
                     )
@@ -474,10 +513,6 @@ def _study_report(
         report.good_ranges = good_ranges(df)
     except ValueError as exc:
         report.good_ranges_note = f"no good ranges: {exc}"
-    if importance:
-        report.importance, report.importance_note = parameter_importance(run.study, seed=seed)
-    else:
-        report.importance_note = "parameter importance not computed (turned off)"
     if run.space is not None and report.constraints is not None:
         report.derived = derive_space(run.space, report.constraints, run.label)
     return report
@@ -485,7 +520,7 @@ def _study_report(
 
 # ------------------------------------------------------------------------------------------ drawing
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "study"
+    return safe_file_name(text)
 
 
 def _plot_params(report: StudyReport, df: pd.DataFrame) -> list[str]:
@@ -507,21 +542,27 @@ def _plot_params(report: StudyReport, df: pd.DataFrame) -> list[str]:
 def _figures(
     runs: Sequence[RunData], reports: Sequence[StudyReport], bins: int | None, n_boot: int, seed: int
 ) -> list[tuple[str, str, Figure]]:
-    """(file stem, caption, figure) of every figure in the report, in report order."""
+    """(file stem, caption, figure) of every figure in the report, in report order.
+
+    EDFs are drawn only for studies whose EDF verdicts are not left out (unbiased or forced samples).
+    """
     frames = {r.label: r.df for r in runs}
-    figs: list[tuple[str, str, Figure]] = [
-        ("edf", "Error EDFs (validation error) with 95% bootstrap bands.",
-         plots.plot_edfs(frames, n_boot=n_boot, seed=seed)),
-    ]
-    if bins is not None:
+    edf_frames = {r.label: r.df for r, rep in zip(runs, reports) if not rep.adaptive_note}
+    figs: list[tuple[str, str, Figure]] = []
+    if edf_frames:
+        figs.append(("edf", "Error EDFs (validation error) with 95% bootstrap bands.",
+                     plots.plot_edfs(edf_frames, n_boot=n_boot, seed=seed)))
+    if edf_frames and bins is not None:
         figs.append((f"edf_normalized_{bins}bins",
                      f"Complexity-normalized error EDFs ({bins} log-spaced flops bins over the shared range).",
-                     plots.plot_edfs(frames, normalized=True, bins=bins, n_boot=n_boot, seed=seed)))
+                     plots.plot_edfs(edf_frames, normalized=True, bins=bins, n_boot=n_boot, seed=seed)))
     figs.append(("complexity_hist", "Flops of the sampled models.", plots.plot_complexity_hist(frames)))
     both = pd.concat([r.df.assign(study=r.label) for r in runs], ignore_index=True)
     figs.append(("error_vs_flops", "Validation error against flops.", plots.plot_error_vs_flops(both)))
     for run, rep in zip(runs, reports):
         slug = _slug(rep.label)
+        figs.append((f"{slug}_history", f"{rep.label}: optimization history, validation error of each completed "
+                     "trial and the best so far.", plots.plot_history(run.df)))
         if stage_columns(run.df, "d") and stage_columns(run.df, "w"):
             figs.append((f"{slug}_block_widths",
                          f"{rep.label}: per-block widths of the best models (solid) and their RegNet fits (dashed).",
@@ -593,7 +634,7 @@ def _img(png: bytes, caption: str, name: str) -> str:
 
 
 CONSTRAINT_COLUMNS = ("constraint", "verdict", "n", "n_eval", "fraction", "mean_diff", "mean_diff_lo", "mean_diff_hi",
-                      "median_diff", "ks_stat", "p_adjusted", "log10_shrink", "shrink_source", "detail", "note")
+                      "p_not_worse", "median_diff", "ks_stat", "p_adjusted", "log10_shrink", "shrink_source", "detail", "note")
 
 
 def _best_models(df: pd.DataFrame, top: int) -> pd.DataFrame:
@@ -631,7 +672,7 @@ def _html(
     for s in summary.studies:
         m = s.summary
         rows.append({"study": s.label, "space": s.space_name, "sampler": s.sampler, "models": m["n"],
-                     "failed trials": s.states.get("fail", 0), "pruned/infeasible": s.states.get("pruned", 0),
+                     "failed trials": s.states.get("fail", 0), "pruned/infeasible": s.states.get("pruned", 0) + s.states.get("infeasible", 0),
                      "best error": m["best_error"], "median error": m["median_error"],
                      "mean error": m["mean_error"], "best model's trial": m["best_trial"],
                      "best model's test error": m["best_test_error"], "median test error": m["median_test_error"],
@@ -639,6 +680,7 @@ def _html(
     parts += ["<h2>Studies</h2>", _table(pd.DataFrame(rows))]
     parts.append("<h2>Error EDFs</h2>")
     parts += [_img(png, cap, name) for name, (png, cap) in images.items() if name.startswith("edf")]
+    parts += [_p(f"{s.label}: {s.adaptive_note}.") for s in summary.studies if s.adaptive_note]
     if summary.comparisons is not None:
         parts.append(_p(f"Each study against {summary.comparisons['versus'].iloc[0]} ({basis} EDFs): KS test and "
                         "differences of mean and median validation error (negative: lower errors than the baseline)."))
@@ -646,20 +688,23 @@ def _html(
     parts.append("<h2>Complexity</h2>")
     parts += [_img(png, cap, name) for name, (png, cap) in images.items()
               if name in ("complexity_hist", "error_vs_flops")]
-    parts += ["<h2>Expected best error</h2>",
-              _p(f"Expected lowest validation error among n models drawn at random from each study ({basis}); "
-                 "exact from the order statistics."), _table(summary.expected_best)]
+    if summary.expected_best is not None:
+        parts += ["<h2>Expected best error</h2>",
+                  _p(f"Expected lowest validation error among n models drawn at random from each study ({basis}); "
+                     "exact from the order statistics."), _table(summary.expected_best)]
     for run, s in zip(runs, summary.studies):
         slug = _slug(s.label)
         parts.append(f"<h2>Study {html.escape(s.label)}</h2>")
         if s.space_note:
             parts.append(_p(s.space_note))
-        parts.append("<h3>Constraints</h3>")
+        parts.append(_box(s.adaptive_note, "note") if s.adaptive_note else "<h3>Constraints</h3>")
         if s.constraints is not None:
-            parts.append(_p("A constraint is kept when the models satisfying it have a significantly better EDF, "
-                            "or a not-worse EDF while it shrinks the space (non-inferiority margin "
-                            f"{s.constraints.attrs.get('tolerance', 0.5):g} points, alpha "
-                            f"{s.constraints.attrs.get('alpha', 0.05):g}, Holm-adjusted); mean_diff < 0 means "
+            parts.append(_p("A constraint is kept when the models satisfying it have a significantly better EDF "
+                            f"than those violating it (alpha {s.constraints.attrs.get('alpha', 0.05):g}, "
+                            "Holm-adjusted), or when it shrinks the space and a worsening of the mean error by the "
+                            f"non-inferiority margin ({s.constraints.attrs.get('margin_spec', '')}) or more is "
+                            "rejected by a permutation test at one-sided level "
+                            f"{s.constraints.attrs.get('alpha', 0.05) / 2:g} (p_not_worse); mean_diff < 0 means "
                             "lower error. log10_shrink is exact (from the design space) for structural constraints "
                             "when the space is known, else estimated from the fraction of models satisfying it."))
             parts.append(_table(s.constraints, CONSTRAINT_COLUMNS))
@@ -675,12 +720,15 @@ def _html(
                 parts.append(_p(f"not added: {name}: {why}"))
             text = yaml.safe_dump(d.data, sort_keys=False, default_flow_style=None, width=1000)
             parts.append(f"<pre>{html.escape(text)}</pre>")
-        parts.append("<h3>Good ranges</h3>")
-        parts.append(_p("Median and 95% interval of the best model's value over resamples of 25% of the models "
-                        "(exact bootstrap distribution)."))
-        parts.append(_table(s.good_ranges) if s.good_ranges is not None else _p(s.good_ranges_note or ""))
+        if not s.adaptive_note:  # good ranges are EDF verdicts too
+            parts.append("<h3>Good ranges</h3>")
+            parts.append(_p("Median and 95% interval of the best model's value over resamples of 25% of the "
+                            "models (exact bootstrap distribution)."))
+            parts.append(_table(s.good_ranges) if s.good_ranges is not None else _p(s.good_ranges_note or ""))
         parts += [_img(png, cap, name) for name, (png, cap) in images.items()
                   if name.startswith(f"{slug}_error_vs_")]
+        parts.append("<h3>Optimization history</h3>")
+        parts += [_img(png, cap, name) for name, (png, cap) in images.items() if name == f"{slug}_history"]
         parts.append("<h3>Parameter importance</h3>")
         if s.importance is not None:
             sub = f" ({s.importance_note})" if s.importance_note else ""
@@ -691,7 +739,14 @@ def _html(
         parts.append("<h3>Best models</h3>")
         parts.append(_table(_best_models(run.df, top)))
         parts += [_img(png, cap, name) for name, (png, cap) in images.items() if name == f"{slug}_block_widths"]
-    files = [summary.results_csv, summary.constraints_csv, *summary.derived_spaces, *summary.figures]
+        if s.exports:
+            parts.append(_p(f"Exported configs of the best {top} (anynet-search config files, RegNet parameters "
+                            f"where they fit): {s.exports[0].parent.relative_to(out)}/; other formats with "
+                            "anynet-search export --format json|pycls."))
+        elif s.exports_note:
+            parts.append(_p(s.exports_note))
+    files = [summary.results_csv, summary.constraints_csv, *summary.derived_spaces, *summary.figures,
+             *[p for s in summary.studies for p in s.exports]]
     parts.append("<h2>Files</h2><ul>")
     parts += [f"<li><code>{html.escape(str(p.relative_to(out)))}</code></li>" for p in files]
     parts.append("</ul>")
@@ -703,7 +758,7 @@ def _html(
 
 # ------------------------------------------------------------------------------------------ entry point
 def analyze_runs(
-    runs: Sequence[str | Path],
+    runs: Sequence[str | Path | tuple[str, str]],
     out_dir: str | Path,
     bins: int | None = None,
     force: bool = False,
@@ -712,39 +767,49 @@ def analyze_runs(
     seed: int = 0,
     top: int = 5,
     importance: bool = True,
+    margin: float = 0.5,
+    margin_unit: str = "points",
 ) -> ReportSummary:
-    """Analyze studies (run folders or storage URLs) and write report.html, PNGs, CSVs and derived spaces.
+    """Analyze studies and write report.html, PNGs, CSVs, derived spaces and the best configs.
 
-    Refuses (ValueError) studies from adaptive samplers unless `force`; then the warning is shown in the
-    report. `bins` turns on complexity normalization of the EDF comparisons and constraint tests.
+    Each run is a run folder, a storage URL holding one study, or a (storage URL, study name) pair.
+    Studies from adaptive samplers (TPE, CMA-ES, ...) get what fits them (best configs, optimization
+    history, importances, exports) and their EDF verdicts (EDFs, constraints, good ranges, derived space)
+    are left out with a line saying why; with `force` they are drawn too, under a warning. `bins` turns
+    on complexity normalization of the EDF comparisons and constraint tests; `margin` / `margin_unit` set
+    the constraints' non-inferiority margin (see `derive_constraints`).
     """
     if isinstance(runs, (str, Path)) or not runs:
         raise ValueError("analyze_runs needs a non-empty list of run folders or storage URLs")
+    resolve_margin(np.zeros(1), margin, margin_unit)  # a bad margin fails before anything is loaded
     if bins is not None and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
         raise ValueError(f"bins must be a positive integer or None, got {bins!r}")
-    loaded = [load_run(r) for r in runs]
+    loaded = [load_run(*r) if isinstance(r, tuple) else load_run(r) for r in runs]
     for run, label in zip(loaded, _unique_labels([r.label for r in loaded])):
         run.label = label
     warnings_by_label: dict[str, str | None] = {}
-    for run in loaded:  # refuse before computing or writing anything
+    adaptive = {r.label: None if force else adaptive_note(r.df) for r in loaded}
+    for run in loaded:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            try:
-                warnings_by_label[run.label] = require_unbiased_samples(run.df, force=force)
-            except ValueError as exc:
-                raise ValueError(f"study {run.label!r}: {exc}") from None
+            warnings_by_label[run.label] = require_unbiased_samples(run.df, force=True) if force else None
 
-    reports = [_study_report(r, bins, force, warnings_by_label[r.label], n_boot, seed, importance) for r in loaded]
-    frames = {r.label: r.df for r in loaded}
+    reports = [_study_report(r, bins, force, warnings_by_label[r.label], seed, importance, adaptive[r.label],
+                             (margin, margin_unit)) for r in loaded]
+    frames = {r.label: r.df for r in loaded if not adaptive[r.label]}  # the EDFs: unbiased or forced samples
     weights: dict[str, np.ndarray] = {}
+    strata: dict[str, np.ndarray] = {}
     norm_note = None
     if bins is not None:
         try:
             weights = plots.edf_weights(frames, bins)
+            shared = plots.common_range(frames)
+            strata = {name: complexity_bins(df["flops"].to_numpy(dtype=float), bins, shared)[0]
+                      for name, df in frames.items()}
         except ValueError as exc:
             norm_note = f"no complexity-normalized EDFs: {exc}; EDF comparisons use raw EDFs"
-    expected = _expected_best_table(frames, weights)
-    comparisons = _comparisons(frames, weights)
+    expected = _expected_best_table(frames, weights) if frames else None
+    comparisons = _comparisons(frames, strata, seed)
 
     out = Path(out_dir)
     fig_dir = out / "figures"
@@ -774,6 +839,8 @@ def analyze_runs(
         name = "derived_space.yaml" if not derived_paths else f"derived_space_{_slug(rep.label)}.yaml"
         rep.derived_path = _write_space(rep, out / name)
         derived_paths.append(rep.derived_path)
+    for run, rep in zip(loaded, reports):
+        rep.exports, rep.exports_note = _export_best(run, top, out / "best_configs" / _slug(rep.label))
 
     summary = ReportSummary(out_dir=out, report=out / "report.html", results_csv=results_csv,
                             constraints_csv=constraints_csv, derived_spaces=derived_paths, figures=figure_paths,
@@ -781,6 +848,19 @@ def analyze_runs(
                             normalization_note=norm_note)
     summary.report.write_text(_html(summary, loaded, images, top), encoding="utf-8")
     return summary
+
+
+def _export_best(run: RunData, top: int, folder: Path) -> tuple[list[Path], str | None]:
+    """The best `top` configs of a study as anynet-search config files (and RegNet parameters where they fit)."""
+    try:
+        settings = StudySettings.from_study(run.study) if run.study is not None else None
+    except (ValueError, TypeError):
+        settings = None
+    configs = configs_for(run.study) if run.study is not None else None
+    try:
+        return export_top(run.df, top, "yaml", folder, settings, configs=configs), None
+    except ValueError as exc:
+        return [], f"best configs not exported: {str(exc).splitlines()[0]}"
 
 
 def _write_space(rep: StudyReport, path: Path) -> Path:
@@ -795,8 +875,7 @@ def _write_space(rep: StudyReport, path: Path) -> Path:
         f"# log10 size {d.log10_size_before:.2f} -> {d.log10_size_after:.2f}",
     ]
     if any(name.startswith("good_range:") for name in d.added):
-        header.append("# ranges bound the sampled values; they were judged on the recorded (resolved) values, which "
-                      "the compatibility rule can shift slightly for w and g")
+        header.append("# ranges bound the sampled values (before the compatibility rule), the values they were judged on")
     text = yaml.safe_dump(d.data, sort_keys=False, default_flow_style=None, width=1000)
     path.write_text("\n".join(header) + "\n" + text, encoding="utf-8")
     load_space(path)  # raises SpaceError (one line) if the written file were not a valid space

@@ -9,31 +9,34 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from anynet_search.analysis.columns import SAMPLED_PREFIX
+from anynet_search.errors import InputError
 from anynet_search.study.plan import SETTINGS_ATTR
-from anynet_search.study.storage import JOURNAL_NAME, default_storage_url, load_study, open_storage
+from anynet_search.study.run_folder import folder_storage
+from anynet_search.study.storage import load_study, open_storage
 
 STAGE_PREFIXES = {"depths": "d", "widths": "w", "bottleneck_ratios": "b", "group_widths": "g"}
 
 
 def _resolve(run: str | Path, study: str | None) -> tuple[str, str, BaseStorage | None]:
-    """(storage URL, study name, the storage if it had to be opened to find the name)."""
+    """(storage URL, study name, the storage if it had to be opened to find the name or the folder's storage)."""
     text = str(run)
     is_url = "://" in text or text.startswith("journal:")
+    storage = None
     if is_url:
         url = text
     else:
         path = Path(text)
-        if not (path / JOURNAL_NAME).is_file():
-            raise ValueError(f"{path}: not a run folder (no {JOURNAL_NAME}); pass a run folder or a storage URL and --study")
-        url = default_storage_url(path)
+        url, recorded, storage = folder_storage(path)  # the folder's journal, or the storage it records
+        study = study or recorded
     if study is not None:
-        return url, study, None
-    storage = open_storage(url)
+        return url, study, storage
+    storage = open_storage(url, repair=False)  # read-only: never changes the file
     names = optuna.get_all_study_names(storage)
     if len(names) == 1:
         return url, names[0], storage
     if is_url:
-        raise ValueError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); name one with --study")
+        raise InputError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); name one with --study")
     return url, path.name, storage
 
 
@@ -49,7 +52,7 @@ def open_run(run: str | Path, study: str | None = None) -> tuple[str, optuna.Stu
     Opening a journal replays the whole file (about 4 s at 10,000 trials), so it is not done twice.
     """
     url, name, storage = _resolve(run, study)
-    return url, load_study(name, storage if storage is not None else open_storage(url))
+    return url, load_study(name, storage if storage is not None else open_storage(url, repair=False))
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -71,6 +74,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         for field, prefix in STAGE_PREFIXES.items():
             for i, v in enumerate(cfg[field]):
                 row[f"{prefix}{i + 1}"] = v
+        # what was sampled, before the compatibility rule: constraints on the space bind these values
+        row.update({f"{SAMPLED_PREFIX}{name}": v for name, v in t.params.items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -79,6 +84,7 @@ def load_results(run: str | Path, study: str | None = None) -> pd.DataFrame:
     """Tidy results of a run folder (or storage URL + study name): one row per completed trial.
 
     Columns: study, space, sampler, trial, error (validation, %), test_error, flops, params, acts, epochs,
-    train_seconds, seed, fit_w0/wa/wm/fit_error and per-stage d1..dN, w1..wN, b1..bN, g1..gN.
+    train_seconds, seed, fit_w0/wa/wm/fit_error, per-stage d1..dN, w1..wN, b1..bN, g1..gN of the built config,
+    and `sampled_<name>` for each sampled parameter (e.g. sampled_w1, or sampled_g when the space shares g).
     """
     return trials_frame(open_run(run, study)[1])

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import numbers
 import random
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anynet_search.augment import augment_batch
+from anynet_search.errors import InputError
 
 if TYPE_CHECKING:
     from anynet_search.data import DataSplits
@@ -112,32 +114,36 @@ class TrainConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        """Reject values that cannot train, naming the bad field."""
+        """Reject values that cannot train, naming the bad field (InputError, a ValueError)."""
+        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "warmup_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise InputError(f"{name} must be a finite number, got {value!r}")
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+            raise InputError(f"epochs must be a positive integer, got {self.epochs!r}")
         if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 2:
-            raise ValueError(f"batch_size must be an integer >= 2 (BatchNorm), got {self.batch_size!r}")
-        if not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size!r}")
+            raise InputError(f"batch_size must be an integer >= 2 (BatchNorm), got {self.batch_size!r}")
+        if not isinstance(self.eval_batch_size, int) or isinstance(self.eval_batch_size, bool) or self.eval_batch_size < 1:
+            raise InputError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size!r}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+            raise InputError(f"lr must be positive, got {self.lr!r}")
         if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+            raise InputError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov requires momentum > 0")
+            raise InputError("nesterov requires momentum > 0")
         if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+            raise InputError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+            raise InputError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if not 0 <= self.warmup_epochs <= self.epochs:
-            raise ValueError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs!r}")
+            raise InputError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs!r}")
         if self.crop_pad is not None and (not isinstance(self.crop_pad, int) or self.crop_pad < 0):
-            raise ValueError(f"crop_pad must be None or an integer >= 0, got {self.crop_pad!r}")
+            raise InputError(f"crop_pad must be None or an integer >= 0, got {self.crop_pad!r}")
         for name in ("nesterov", "amp", "channels_last", "cuda_graphs", "cudnn_benchmark", "compile"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.compile and self.cuda_graphs:
-            raise ValueError("compile and cuda_graphs exclude each other; set one of them")
+            raise InputError("compile and cuda_graphs exclude each other; set one of them")
 
     def resolved_crop_pad(self, resolution: int) -> int:
         """Crop padding in pixels for images of side `resolution` (`resolution // 8` when unset)."""

@@ -12,7 +12,8 @@ of the analysis, but reported).
 Then times `load_results`, `normalized_weights`, `edf_band`, `expected_best_error`, `good_ranges`,
 `derive_constraints` and the full `analyze_runs` report (also without parameter importance, and
 `parameter_importance` alone: as the report runs it, on a random subset of at most
-`IMPORTANCE_MAX_TRIALS`, and on all trials), each with the library defaults (n_boot=1000), plus a table of
+`IMPORTANCE_MAX_TRIALS`, and on all trials), each with the library defaults (n_boot=1000 bootstraps,
+n_perm=1000 permutations), plus a table of
 the fANOVA and PED-ANOVA evaluators' cost at a few study sizes.
 
     python benchmarks/bench_analysis.py              # 10,000 trials
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         timed("expected_best_error(error)", lambda: expected_best_error(df["error"]), rows, reps, "exact")
         timed("expected_best_error(error, n_boot=1000)", lambda: expected_best_error(df["error"], n_boot=1000), rows, 1)
         timed("good_ranges(df)", lambda: good_ranges(df), rows, 1, f"{sum(c[0] in 'dwbg' and c[1:].isdigit() for c in df.columns)} params")
-        cons = timed("derive_constraints(df)", lambda: derive_constraints(df), rows, 1, "n_boot=1000")
+        cons = timed("derive_constraints(df)", lambda: derive_constraints(df), rows, 1, "n_perm=1000")
         timed("derive_constraints(df, bins=10)", lambda: derive_constraints(df, bins=10), rows, 1, "complexity-normalized")
         study = load_study(run_dir.name, open_storage(url))
         timed("analyze_runs([run], out, importance=False)",

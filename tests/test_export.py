@@ -182,7 +182,7 @@ def test_open_run_resolves_folders_and_urls_with_one_storage_open(run_dir, study
 
     opened = []
     real_open = results.open_storage
-    monkeypatch.setattr(results, "open_storage", lambda url: opened.append(url) or real_open(url))
+    monkeypatch.setattr(results, "open_storage", lambda url, **kw: opened.append(url) or real_open(url, **kw))
     url, loaded = results.open_run(run_dir)
     assert loaded.study_name == study.study_name and len(loaded.trials) == len(study.trials)
     assert opened == [url]  # the journal is replayed once, not once to find the name and again to load

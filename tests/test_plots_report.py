@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from html import escape as html_escape
 
 import numpy as np
 import pandas as pd
@@ -137,17 +138,46 @@ def test_exact_shrink_counts_the_constrained_space():
     assert exact_shrink(load_space("regnet_x")) == {}
 
 
-def test_adaptive_study_is_refused_unless_forced(tmp_path):
+def test_adaptive_study_gets_a_report_without_edf_verdicts(tmp_path, runs):
+    """Regression (issue 10): a TPE study's report raised "rows come from non-random sampler(s)" instead."""
     run = _dry_run(tmp_path / "runs", "anynet_xa_tiny", 4, sampler="tpe")
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match="tpe") as info:
-        analyze_runs([str(run)], out)
-    assert "\n" not in str(info.value)
-    assert not (out / "report.html").exists()
+    summary = analyze_runs([str(run)], out, n_boot=100)
+    study = summary.studies[0]
+    assert study.adaptive_note.startswith("EDF verdicts left out: 4 of 4 rows come from non-random sampler(s) ['tpe']")
+    assert "\n" not in study.adaptive_note
+    assert study.constraints is None and study.good_ranges is None and study.derived is None
+    assert study.importance is not None and set(study.importance["param"]) >= {"d1", "w1"}
+    assert summary.derived_spaces == [] and summary.expected_best is None
+    names = {f.stem for f in summary.figures}
+    assert not any(n.startswith("edf") for n in names) and f"{study.label}_history" in names
+    configs = [p for p in study.exports if not p.name.endswith(".regnet.yaml")]
+    assert len(configs) == 4 and all(p.is_file() for p in configs)
+    html = summary.report.read_text()
+    assert html_escape(study.adaptive_note) in html and "Optimization history" in html and "Parameter importance" in html
+    assert "<h3>Constraints</h3>" not in html and "<h3>Good ranges</h3>" not in html
+    assert study.adaptive_note in summary.text()
+
+    # next to a random study, only the random one is drawn as an EDF and compared
+    mixed = analyze_runs([str(runs[0]), str(run)], tmp_path / "mixed", n_boot=100, importance=False)
+    assert mixed.comparisons is None and list(mixed.expected_best.columns) == ["n", mixed.studies[0].label]
+    assert mixed.studies[0].constraints is not None and mixed.studies[1].constraints is None
+
+    # forced: the biased EDF verdicts are drawn, under a warning
     summary = analyze_runs([str(run)], out, force=True, n_boot=100, importance=False)
     html = summary.report.read_text()
     assert "forced analysis of a possibly biased sample" in html
     assert summary.studies[0].warning and "WARNING" in summary.text()
+    assert summary.studies[0].adaptive_note is None and summary.studies[0].constraints is not None
+
+
+def test_optimization_history_is_the_running_best_by_trial():
+    df = pd.DataFrame({"trial": [3, 0, 2, 1], "error": [1.0, 5.0, 4.0, 2.0]})
+    hist = plots.history_of(df)
+    assert hist["trial"].tolist() == [0, 1, 2, 3] and hist["best_so_far"].tolist() == [5.0, 2.0, 2.0, 1.0]
+    fig = plots.plot_history(df)
+    line = fig.axes[0].lines[0]
+    assert list(line.get_ydata()) == [5.0, 2.0, 2.0, 1.0]
 
 
 def test_analyze_runs_rejects_bad_arguments(tmp_path):

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from anynet_search.spaces import load_space
 from anynet_search.study import RunOptions, Worker, prepare_study, redact, run_study
-from anynet_search.study.plan import StudySettings
+from anynet_search.study.plan import StudySettings, stream_seed
 from anynet_search.study.worker import StudyFailing
 from anynet_search.train import OutOfMemoryError
 
@@ -47,7 +47,7 @@ def test_multi_worker_study_ends_with_exactly_n_trials_following_the_plan(tmp_pa
     assert_exactly_n(study, 12)
     # random sampler: slot k trains element k of the seeded stream, whatever the number of workers
     space = load_space("anynet_xd_tiny").with_task(10, 3)
-    planned = [s.params for s in space.sample_many(12, seed=0)]
+    planned = [s.params for s in space.sample_many(12, seed=stream_seed(0, space))]
     by_slot = {t.user_attrs["slot"]: t.params for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert [by_slot[k] for k in range(12)] == planned
     workers = {t.user_attrs["worker"] for t in study.get_trials(states=(TrialState.COMPLETE,))}

@@ -11,10 +11,18 @@ from anynet_search.analysis.bootstrap import (
     resample_counts,
     resample_indices,
 )
-from anynet_search.analysis.columns import STAGE_FAMILIES, param_columns, stage_columns, stage_count
-from anynet_search.analysis.compare import EdfComparison, compare_edfs, weighted_ks
+from anynet_search.analysis.columns import (
+    SAMPLED_PREFIX,
+    STAGE_FAMILIES,
+    param_columns,
+    sampled_columns,
+    stage_columns,
+    stage_count,
+)
+from anynet_search.analysis.compare import EdfComparison, bin_weights, compare_edfs, ks_distance
 from anynet_search.analysis.constraints import (
     KEEP,
+    MARGIN_UNITS,
     NEUTRAL,
     REJECT,
     VERDICTS,
@@ -23,8 +31,10 @@ from anynet_search.analysis.constraints import (
     constraint_verdict,
     derive_constraints,
     holm,
+    resolve_margin,
 )
 from anynet_search.analysis.edf import edf, edf_at, weighted_mean, weighted_median
+from anynet_search.analysis.permutation import ShiftTests, ks_test, shift_tests, stratified_permutations
 from anynet_search.analysis.ranges import (
     DEFAULT_SAMPLE_FRACTION,
     GoodRange,
@@ -34,20 +44,24 @@ from anynet_search.analysis.ranges import (
     good_range,
     good_ranges,
 )
-from anynet_search.analysis.samplers import UNBIASED_SAMPLERS, require_unbiased_samples
+from anynet_search.analysis.samplers import UNBIASED_SAMPLERS, require_unbiased_samples, sample_bias
 from anynet_search.analysis.weights import complexity_bins, normalized_weights, weights_from_bins
 
 __all__ = [
     "DEFAULT_SAMPLE_FRACTION",
     "KEEP",
+    "MARGIN_UNITS",
     "NEUTRAL",
     "REJECT",
+    "SAMPLED_PREFIX",
     "STAGE_FAMILIES",
     "UNBIASED_SAMPLERS",
     "VERDICTS",
     "Candidate",
     "EdfComparison",
     "GoodRange",
+    "ShiftTests",
+    "bin_weights",
     "best_model_distribution",
     "candidate_constraints",
     "compare_edfs",
@@ -66,14 +80,20 @@ __all__ = [
     "good_range",
     "good_ranges",
     "holm",
+    "ks_distance",
+    "ks_test",
     "normalized_weights",
     "param_columns",
     "require_unbiased_samples",
+    "resolve_margin",
     "resample_counts",
     "resample_indices",
+    "sample_bias",
+    "sampled_columns",
+    "shift_tests",
     "stage_columns",
     "stage_count",
-    "weighted_ks",
+    "stratified_permutations",
     "weighted_mean",
     "weighted_median",
     "weights_from_bins",

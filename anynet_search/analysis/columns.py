@@ -56,3 +56,25 @@ def stage_columns(df: pd.DataFrame, family: str) -> list[str]:
 def param_columns(df: pd.DataFrame) -> list[str]:
     """All per-stage parameter columns, ordered d1..dN, w1..wN, b1..bN, g1..gN (absent families skipped)."""
     return [c for fam in STAGE_FAMILIES for c in stage_columns(df, fam)]
+
+
+#: Prefix of the columns holding the values a trial *sampled* (its Optuna parameters), before the
+#: compatibility rule resolved them into the built config's d/w/b/g (which can shift w and g).
+SAMPLED_PREFIX = "sampled_"
+
+
+def sampled_columns(df: pd.DataFrame, family: str) -> list[str]:
+    """Columns of one family's sampled values: `sampled_<f>1..N`, or `[sampled_<f>]` when the space shares it.
+
+    Empty when the frame has none (results recorded without them) or when they are RegNet parameters
+    (a `sampled_w0` column: there `sampled_d` is the total depth, not a per-stage value).
+    """
+    if family not in STAGE_FAMILIES:
+        raise ValueError(f"family must be one of {STAGE_FAMILIES}, got {family!r}")
+    if f"{SAMPLED_PREFIX}w0" in df.columns:
+        return []
+    per_stage = [f"{SAMPLED_PREFIX}{family}{i}" for i in range(1, stage_count(df) + 1)]
+    for cols in (per_stage, [f"{SAMPLED_PREFIX}{family}"]):
+        if all(c in df.columns for c in cols) and df[cols].notna().all().all():
+            return cols
+    return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -12,41 +13,54 @@ import yaml
 
 from anynet_search.spaces.params import SpaceError
 
+try:
+    from importlib.resources.abc import Traversable
+except ImportError:  # Python 3.10
+    from importlib.abc import Traversable
+
 TOP_KEYS = {"name", "description", "extends", "family", "resolution", "stages", "fixed", "parameters",
             "constraints", "band"}
 
 
-def bundled_dir() -> Path:
-    """Folder of the bundled space files (`search_spaces/` of the checkout; ANYNET_SEARCH_SPACES overrides)."""
+def bundled_dir() -> Traversable:
+    """Folder of the bundled space files: `anynet_search/search_spaces` (ANYNET_SEARCH_SPACES overrides).
+
+    Read through importlib.resources, so it is found in an editable checkout, an installed wheel and a
+    zipped package alike (there it is not a `Path`; its entries still read with `read_text`).
+    """
     override = os.environ.get("ANYNET_SEARCH_SPACES")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "search_spaces"
+    return resources.files("anynet_search") / "search_spaces"
 
 
 def list_spaces() -> list[str]:
     """Names of the bundled design spaces, sorted."""
     folder = bundled_dir()
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
 
 
-def locate(name_or_path: str | os.PathLike, relative_to: Path | None = None) -> Path:
-    """Path of a space given a bundled name, a file path, or a name relative to an extending file."""
+def locate(name_or_path: str | os.PathLike, relative_to: Traversable | None = None) -> tuple[Traversable, Traversable]:
+    """(file, its folder) of a space given a file path, a name relative to an extending file's folder,
+    or a bundled name."""
     text = str(name_or_path)
-    candidates = [Path(text)]
+    candidates: list[tuple[Traversable, Traversable]] = [(Path(text), Path(text).parent)]
     if relative_to is not None:
-        candidates += [relative_to / text, relative_to / f"{text}.yaml"]
-    candidates.append(bundled_dir() / f"{text}.yaml")
-    for c in candidates:
-        if c.is_file():
-            return c
+        for file in (relative_to / text, relative_to / f"{text}.yaml"):
+            candidates.append((file, file.parent if isinstance(file, Path) else relative_to))
+    candidates.append((bundled_dir() / f"{text}.yaml", bundled_dir()))
+    for file, folder in candidates:
+        if file.is_file():
+            return file, folder
     known = ", ".join(list_spaces()) or "none found"
     raise SpaceError(f"{text}: no such space file or bundled space (bundled: {known})")
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Traversable) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())  # data only: safe_load never constructs objects
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # data only: safe_load never constructs objects
     except yaml.YAMLError as exc:
         first = str(exc).replace("\n", " ")
         raise SpaceError(f"{path}: not valid YAML ({first})") from None
@@ -74,27 +88,30 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_space_file(name_or_path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
-    """The fully merged (extends resolved) raw mapping of a space and the path it came from."""
-    path = locate(name_or_path)
-    chain: list[Path] = []
+def read_space_file(name_or_path: str | os.PathLike) -> tuple[dict[str, Any], Traversable]:
+    """The fully merged (extends resolved) raw mapping of a space and the file it came from."""
+    path, folder = locate(name_or_path)
+    chain: list[str] = []
     data: dict[str, Any] = {}
-    current: Path | None = path
+    current: Traversable | None = path
     layers = []
     while current is not None:
-        if current.resolve() in chain:
+        key = str(current.resolve()) if isinstance(current, Path) else str(current)
+        if key in chain:
             raise SpaceError(f"{path}: extends forms a cycle through {current}")
-        chain.append(current.resolve())
+        chain.append(key)
         layer = _read(current)
         layers.append(layer)
         parent = layer.get("extends")
         if parent is not None and not isinstance(parent, str):
             raise SpaceError(f"{current}: extends must be a space name or path, got {parent!r}")
-        current = locate(parent, current.parent) if parent else None
+        current, folder = locate(parent, folder) if parent else (None, folder)
     for layer in reversed(layers):
         data = _merge(data, {k: v for k, v in layer.items() if k != "extends"})
-    data.setdefault("name", path.stem)
-    data["name"] = layers[0].get("name", path.stem)  # a child never inherits its parent's name
+    stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else Path(path.name).stem
+    data["name"] = layers[0].get("name", stem)  # a child never inherits its parent's name
+    if "description" not in layers[0]:  # nor its description, which describes the parent's ranges
+        data.pop("description", None)
     return data, path
 
 

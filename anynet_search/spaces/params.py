@@ -8,11 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from anynet_search.errors import InputError
+
 DISTRIBUTIONS = ("uniform", "log_uniform", "power_of_two", "choice")
 PARAM_KEYS = {"low", "high", "step", "values", "distribution", "type"}
 
 
-class SpaceError(ValueError):
+class SpaceError(InputError):
     """A design-space file or definition is invalid; the message is one line naming file, key and problem."""
 
 

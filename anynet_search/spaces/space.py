@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import qmc as stats_qmc
 
 from anynet_search.complexity import complexity, complexity_arrays
 from anynet_search.config import AnyNetConfig
@@ -79,7 +78,8 @@ class DesignSpace:
         where = source
         self.name = str(data.get("name"))
         self.description = data.get("description")
-        if not isinstance(self.description, str) or not self.description.strip() or "\n" in self.description.strip():
+        if self.description is not None and (not isinstance(self.description, str) or not self.description.strip()
+                                             or "\n" in self.description.strip()):
             raise SpaceError(f"{where}: description must be a one-line string")
         self.family = data.get("family", "anynet")
         if self.family not in ("anynet", "regnet"):
@@ -105,6 +105,8 @@ class DesignSpace:
         self.shared, self.non_decreasing, self.ranges = self._check_constraints(data.get("constraints") or {}, where)
         self.band = self._check_band(data.get("band") or {}, where)
         self._check_band_reachable(where)
+        if self.description is None:  # a file without its own description gets one from its real ranges
+            self.description = self.summary()
 
     # ---------------------------------------------------------------- validation
     def _check_fixed(self, fixed: Any, where: str) -> dict[str, Any]:
@@ -207,6 +209,10 @@ class DesignSpace:
                     f"{where}: band.{key}=[{_fmt(lo)}, {_fmt(hi)}] is unreachable: configs of this space have "
                     f"{key} between {_fmt(lo_cfg[key])} and {_fmt(hi_cfg[key])} at {self.resolution} px"
                 )
+
+    def complexity_range(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Lowest and highest flops / params / acts of the space's configs (before the band), at its resolution."""
+        return self._extreme_metrics()
 
     def _extreme_metrics(self) -> tuple[dict[str, float], dict[str, float]]:
         """Lowest and highest flops/params/acts reachable (complexity grows with d, w, g and falls with b)."""
@@ -400,7 +406,12 @@ class DesignSpace:
 
     def sample_many(self, n: int, seed: int = 0, qmc: bool = False) -> list[Sample]:
         """n samples (params + config) from a seeded generator (or scrambled Sobol points): same seed, same list."""
-        source = stats_qmc.Sobol(self.dimension, scramble=True, seed=seed) if qmc else np.random.default_rng(seed)
+        if qmc:
+            from scipy.stats import qmc as stats_qmc  # 0.4 s to import: only when asked, not with the package
+
+            source = stats_qmc.Sobol(self.dimension, scramble=True, seed=seed)
+        else:
+            source = np.random.default_rng(seed)
         return list(self.iter_samples(source, n))
 
     # ---------------------------------------------------------------- counting
@@ -491,6 +502,20 @@ class DesignSpace:
         return DesignSpace(data, self.source)
 
     # ---------------------------------------------------------------- description
+    def summary(self) -> str:
+        """One line from the space's real ranges, e.g. `anynet, 4 stages at 16 px: d 1..4, w 8..128, ...`."""
+        parts = []
+        for p in self.params.values():
+            vals = list(p.values)
+            parts.append(f"{p.name} {vals[0]:g}" if len(vals) == 1 else
+                         f"{p.name} {', '.join(f'{v:g}' for v in vals)}" if len(vals) <= 4 else
+                         f"{p.name} {min(vals):g}..{max(vals):g}")
+        parts += [f"{label} {', '.join(sorted(names))}" for label, names in
+                  (("shared", self.shared), ("non-decreasing", self.non_decreasing)) if names]
+        parts += [f"{k} in {lo:g}..{hi:g}" for k, (lo, hi) in self.ranges.items()]
+        band = ", ".join(f"{k} {_fmt(lo)}..{_fmt(hi)}" for k, (lo, hi) in self.band.items()) or "no band"
+        return f"{self.family}, {self.stages} stages at {self.resolution} px: {'; '.join(parts)}; {band}"
+
     def describe(self) -> str:
         """Multi-line description: fixed parts, parameters, constraints, band and size."""
         lines = [f"{self.name}: {self.description}", f"  source: {self.source}",
@@ -505,6 +530,9 @@ class DesignSpace:
             lines.append("  ranges: " + ", ".join(f"{k} in [{lo:g}, {hi:g}]" for k, (lo, hi) in self.ranges.items()))
         band = ", ".join(f"{k} in [{_fmt(lo)}, {_fmt(hi)}]" for k, (lo, hi) in self.band.items()) or "none"
         lines.append(f"  band: {band}")
+        lo, hi = self.complexity_range()
+        lines.append("  complexity of its configs (before the band): "
+                     + ", ".join(f"{k} {_fmt(lo[k])}..{_fmt(hi[k])}" for k in METRICS))
         lines.append(f"  log10 size: {self.log10_size:.2f} (distinct parameter tuples, before the band)")
         return "\n".join(lines)
 

@@ -12,6 +12,7 @@ import torch
 from anynet_search.complexity import complexity
 from anynet_search.config import AnyNetConfig
 from anynet_search.data import DataSplits, load_dataset
+from anynet_search.memory import check_fits
 from anynet_search.model import build_model
 from anynet_search.regnet import fit_regnet
 from anynet_search.study.interrupts import shielded
@@ -57,10 +58,12 @@ def run_trial(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, r
         if not edf_study and trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch} with validation error {val_error:.2f}%")
 
+    train_cfg = settings.train_config()
+    check_fits(cfg, resolution, train_cfg, device)  # an absurd config is a recorded failure, never built
     seed_everything(seed)
     model = build_model(cfg)
     start = time.perf_counter()
-    result = train(model, data, settings.train_config(), device=device, seed=seed, report=report)
+    result = train(model, data, train_cfg, device=device, seed=seed, report=report)
     del model
     if device.startswith("cuda"):
         torch.cuda.empty_cache()

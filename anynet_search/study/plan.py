@@ -6,12 +6,14 @@ Every slot is a WAITING trial ("ticket") enqueued in the Optuna storage. Workers
 replaced by a ticket for the same slot with attempt + 1; a killed worker's ticket is replaced by one with
 the same config. For random / QMC studies a ticket carries its config's parameters, drawn from one seeded
 stream: slot k, attempt a uses stream element a * N + k, so the set of configs does not depend on the
-number of workers or on timing. Adaptive samplers get empty tickets and propose the parameters themselves.
+number of workers or on timing; each space has its own stream (`stream_seed`). Adaptive samplers get
+empty tickets and propose the parameters themselves.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,13 +100,26 @@ def make_pruner(kind: str) -> optuna.pruners.BasePruner:
 _STREAMS: dict[tuple[str, int, bool], list[Sample]] = {}
 
 
+def stream_seed(seed: int, space: DesignSpace) -> int:
+    """Seed of a study's config stream: the study seed combined with its space's hash.
+
+    Studies of different spaces therefore draw independent streams even under the same `seed` (which
+    also picks the data split, so they can share one): with one shared stream, a constrained space's
+    configs would be the unconstrained space's draws that pass the constraint, and two studies compared
+    as independent samples would hold the same models.
+    """
+    digest = hashlib.sha256(f"{int(seed)}:{space.hash}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
 def planned_sample(space: DesignSpace, sampler: str, seed: int, n_trials: int, slot: int, attempt: int) -> Sample:
-    """The config of a slot's attempt: element attempt * N + slot of the study's seeded stream."""
+    """The config of a slot's attempt: element attempt * N + slot of the study's seeded stream (`stream_seed`)."""
     index = attempt * n_trials + slot
     key = (space.hash, seed, sampler == "qmc")
     stream = _STREAMS.get(key, [])
     if index >= len(stream):  # the stream is prefix-stable: regrow it N samples at a time
-        stream = space.sample_many((index // n_trials + 1) * n_trials, seed=seed, qmc=key[2])
+        n = (index // n_trials + 1) * n_trials
+        stream = space.sample_many(n, seed=stream_seed(seed, space), qmc=key[2])
         _STREAMS[key] = stream
     return stream[index]
 

@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 
 from anynet_search.data import load_dataset
+from anynet_search.errors import InputError
+from anynet_search.memory import check_space_fits
+from anynet_search.paths import check_out_dir, check_out_file, check_study_name
 from anynet_search.spaces import load_space
 from anynet_search.study.optuna_adapter import trial_index
 from anynet_search.study.plan import (
+    SAMPLERS,
     SETTINGS_ATTR,
     StudySettings,
     enqueue_all,
@@ -23,9 +28,22 @@ from anynet_search.study.plan import (
     make_sampler,
 )
 from anynet_search.study.progress import ProgressView, Snapshot
-from anynet_search.study.storage import default_storage_url, is_journal, journal_path, open_storage, redact
+from anynet_search.study.run_folder import write_record
+from anynet_search.study.storage import (
+    default_storage_url,
+    is_journal,
+    journal_path,
+    load_study,
+    open_storage,
+    redact,
+)
 from anynet_search.study.supervise import EXIT_FAILING, WorkerPool, WorkerSpec
 from anynet_search.train import TrainConfig
+
+# Each trial is a ticket queued in the storage up front, and every open replays the whole journal: at 10,000
+# trials the journal was 33.4 MiB, took 47-55 s to write and 3.4 s to load (benchmarks/RESULTS.md, section 5),
+# so 100,000 is ~10x that. The paper trains 500 models per design space.
+MAX_TRIALS = 100_000
 
 
 @dataclass(frozen=True)
@@ -62,25 +80,35 @@ class RunOutcome:
     detached: bool = False  # jobs submitted and left running
 
 
-def resolve_devices(spec: str | None, workers: int) -> list[str]:
-    """Device per worker: 'cpu', 'cuda' (all GPUs), or a comma list such as 'cuda:0,cuda:1'."""
+def resolve_devices(spec: str | None, workers: int, option: str = "--devices") -> list[str]:
+    """Device per worker: 'cpu', 'cuda' (all GPUs), or a comma list such as 'cuda:0,cuda:1'; InputError if unusable."""
     import torch
 
+    n_gpus = torch.cuda.device_count()
     if spec is None:
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cuda":
-        n = torch.cuda.device_count()
-        if n == 0:
-            raise ValueError("--devices cuda: no CUDA device is visible")
-        devices = [f"cuda:{i}" for i in range(n)]
-    else:
-        devices = [d.strip() for d in spec.split(",") if d.strip()]
+        spec = "cuda" if n_gpus else "cpu"
+    devices = [d.strip() for d in str(spec).split(",") if d.strip()]
+    if not devices:
+        raise InputError(f"{option} {spec!r}: no device named (use cpu, cuda or cuda:N)")
+    resolved = []
     for d in devices:
-        if d != "cpu" and not d.startswith("cuda"):
-            raise ValueError(f"--devices: unknown device {d!r} (use cpu, cuda or cuda:N)")
-        if d.startswith("cuda:") and int(d.split(":")[1]) >= torch.cuda.device_count():
-            raise ValueError(f"--devices: {d} is not visible (this machine has {torch.cuda.device_count()} GPUs)")
-    return [devices[i % len(devices)] for i in range(workers)]
+        kind, sep, index = d.partition(":")
+        if kind == "cpu" and not sep:
+            resolved.append("cpu")
+            continue
+        if kind != "cuda":
+            raise InputError(f"{option}: unknown device {d!r} (use cpu, cuda or cuda:N)")
+        if sep and not index.isdigit():
+            raise InputError(f"{option} {d}: the GPU index must be a non-negative integer (cuda:0, cuda:1, ...)")
+        if n_gpus == 0:
+            raise InputError(f"{option} {d}: no CUDA device is visible on this machine")
+        if not sep:
+            resolved += [f"cuda:{i}" for i in range(n_gpus)]
+            continue
+        if int(index) >= n_gpus:
+            raise InputError(f"{option} {d}: not visible (this machine has {n_gpus} GPUs: cuda:0..cuda:{n_gpus - 1})")
+        resolved.append(f"cuda:{int(index)}")
+    return [resolved[i % len(resolved)] for i in range(workers)]
 
 
 def threads_per_worker(devices: list[str]) -> list[int]:
@@ -96,60 +124,123 @@ def default_study_name(space_name: str, dataset: str, sampler: str, seed: int) -
     return f"{space_name}-{ds}-{sampler}-s{seed}"
 
 
+def _positive(option: str, value: object, limit: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{option} must be a positive integer, got {value!r}")
+    if limit is not None and value > limit:
+        raise InputError(f"{option} {value:,} is more than the limit of {limit:,} (each trial is a ticket queued in "
+                         "the storage); split the sweep into several studies")
+
+
+def check_options(opts: RunOptions) -> list[str]:
+    """Every option that can be checked without loading anything (nothing is written); returns the devices."""
+    _positive("--trials", opts.trials, MAX_TRIALS)
+    _positive("--workers", opts.workers)
+    if opts.sampler not in SAMPLERS:
+        raise InputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {opts.sampler!r}")
+    if opts.epochs is not None:
+        _positive("--epochs", opts.epochs)
+    if opts.study is not None:
+        check_study_name(opts.study)
+    check_out_dir(opts.out)
+    return resolve_devices(opts.devices, opts.workers)
+
+
+def _train_config(opts: RunOptions) -> TrainConfig:
+    fields = dict(opts.train_overrides)
+    if opts.epochs is not None:
+        fields["epochs"] = opts.epochs
+    try:
+        return TrainConfig(**fields)
+    except (TypeError, ValueError) as exc:  # the dataclass's own checks: every message names the field
+        raise InputError(f"--train: {exc}") from None
+
+
 def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, Path]:
-    """Create the study (tickets enqueued) or check that the existing one matches and extend it."""
+    """Create the study (tickets enqueued) or check that the existing one matches and extend it.
+
+    Every option, the space, the data set, the study name and the trainer settings are checked before
+    anything is written, so a refused run leaves the disk as it was.
+    """
+    devices = check_options(opts)
+    train_cfg = _train_config(opts)
     space = load_space(opts.space)
     data = load_dataset(opts.dataset, space.resolution, seed=opts.seed)
     space = space.with_task(data.num_classes, data.in_channels)  # loaded up front: a bad path fails here
-    name = opts.study or default_study_name(space.name, opts.dataset, opts.sampler, opts.seed)
+    name = opts.study or check_study_name(default_study_name(space.name, opts.dataset, opts.sampler, opts.seed),
+                                          option="study name (from the space name)")
+    for device in sorted(set(devices)):
+        check_space_fits(space, train_cfg, device)
     run_dir = Path(opts.out) / name
-    if opts.storage is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        url = default_storage_url(run_dir)
-    else:
-        url = opts.storage
-        if is_journal(url):
-            journal_path(url).parent.mkdir(parents=True, exist_ok=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    if opts.trials <= 0:
-        raise ValueError(f"--trials must be positive, got {opts.trials}")
-    train_fields = dict(opts.train_overrides)
-    if opts.epochs is not None:
-        if opts.epochs <= 0:
-            raise ValueError(f"--epochs must be positive, got {opts.epochs}")
-        train_fields["epochs"] = opts.epochs
-    train_cfg = TrainConfig(**train_fields)
+    url = opts.storage or default_storage_url(run_dir)
     settings = StudySettings(space=space.data, space_source=space.source, space_hash=space.hash,
                              sampler=opts.sampler, seed=opts.seed, n_trials=opts.trials, dataset=opts.dataset,
                              train=train_cfg.to_dict())
-    storage = open_storage(url)
-    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction="minimize",
-                                sampler=make_sampler(opts.sampler, opts.seed), pruner=make_pruner(opts.sampler))
+    sampler, pruner = make_sampler(opts.sampler, opts.seed), make_pruner(opts.sampler)
+    storage = study = None  # an existing storage and study are opened and checked before anything is written
+    if not is_journal(url) or check_out_file(journal_path(url), option="--storage" if opts.storage else
+                                             "run folder").is_file():
+        storage = open_storage(url)
+        study = _existing_study(storage, name, settings, url, sampler, pruner)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if is_journal(url):
+        journal_path(url).parent.mkdir(parents=True, exist_ok=True)
+    storage = storage or open_storage(url)
+    if study is None:
+        study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
+                                    pruner=pruner)
+    write_record(run_dir, url, name)  # the run folder finds a study kept outside it (SQL, a journal elsewhere)
     stored = study.user_attrs.get(SETTINGS_ATTR)
-    if stored is None:
+    if stored is None:  # new (or created by a run that stopped before storing its settings)
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
         enqueue_all(study, settings, space)
+        return study, settings, url, run_dir
+    old = StudySettings(**stored)
+    if settings.n_trials > old.n_trials:
+        study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+        enqueue_all(study, settings, space, first_slot=old.n_trials)
     else:
-        old = StudySettings(**stored)
-        # a study made before a trainer field existed stored fewer keys: compare with the defaults filled in
-        old = dataclasses.replace(old, train=old.train_config().to_dict())
-        for field in ("space_hash", "sampler", "seed", "dataset", "train"):
-            if getattr(old, field) != getattr(settings, field):
-                raise ValueError(f"study {name!r} already exists with a different {field}; "
-                                 "run with the same options to resume, or pick another --study")
-        if settings.n_trials > old.n_trials:
-            study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
-            enqueue_all(study, settings, space, first_slot=old.n_trials)
-        else:
-            settings = old
+        settings = old
     return study, settings, url, run_dir
+
+
+def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, url: str,
+                    sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner) -> optuna.Study | None:
+    """The stored study of this name if it may be resumed with `settings` (None if there is none); InputError if not.
+
+    Loaded, not re-created: creating an existing study would append a record to a journal every time.
+    """
+    if name not in optuna.get_all_study_names(storage):
+        return None
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    stored = study.user_attrs.get(SETTINGS_ATTR)
+    if stored is None:
+        if study.get_trials(deepcopy=False):
+            raise InputError(f"study {name!r} already exists in {redact(url)} and was not created by anynet-search; "
+                             "pick another --study")
+        return study
+    old = StudySettings(**stored)
+    # a study made before a trainer field existed stored fewer keys: compare with the defaults filled in
+    old = dataclasses.replace(old, train=old.train_config().to_dict())
+    for field in ("space_hash", "sampler", "seed", "dataset", "train"):
+        if getattr(old, field) != getattr(settings, field):
+            raise InputError(f"study {name!r} already exists with a different {field}; "
+                             "run with the same options to resume, or pick another --study")
+    return study
+
+
+def check_joinable(study: str, storage_url: str) -> None:
+    """InputError unless the storage holds `study` and anynet-search made it (what `worker` checks first)."""
+    st = load_study(study, open_storage(storage_url))
+    try:
+        StudySettings.from_study(st)
+    except (TypeError, ValueError) as exc:
+        raise InputError(str(exc)) from None
 
 
 def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutcome:
     """Run a study to N completed trials with W local worker processes (resumes an existing one)."""
     study, settings, url, run_dir = prepare_study(opts)
-    if opts.workers <= 0:
-        raise ValueError(f"--workers must be positive, got {opts.workers}")
     devices = resolve_devices(opts.devices, opts.workers)
     threads = threads_per_worker(devices)
     view = progress or ProgressView()
@@ -181,6 +272,8 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
     failing = None
     if not interrupted and snap.completed < settings.n_trials:
         codes = set(pool.exit_codes)
+        if pool.error is not None:
+            raise pool.error  # e.g. a full disk: the journal stays readable, and the same command resumes
         failing = ("the study stopped because its trials keep failing (see the messages above)"
                    if EXIT_FAILING in codes else f"all workers exited early (exit codes {sorted(codes)})")
     return RunOutcome(study.study_name, redact(url), run_dir, snap, interrupted, failing,

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal import JournalStorage
+
+from anynet_search.errors import InputError, StorageFullError, is_no_space
+from anynet_search.study.journal import SafeJournalBackend, describe_tail, find_torn_tail, log
 
 JOURNAL_NAME = "journal.log"
 
@@ -17,9 +20,63 @@ def default_storage_url(run_dir: str | Path) -> str:
     return f"journal:{Path(run_dir) / JOURNAL_NAME}"
 
 
-def redact(url: str) -> str:
-    """The URL with any password replaced by ***, safe to print or store."""
-    return re.sub(r"(?<=://)([^:/@]+):([^@]*)@", r"\1:***@", url)
+_URL = re.compile(r"[A-Za-z][\w+.-]*://[^\s'\"<>]*")
+# query or conninfo keys that carry secrets (password=, sslpassword=, passwd=, pwd=, token=, ...)
+_SECRET_PAIR = re.compile(r"(?i)\b([\w.-]*(?:pass|pwd|secret|token)[\w.-]*)=([^&#\s'\",;]+)")
+
+
+def _redact_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    at = rest.rfind("@")  # the last one: a password may itself contain '@' (user:sec@ret@host)
+    if at != -1:
+        user, colon, _ = rest[:at].partition(":")
+        if colon and "/" not in user:
+            rest = f"{user}:***{rest[at:]}"
+    return f"{scheme}://{rest}"
+
+
+def _secrets(url: str) -> list[str]:
+    """The URL's password, the pieces a parser splitting it at '@' would show (as a host), and query secrets."""
+    rest = url.split("://", 1)[-1]
+    at = rest.rfind("@")
+    user, colon, password = rest[:at].partition(":") if at != -1 else ("", "", "")
+    found = [password, *password.split("@")] if colon and "/" not in user else []
+    found += [m.group(2) for m in _SECRET_PAIR.finditer(url)]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def _scrub(text: str, url: str) -> str:
+    """A driver's message about `url` with the URL's secrets removed, wherever the driver quoted them."""
+    text = redact(text)
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def redact(text: str) -> str:
+    """Text (a storage URL, or a message quoting one) with every password and secret replaced by ***.
+
+    Covers each form SQLAlchemy passes on: `user:password@host` (the password may contain '@' or '/'),
+    query parameters such as `?password=...` or `?sslpassword=...`, and libpq-style `password=...` pairs.
+    """
+    return _SECRET_PAIR.sub(r"\1=***", _URL.sub(lambda m: _redact_url(m.group(0)), text))
+
+
+def without_password(url: str) -> str:
+    """The URL with its password and secret query parameters left out (a driver then reads PGPASSWORD, ~/.pgpass)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = rest.rfind("@")
+    if at != -1:
+        user, colon, _ = rest[:at].partition(":")
+        if colon and "/" not in user:
+            rest = f"{user}{rest[at:]}"
+    base, question, query = rest.partition("?")
+    if question:
+        kept = [pair for pair in query.split("&") if not _SECRET_PAIR.fullmatch(pair)]
+        rest = base + ("?" + "&".join(kept) if kept else "")
+    return f"{scheme}://{rest}"
 
 
 def is_journal(url: str) -> bool:
@@ -32,33 +89,57 @@ def journal_path(url: str) -> Path:
     return Path(url[len("journal:"):] if url.startswith("journal:") else url)
 
 
-def open_storage(url: str) -> BaseStorage:
-    """An Optuna storage for `journal:PATH`, `sqlite:///...`, `postgresql://...` or any SQLAlchemy URL."""
+def _open_journal(path: Path, repair: bool) -> BaseStorage:
+    if not path.parent.is_dir():
+        raise InputError(f"storage folder {path.parent} does not exist")
+    if path.exists() and not path.is_file():
+        raise InputError(f"journal {path} is not a file")
+    if not repair and not path.exists():
+        raise InputError(f"journal {path} does not exist")
+    try:
+        if not repair:  # read-only commands leave the file alone; they say what the reader skips
+            tail = find_torn_tail(path)
+            if tail is not None:
+                log.warning("%s; skipped it (run or worker cuts it, keeping a backup)", describe_tail(path, tail))
+        return JournalStorage(SafeJournalBackend(path, repair=repair))
+    except StorageFullError:
+        raise
+    except OSError as exc:
+        if is_no_space(exc):
+            raise StorageFullError(path) from None
+        raise InputError(f"journal {path}: cannot open ({exc.strerror or exc})") from None
+
+
+def open_storage(url: str, repair: bool = True) -> BaseStorage:
+    """An Optuna storage for `journal:PATH`, `sqlite:///...`, `postgresql://...` or any SQLAlchemy URL.
+
+    A journal whose last line was torn by an interrupted write is repaired first (the cut bytes are kept
+    in a backup file next to it); with `repair=False` (read-only use) the file is left alone and a warning
+    says which line the reader skips.
+    """
     if is_journal(url):
-        path = journal_path(url)
-        if not path.parent.is_dir():
-            raise ValueError(f"storage folder {path.parent} does not exist")
-        return JournalStorage(JournalFileBackend(str(path)))
+        return _open_journal(journal_path(url), repair)
     if "://" not in url:
-        raise ValueError(f"storage {redact(url)!r} is neither journal:PATH nor a database URL (sqlite:///..., postgresql://...)")
+        raise InputError(f"storage {redact(url)!r} is neither journal:PATH nor a database URL (sqlite:///..., postgresql://...)")
     kwargs = {}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 120}}  # many worker processes write to one file
     try:
         return RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=False)
     except (ImportError, ModuleNotFoundError) as exc:
-        raise ValueError(f"storage {redact(url)}: missing database driver ({exc}); for PostgreSQL install the "
+        raise InputError(f"storage {redact(url)}: missing database driver ({exc}); for PostgreSQL install the "
                          "'postgres' extra") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds; the user needs one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"storage {redact(url)}: cannot connect ({redact(first)})") from None
+        hint = ("; a '@' in the password must be written %40" if any("@" in s for s in _secrets(url)) else "")
+        raise InputError(f"storage {redact(url)}: cannot connect ({_scrub(first, url)}){hint}") from None
 
 
 def load_study(name: str, storage: BaseStorage | str) -> optuna.Study:
-    """An existing study, or ValueError naming the studies that do exist."""
+    """An existing study, or InputError naming the studies that do exist."""
     store = open_storage(storage) if isinstance(storage, str) else storage
     try:
         return optuna.load_study(study_name=name, storage=store)
     except KeyError:
         names = optuna.get_all_study_names(store)
-        raise ValueError(f"no study {name!r} in this storage (studies: {', '.join(names) or 'none'})") from None
+        raise InputError(f"no study {name!r} in this storage (studies: {', '.join(names) or 'none'})") from None

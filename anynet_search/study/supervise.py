@@ -15,20 +15,25 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 
+from anynet_search.errors import AnynetSearchError, show_warnings
 from anynet_search.study import interrupts
 from anynet_search.study.worker import StudyFailing, Worker, run_worker
 
+EXIT_USER_ERROR = 2  # a worker stopped on a package error (a full disk, a corrupt journal); it printed nothing
 EXIT_FAILING = 3
 MAX_BLAMELESS_RESPAWNS = 2  # deaths with no trial to blame (e.g. at start-up) before a worker is given up
 
 
 def worker_main(study: str, url: str, device: str, threads: int, objective: str | None, worker_id: str,
-                supervisor: int | None) -> None:
-    """Entry point of a worker process: exit 0 when the study is done, 130 when stopped, 3 when failing."""
+                supervisor: int | None, errors: Any = None) -> None:
+    """Entry point of a worker process: exit 0 when the study is done, 130 when stopped, 3 when failing, 2 on a
+    package error (put on `errors` for the supervisor to report once)."""
     interrupts.install()
+    show_warnings(f"anynet-search worker {worker_id}")
     try:
         run_worker(study, url, device=device, threads=threads, objective=objective, worker_id=worker_id,
                    supervisor=supervisor)
@@ -37,6 +42,10 @@ def worker_main(study: str, url: str, device: str, threads: int, objective: str 
     except StudyFailing as exc:
         print(f"anynet-search worker {worker_id}: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_FAILING)
+    except AnynetSearchError as exc:  # the main process reports it once (e.g. a full disk), not every worker
+        if errors is not None:
+            errors.put(exc)
+        sys.exit(EXIT_USER_ERROR)
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class WorkerPool:
     def __init__(self, study: optuna.Study, url: str, specs: list[WorkerSpec], objective: str | None = None) -> None:
         self.study, self.url, self.specs, self.objective = study, url, specs, objective
         self.ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch/thread state
+        self.errors = self.ctx.SimpleQueue()
+        self._error: AnynetSearchError | None = None
         self.procs: list[mp.process.BaseProcess | None] = [None] * len(specs)
         self.exit_codes: list[int | None] = [None] * len(specs)
         self.blameless = [0] * len(specs)
@@ -69,7 +80,7 @@ class WorkerPool:
         spec = self.specs[i]
         p = self.ctx.Process(target=worker_main, name=f"anynet-worker-{i}",
                              args=(self.study.study_name, self.url, spec.device, spec.threads, self.objective,
-                                   spec.worker_id, os.getpid()))
+                                   spec.worker_id, os.getpid(), self.errors))
         p.start()
         self.procs[i] = p
 
@@ -100,6 +111,13 @@ class WorkerPool:
             if self.blameless[i] <= MAX_BLAMELESS_RESPAWNS:
                 self._start(i)
         return self.killed_configs[before:]
+
+    @property
+    def error(self) -> AnynetSearchError | None:
+        """The first package error a worker stopped on (a full disk, a corrupt journal), if any."""
+        if self._error is None and not self.errors.empty():
+            self._error = self.errors.get()
+        return self._error
 
     def alive(self) -> bool:
         """Whether any worker is still running or being replaced (call `poll()` first)."""

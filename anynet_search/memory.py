@@ -1,0 +1,123 @@
+"""Memory that training a config needs, estimated from its analytic complexity, and what a device has free.
+
+Training holds, per parameter, the fp32 weight, its gradient and the SGD momentum buffer, and per image of
+a batch the activations autograd saves for the backward pass plus the gradients flowing back through them.
+That part is proportional to the config's counted `acts` (the output elements of every conv and FC):
+autograd saves 6.7-9.0 bytes per act per image (fp32, channels-last, every config measured by
+`benchmarks/bench_train_memory.py`); SAVED_BYTES_PER_ACT doubles the largest for the backward pass's own
+buffers. Evaluation runs `eval_batch_size` images without saving anything and holds about EVAL_BUFFERS
+copies of the largest single activation. The three parts are added: the measured peak resident memory
+of two training steps then one evaluation batch was 0.76-0.99x this estimate (benchmarks/RESULTS.md,
+section 6). On CUDA with bf16 autocast activations are smaller than this fp32 figure, so the estimate
+errs on the large side there (not measured).
+
+A config whose estimate exceeds the memory its device has free is refused before it is built (a recorded
+trial failure, `ModelTooLarge`); a space whose smallest config cannot fit is refused when a study is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from anynet_search.complexity import Complexity, complexity, largest_activation
+from anynet_search.config import AnyNetConfig
+from anynet_search.errors import InputError
+from anynet_search.spaces import DesignSpace
+from anynet_search.train import TrainConfig, TrialFailure
+
+FP32_BYTES = 4
+PARAM_COPIES = 3  # weight, gradient, momentum buffer
+SAVED_BYTES_PER_ACT = 18.0  # saved tensors and their gradients per counted act per image (see the docstring)
+EVAL_BUFFERS = 3  # input, output and one temporary of the largest layer
+
+
+class ModelTooLarge(TrialFailure):
+    """The config's estimated training memory exceeds what its device has free; it was not built."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Estimated bytes to train one config: parameters (with gradients and momentum) plus activations."""
+
+    params_bytes: int
+    train_acts_bytes: int
+    eval_bytes: int
+
+    @property
+    def total(self) -> int:
+        """Peak bytes: parameters, training and evaluation activations added (freed memory is not always reused)."""
+        return self.params_bytes + self.train_acts_bytes + self.eval_bytes
+
+
+def human_bytes(n: float) -> str:
+    """Bytes as a short human string (KiB .. TiB)."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def estimate_memory(cx: Complexity, batch_size: int, eval_batch_size: int = 0, largest_act: int = 0) -> MemoryEstimate:
+    """Training memory of a network with complexity `cx` at `batch_size` (evaluation at `eval_batch_size`)."""
+    return MemoryEstimate(
+        params_bytes=int(cx.params * PARAM_COPIES * FP32_BYTES),
+        train_acts_bytes=int(cx.acts * batch_size * SAVED_BYTES_PER_ACT),
+        eval_bytes=int(largest_act * eval_batch_size * EVAL_BUFFERS * FP32_BYTES),
+    )
+
+
+def config_memory(cfg: AnyNetConfig, resolution: int, train: TrainConfig) -> MemoryEstimate:
+    """Estimated memory to train `cfg` at `resolution` with the trainer settings `train`."""
+    return estimate_memory(complexity(cfg, resolution), train.batch_size, train.eval_batch_size,
+                           largest_activation(cfg, resolution))
+
+
+def free_memory(device: str) -> int | None:
+    """Bytes the device can still give: MemAvailable on the CPU, free memory on a CUDA device; None if unknown."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def too_large_reason(estimate: MemoryEstimate, cx: Complexity, batch_size: int, device: str) -> str | None:
+    """Why a network with this estimate cannot be trained on `device` now, or None if it fits (or is unknown)."""
+    free = free_memory(device)
+    if free is None or estimate.total <= free:
+        return None
+    return (f"needs about {human_bytes(estimate.total)} to train at batch {batch_size} ({cx.params:,} params, "
+            f"{cx.acts:,} acts per image) but {device} has {human_bytes(free)} free")
+
+
+def space_memory_range(space: DesignSpace, train: TrainConfig) -> tuple[int, int]:
+    """Estimated training bytes (parameters and training activations) of the space's smallest and largest configs."""
+    lo, hi = space.complexity_range()
+    return tuple(estimate_memory(Complexity(int(m["flops"]), int(m["params"]), int(m["acts"])), train.batch_size).total
+                 for m in (lo, hi))  # type: ignore[return-value]
+
+
+def check_space_fits(space: DesignSpace, train: TrainConfig, device: str) -> None:
+    """InputError if even the space's smallest config cannot be trained on `device` (checked when a study is made)."""
+    lo, _ = space.complexity_range()
+    cx = Complexity(int(lo["flops"]), int(lo["params"]), int(lo["acts"]))
+    reason = too_large_reason(estimate_memory(cx, train.batch_size), cx, train.batch_size, device)
+    if reason is not None:
+        raise InputError(f"space {space.source}: its smallest network {reason}; every trial would fail")
+
+
+def check_fits(cfg: AnyNetConfig, resolution: int, train: TrainConfig, device: str) -> None:
+    """ModelTooLarge (a recorded trial failure) if `cfg` cannot be trained on `device`; call before building it."""
+    reason = too_large_reason(config_memory(cfg, resolution, train), complexity(cfg, resolution), train.batch_size,
+                              device)
+    if reason is not None:
+        raise ModelTooLarge(f"model too large: {reason}; refused before building it")

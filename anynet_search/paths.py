@@ -1,0 +1,72 @@
+"""Names and folders a user gives: study names become folder names, output folders must be usable folders.
+
+Checked before anything is written, so a refused command leaves the disk as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from anynet_search.errors import InputError
+
+MAX_NAME_BYTES = 200  # below every file system's 255-byte name limit, leaving room for suffixes
+
+
+def check_study_name(name: str, option: str = "--study") -> str:
+    """The name if it can be a folder name inside --out: no separators, `.`/`..`, control characters or NUL."""
+    problem = None
+    if not name or not name.strip():
+        problem = "is empty"
+    elif name in (".", "..") or "/" in name or "\\" in name or (os.altsep and os.altsep in name):
+        problem = "would leave the output folder (no '/', '\\', '.' or '..' in study names)"
+    elif any(unicodedata.category(c)[0] == "C" for c in name):
+        problem = "contains a control character"
+    elif name != name.strip():
+        problem = "starts or ends with white space"
+    elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        problem = f"is longer than {MAX_NAME_BYTES} bytes"
+    if problem:
+        raise InputError(f"{option} {name!r}: a study name becomes a folder name and this one {problem}")
+    return name
+
+
+def _first_existing(path: Path) -> Path:
+    """The path itself or its nearest existing ancestor."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """A folder that exists or can be created (nothing is created here); InputError naming the option otherwise."""
+    path = Path(path)
+    if str(path) == "":
+        raise InputError(f"{option}: empty path")
+    existing = _first_existing(path.absolute())
+    if existing == path.absolute() and not existing.is_dir():
+        raise InputError(f"{option} {path}: exists and is not a folder")
+    if not existing.is_dir():
+        raise InputError(f"{option} {path}: {existing} is a file, so no folder can be made below it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: {existing} is not writable")
+    return path
+
+
+def check_out_file(path: str | os.PathLike, option: str = "--out") -> Path:
+    """A file path whose folder exists (or can be created) and that is not itself a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {path}: is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{option} {path}: is not writable")
+    check_out_dir(path.parent if str(path.parent) else ".", option=f"{option} {path}: its folder")
+    return path
+
+
+def safe_file_name(text: str, default: str = "study") -> str:
+    """Text made safe as one file-name component (letters, digits, '.', '_', '-'), e.g. for a study's files."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or default

@@ -1,0 +1,48 @@
+"""Fault injection for tests: a disk that fills up under the journal, and a dry objective that triggers it.
+
+`FullDisk` stands in for the `os` module inside `anynet_search.study.journal`: it lets `room` more bytes
+through (so a write can be cut mid-line, as on a real full disk) and then fails every write with ENOSPC.
+Worker processes are spawned, so a test cannot patch them from outside; `disk_full_objective` (selected
+with `--objective faults:disk_full_objective`) installs the full disk itself once its worker has finished
+ANYNET_TEST_DISK_FULL_AFTER trials.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+from anynet_search.study import journal
+from anynet_search.study.dry_run import pseudo_error
+
+
+class FullDisk:
+    """The `os` module, except that `write` stops with ENOSPC once `room` bytes were written."""
+
+    def __init__(self, room: int = 0) -> None:
+        self.room = room
+
+    def write(self, fd: int, data: Any) -> int:
+        """Write at most the remaining room (a short write), then fail with ENOSPC."""
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = os.write(fd, bytes(data[:self.room]))
+        self.room -= n
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+_finished = 0
+
+
+def disk_full_objective(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) -> float:
+    """The dry objective; after ANYNET_TEST_DISK_FULL_AFTER trials in this worker the journal's disk is full."""
+    global _finished
+    if _finished >= int(os.environ.get("ANYNET_TEST_DISK_FULL_AFTER", "1000000")):
+        journal.os = FullDisk(room=25)  # the next record is cut after 25 bytes, then nothing fits
+    value = pseudo_error(trial, cfg, settings, resolution, device)
+    _finished += 1
+    return value
