@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from anynet_search.results import open_run, trials_frame
 from anynet_search.study.launch import job_lines
-from anynet_search.study.plan import SETTINGS_ATTR, count_trained
+from anynet_search.study.plan import SETTINGS_ATTR, is_trained
 from anynet_search.study.storage import redact
 
 
@@ -20,7 +20,7 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
     trials = st.get_trials(deepcopy=False)
     # an infeasible adaptive suggestion is told back as COMPLETE, but trained nothing: counted on its own
     counts = Counter("infeasible" if "infeasible" in t.user_attrs else t.state.name.lower() for t in trials)
-    done = count_trained(trials)
+    done = sum(is_trained(t) for t in trials)  # what a study's N counts
     lines = [f"study {name} ({redact(url)})",
              f"  space {settings.get('space', {}).get('name')}, sampler {settings.get('sampler')}, "
              f"dataset {settings.get('dataset')}, seed {settings.get('seed')}",
