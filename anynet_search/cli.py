@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from anynet_search.study import interrupts
     from anynet_search.study.runner import check_joinable, resolve_devices
-    from anynet_search.study.worker import StudyFailing, run_worker
+    from anynet_search.study.worker import DeviceLost, StudyFailing, run_worker
 
     resolve_devices(args.device, 1, option="--device")
     check_joinable(args.study, args.storage)
@@ -143,6 +143,8 @@ def _worker(args: argparse.Namespace) -> int:
                              objective=args.objective)
     except StudyFailing as exc:
         raise CliError(str(exc)) from None
+    except DeviceLost as exc:
+        raise CliError(f"{exc}: start the worker again to go on") from None
     print(f"worker done: {summary.completed} completed, {summary.failed} failed, {summary.infeasible} infeasible")
     return 0
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -283,3 +284,22 @@ def test_a_config_that_kills_its_worker_is_failed_after_two_deaths_and_the_study
     named = [line for line in proc.stdout.splitlines() if line.startswith("config that killed its worker twice")]
     assert len(named) == 1 and f"trial {died[1].number} (slot 2)" in named[0]
     assert str(died[1].params["w4"]) in named[0] and "'d1'" in named[0]
+
+
+def test_a_sticky_cuda_error_fails_its_trial_only_and_a_fresh_worker_goes_on(tmp_path):
+    """After an illegal memory access every CUDA call of the process fails: on the H100 one such error
+    recorded nine healthy configs after it as failed. Now the worker exits and a fresh process takes over."""
+    cmd = [sys.executable, "-m", "anynet_search", "run", "--space", "anynet_xd_tiny", "--trials", "6", "--workers", "1",
+           "--dataset", "synthetic:64", "--out", str(tmp_path / "runs"), "--objective",
+           "faults:poisoned_device_objective", "--no-analyze"]
+    env = dict(os.environ, ANYNET_TEST_POISON_SLOT="1", PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = tmp_path / "runs" / "anynet_xd_tiny-synthetic-random-s0"
+    study = optuna.load_study(study_name=run_dir.name, storage=_storage(f"journal:{run_dir / 'journal.log'}"))
+    assert_exactly_n(study, 6)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert [(t.user_attrs["slot"], t.user_attrs["failure"]) for t in failed] == [
+        (1, "RuntimeError: CUDA error: an illegal memory access was encountered")]
+    assert "leaves the process unusable; restarting it" in proc.stderr

@@ -21,17 +21,18 @@ import optuna
 
 from anynet_search.errors import AnynetSearchError, show_warnings
 from anynet_search.study import interrupts
-from anynet_search.study.worker import StudyFailing, Worker, run_worker
+from anynet_search.study.worker import DeviceLost, StudyFailing, Worker, run_worker
 
 EXIT_USER_ERROR = 2  # a worker stopped on a package error (a full disk, a corrupt journal); it printed nothing
 EXIT_FAILING = 3
+EXIT_DEVICE_LOST = 4  # a sticky CUDA error: the trial is recorded and a fresh process takes the worker's place
 MAX_BLAMELESS_RESPAWNS = 2  # deaths with no trial to blame (e.g. at start-up) before a worker is given up
 
 
 def worker_main(study: str, url: str, device: str, threads: int, objective: str | None, worker_id: str,
                 supervisor: int | None, errors: Any = None) -> None:
-    """Entry point of a worker process: exit 0 when the study is done, 130 when stopped, 3 when failing, 2 on a
-    package error (put on `errors` for the supervisor to report once)."""
+    """Entry point of a worker process: exit 0 when the study is done, 130 when stopped, 3 when failing, 4 after
+    a sticky CUDA error, 2 on a package error (put on `errors` for the supervisor to report once)."""
     interrupts.install()
     show_warnings(f"anynet-search worker {worker_id}")
     try:
@@ -42,6 +43,9 @@ def worker_main(study: str, url: str, device: str, threads: int, objective: str 
     except StudyFailing as exc:
         print(f"anynet-search worker {worker_id}: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_FAILING)
+    except DeviceLost as exc:
+        print(f"anynet-search worker {worker_id}: {exc}; restarting it", file=sys.stderr, flush=True)
+        sys.exit(EXIT_DEVICE_LOST)
     except AnynetSearchError as exc:  # the main process reports it once (e.g. a full disk), not every worker
         if errors is not None:
             errors.put(exc)
@@ -97,6 +101,10 @@ class WorkerPool:
             if p is None or p.is_alive():  # is_alive() also reaps an exited child (no zombies)
                 continue
             self.procs[i], self.exit_codes[i] = None, p.exitcode
+            if p.exitcode == EXIT_DEVICE_LOST and not self.stopping:
+                # its trial is recorded as failed; the failure streak rule ends a study where every trial does this
+                self._start(i)
+                continue
             if p.exitcode is None or p.exitcode >= 0 or self.stopping:
                 continue
             cause = f"signal {-p.exitcode}"

@@ -69,6 +69,17 @@ class StudyFailing(RuntimeError):
     """Every recent trial failed: stop instead of looping; the message names the most common reason."""
 
 
+class DeviceLost(RuntimeError):
+    """A CUDA error left this process's CUDA context unusable; its trial is recorded, a new process must go on."""
+
+
+def poisons_device(exc: BaseException) -> bool:
+    """Whether `exc` is a sticky CUDA error (illegal memory access, device-side assert, launch failure), after
+    which every CUDA call of the process fails. Out-of-memory errors are not sticky."""
+    text = f"{type(exc).__name__}: {exc}"
+    return ("AcceleratorError" in text or "CUDA error" in text) and "out of memory" not in text
+
+
 def death_reason(cause: str, deaths: int) -> str:
     """Failure reason of a trial whose worker died (`cause`: 'signal 9', 'process gone', ...)."""
     if deaths >= MAX_DEATHS:
@@ -187,6 +198,7 @@ class Worker:
         self.supervisor = supervisor  # pid of the process that reaps this worker if it dies (None: peers do)
         self.summary = WorkerSummary()
         self.killed_configs: list[str] = []  # messages about configs recorded as failed after MAX_DEATHS deaths
+        self.device_lost: str | None = None  # the sticky CUDA error a trial ended with: this process must exit
 
     # ------------------------------------------------------------ ticket bookkeeping
     def _replace(self, trial: optuna.trial.FrozenTrial | optuna.Trial, same_config: bool, deaths: int = 0) -> None:
@@ -318,6 +330,9 @@ class Worker:
             ran += 1
             if finished is not None:
                 self.check_failing(finished)
+            if self.device_lost is not None:
+                raise DeviceLost(f"{self.device_lost} (recorded on trial {finished.number if finished else '?'}); "
+                                 "a CUDA error like this one leaves the process unusable")
         return self.summary
 
     def _repair_missing_slots(self) -> None:
@@ -399,6 +414,9 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - one trial's crash must never end the study
             self.summary.failed += 1
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            if poisons_device(exc):
+                # every later trial in this process would fail at once and be recorded against a healthy config
+                self.device_lost = f"{type(exc).__name__}: {first}"
             return TrialState.FAIL if self._finish(trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {first}") \
                 else None
         if self._finish(trial, TrialState.COMPLETE, value=value):
