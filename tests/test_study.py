@@ -302,4 +302,6 @@ def test_a_sticky_cuda_error_fails_its_trial_only_and_a_fresh_worker_goes_on(tmp
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert [(t.user_attrs["slot"], t.user_attrs["failure"]) for t in failed] == [
         (1, "RuntimeError: CUDA error: an illegal memory access was encountered")]
+    assert failed[0].user_attrs["failure_where"].startswith("faults.py:") and \
+        "in poisoned_device_objective: raise RuntimeError" in failed[0].user_attrs["failure_where"]
     assert "leaves the process unusable; restarting it" in proc.stderr

@@ -24,6 +24,7 @@ from typing import Any
 
 import optuna
 
+from anynet_search.errors import InputError
 from anynet_search.study.optuna_adapter import trial_index
 from anynet_search.study.progress import ProgressView, Snapshot
 from anynet_search.study.runner import RunOptions, RunOutcome, prepare_study
@@ -55,10 +56,10 @@ class ClusterOptions:
     def __post_init__(self) -> None:
         for name in ("nodes", "workers_per_gpu", "cpus_per_worker", "time_min"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-').replace('-min', '')} must be positive, "
+                raise InputError(f"--{name.replace('_', '-').replace('-min', '')} must be positive, "
                                  f"got {getattr(self, name)}")
         if self.gpus_per_node < 0:
-            raise ValueError(f"--gpus-per-node must be 0 or more, got {self.gpus_per_node}")
+            raise InputError(f"--gpus-per-node must be 0 or more, got {self.gpus_per_node}")
 
     @property
     def cluster(self) -> str:
@@ -250,11 +251,11 @@ def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
     if args.slurm is None and not args.local_jobs:
         return None
     if args.slurm is not None and args.local_jobs:
-        raise ValueError("pass either --slurm PARTITION or --local-jobs, not both")
+        raise InputError("pass either --slurm PARTITION or --local-jobs, not both")
     if args.devices is not None:
-        raise ValueError("--devices is for local workers; cluster jobs use --gpus-per-node and --workers-per-gpu")
+        raise InputError("--devices is for local workers; cluster jobs use --gpus-per-node and --workers-per-gpu")
     if args.slurm is not None and args.storage and args.storage.startswith("sqlite"):
-        raise ValueError("SQLite cannot be shared by jobs on several nodes (file locking over a network file "
+        raise InputError("SQLite cannot be shared by jobs on several nodes (file locking over a network file "
                          "system corrupts it); use a postgresql:// storage")
     opts = ClusterOptions(partition=args.slurm, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                           workers_per_gpu=args.workers_per_gpu, cpus_per_worker=args.cpus_per_worker,
@@ -269,9 +270,9 @@ def check_available(opts: ClusterOptions) -> None:
     try:
         import submitit
     except ImportError:
-        raise ValueError("--slurm / --local-jobs need submitit: pip install 'anynet-search[cluster]'") from None
+        raise InputError("--slurm / --local-jobs need submitit: pip install 'anynet-search[cluster]'") from None
     if opts.partition is not None and submitit.SlurmExecutor.affinity() <= 0:
-        raise ValueError("no SLURM on this machine (srun not found); run this on the cluster's login node, or "
+        raise InputError("no SLURM on this machine (srun not found); run this on the cluster's login node, or "
                          "use --local-jobs to try the same jobs here")
 
 

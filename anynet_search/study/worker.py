@@ -15,6 +15,7 @@ cursors (`optuna_adapter.TrialIndex`); dead workers are looked for on a timer, n
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import importlib
@@ -23,10 +24,12 @@ import socket
 import sys
 import threading
 import time
+import traceback
 import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -67,6 +70,12 @@ Objective = Callable[[optuna.Trial, Any, StudySettings, int, str], float]
 
 class StudyFailing(RuntimeError):
     """Every recent trial failed: stop instead of looping; the message names the most common reason."""
+
+
+def raised_at(exc: BaseException, frames: int = 3) -> str:
+    """The innermost `frames` frames of an exception's traceback, innermost first: 'file.py:12 in f: code'."""
+    tb = traceback.extract_tb(exc.__traceback__)[-frames:]
+    return " <- ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}: {f.line}" for f in reversed(tb))
 
 
 class DeviceLost(RuntimeError):
@@ -414,6 +423,8 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - one trial's crash must never end the study
             self.summary.failed += 1
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            with contextlib.suppress(Exception):  # where it was raised: what a GPU crash report needs
+                trial.set_user_attr("failure_where", raised_at(exc))
             if poisons_device(exc):
                 # every later trial in this process would fail at once and be recorded against a healthy config
                 self.device_lost = f"{type(exc).__name__}: {first}"
