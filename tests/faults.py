@@ -62,3 +62,15 @@ def poisoned_device_objective(trial: Any, cfg: Any, settings: Any, resolution: i
     if _poisoned:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
     return pseudo_error(trial, cfg, settings, resolution, device)
+
+
+def pruned_often_objective(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) -> float:
+    """The dry objective reported over 4 fake epochs, so that an adaptive study's median pruner prunes often."""
+    import optuna
+
+    value = pseudo_error(trial, cfg, settings, resolution, device)
+    for epoch in range(4):
+        trial.report(value + 3 - epoch, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+    return value

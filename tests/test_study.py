@@ -305,3 +305,19 @@ def test_a_sticky_cuda_error_fails_its_trial_only_and_a_fresh_worker_goes_on(tmp
     assert failed[0].user_attrs["failure_where"].startswith("faults.py:") and \
         "in poisoned_device_objective: raise RuntimeError" in failed[0].user_attrs["failure_where"]
     assert "leaves the process unusable; restarting it" in proc.stderr
+
+
+def test_pruned_trials_with_two_tpe_workers_end_with_exactly_n_trained(tmp_path):
+    """A pruned slot used to be re-enqueued by both workers (the replacement raced the repair of missing
+    slots), ending the study with N + 1 trained trials."""
+    cmd = [sys.executable, "-m", "anynet_search", "run", "--space", "anynet_xa_tiny", "--sampler", "tpe", "--trials",
+           "16", "--workers", "2", "--dataset", "synthetic:64", "--out", str(tmp_path / "runs"), "--objective",
+           "faults:pruned_often_objective", "--no-analyze"]
+    env = dict(os.environ, ANYNET_DRY_SLEEP="0.02", PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = tmp_path / "runs" / "anynet_xa_tiny-synthetic-tpe-s0"
+    study = optuna.load_study(study_name=run_dir.name, storage=_storage(f"journal:{run_dir / 'journal.log'}"))
+    assert len(study.get_trials(states=(TrialState.PRUNED,))) > 0  # the race needs pruned trials
+    assert_exactly_n(study, 16)
