@@ -286,18 +286,24 @@ def test_a_config_that_kills_its_worker_is_failed_after_two_deaths_and_the_study
     assert str(died[1].params["w4"]) in named[0] and "'d1'" in named[0]
 
 
+def run_with_fault_objective(tmp_path, objective, space, sampler, trials, workers, **env):
+    """`anynet-search run` in a subprocess with an objective from tests/faults.py; (process, its study)."""
+    cmd = [sys.executable, "-m", "anynet_search", "run", "--space", space, "--sampler", sampler, "--trials",
+           str(trials), "--workers", str(workers), "--dataset", "synthetic:64", "--out", str(tmp_path / "runs"),
+           "--objective", f"faults:{objective}", "--no-analyze"]
+    env = dict(os.environ, **env, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
+                                                               os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = tmp_path / "runs" / f"{space}-synthetic-{sampler}-s0"
+    return proc, optuna.load_study(study_name=run_dir.name, storage=_storage(f"journal:{run_dir / 'journal.log'}"))
+
+
 def test_a_sticky_cuda_error_fails_its_trial_only_and_a_fresh_worker_goes_on(tmp_path):
     """After an illegal memory access every CUDA call of the process fails: on the H100 one such error
     recorded nine healthy configs after it as failed. Now the worker exits and a fresh process takes over."""
-    cmd = [sys.executable, "-m", "anynet_search", "run", "--space", "anynet_xd_tiny", "--trials", "6", "--workers", "1",
-           "--dataset", "synthetic:64", "--out", str(tmp_path / "runs"), "--objective",
-           "faults:poisoned_device_objective", "--no-analyze"]
-    env = dict(os.environ, ANYNET_TEST_POISON_SLOT="1", PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_dir = tmp_path / "runs" / "anynet_xd_tiny-synthetic-random-s0"
-    study = optuna.load_study(study_name=run_dir.name, storage=_storage(f"journal:{run_dir / 'journal.log'}"))
+    proc, study = run_with_fault_objective(tmp_path, "poisoned_device_objective", "anynet_xd_tiny", "random", 6, 1,
+                                           ANYNET_TEST_POISON_SLOT="1")
     assert_exactly_n(study, 6)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert [(t.user_attrs["slot"], t.user_attrs["failure"]) for t in failed] == [
@@ -310,14 +316,7 @@ def test_a_sticky_cuda_error_fails_its_trial_only_and_a_fresh_worker_goes_on(tmp
 def test_pruned_trials_with_two_tpe_workers_end_with_exactly_n_trained(tmp_path):
     """A pruned slot used to be re-enqueued by both workers (the replacement raced the repair of missing
     slots), ending the study with N + 1 trained trials."""
-    cmd = [sys.executable, "-m", "anynet_search", "run", "--space", "anynet_xa_tiny", "--sampler", "tpe", "--trials",
-           "16", "--workers", "2", "--dataset", "synthetic:64", "--out", str(tmp_path / "runs"), "--objective",
-           "faults:pruned_often_objective", "--no-analyze"]
-    env = dict(os.environ, ANYNET_DRY_SLEEP="0.02", PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_dir = tmp_path / "runs" / "anynet_xa_tiny-synthetic-tpe-s0"
-    study = optuna.load_study(study_name=run_dir.name, storage=_storage(f"journal:{run_dir / 'journal.log'}"))
+    _, study = run_with_fault_objective(tmp_path, "pruned_often_objective", "anynet_xa_tiny", "tpe", 16, 2,
+                                        ANYNET_DRY_SLEEP="0.02")
     assert len(study.get_trials(states=(TrialState.PRUNED,))) > 0  # the race needs pruned trials
     assert_exactly_n(study, 16)
