@@ -97,17 +97,28 @@ def _train_overrides(values: list[str]) -> tuple[tuple[str, object], ...]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from anynet_search.study.launch import cluster_options, launch_study
     from anynet_search.study.runner import RunOptions, run_study
 
     opts = RunOptions(space=args.space, trials=args.trials, workers=args.workers, dataset=args.dataset,
                       epochs=args.epochs, sampler=args.sampler, study=args.study, storage=args.storage,
                       devices=args.devices, seed=args.seed, out=args.out, objective=args.objective,
                       train_overrides=_train_overrides(args.train))
-    outcome = run_study(opts)
+    cluster = cluster_options(args)
+    if cluster is None:
+        outcome = run_study(opts)
+    else:
+        outcome = launch_study(opts, cluster, detach=args.detach, announce=lambda line: print(line, flush=True))
     snap = outcome.snapshot
     print(f"study {outcome.study_name}: {snap.completed}/{snap.total} completed, {snap.failed} failed")
     print(f"storage: {outcome.storage_url}")
     print(f"results: {outcome.run_dir}  (anynet-search status {outcome.run_dir})")
+    for message in outcome.killed_configs:
+        print(f"config that killed its worker twice: {message}")
+    if outcome.detached or (outcome.interrupted and outcome.jobs):
+        print(f"jobs {' '.join(outcome.jobs)} work on; watch them with: anynet-search status --study "
+              f"{outcome.study_name} --storage {outcome.storage_url}")
+        return 130 if outcome.interrupted else 0
     if outcome.interrupted:
         print("stopped: run the same command again to resume", file=sys.stderr)
         return 130
@@ -122,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from anynet_search.study import interrupts
     from anynet_search.study.runner import check_joinable, resolve_devices
-    from anynet_search.study.worker import StudyFailing, run_worker
+    from anynet_search.study.worker import DeviceLost, StudyFailing, run_worker
 
     resolve_devices(args.device, 1, option="--device")
     check_joinable(args.study, args.storage)
@@ -132,6 +143,8 @@ def _worker(args: argparse.Namespace) -> int:
                              objective=args.objective)
     except StudyFailing as exc:
         raise CliError(str(exc)) from None
+    except DeviceLost as exc:
+        raise CliError(f"{exc}: start the worker again to go on") from None
     print(f"worker done: {summary.completed} completed, {summary.failed} failed, {summary.infeasible} infeasible")
     return 0
 
@@ -257,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-analyze", dest="analyze", action="store_false",
                    help="skip the EDF report that is otherwise written into RUN/report when the study is done")
+    from anynet_search.study.launch import add_arguments as add_cluster_arguments
+
+    add_cluster_arguments(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("worker", help="join an existing study (e.g. from another machine) and train until it is done")

@@ -8,7 +8,8 @@ from optuna.trial import TrialState
 
 from anynet_search.analysis.columns import param_columns
 from anynet_search.results import open_run, trials_frame
-from anynet_search.study.plan import SETTINGS_ATTR, count_trained
+from anynet_search.study.launch import job_lines
+from anynet_search.study.plan import SETTINGS_ATTR, is_trained
 from anynet_search.study.storage import redact
 
 
@@ -20,7 +21,7 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
     trials = st.get_trials(deepcopy=False)
     # an infeasible adaptive suggestion is told back as COMPLETE, but trained nothing: counted on its own
     counts = Counter("infeasible" if "infeasible" in t.user_attrs else t.state.name.lower() for t in trials)
-    done = count_trained(trials)
+    done = sum(is_trained(t) for t in trials)  # what a study's N counts
     lines = [f"study {name} ({redact(url)})",
              f"  space {settings.get('space', {}).get('name')}, sampler {settings.get('sampler')}, "
              f"dataset {settings.get('dataset')}, seed {settings.get('seed')}",
@@ -29,6 +30,7 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
     reasons = Counter(str(t.user_attrs.get("failure")) for t in trials if t.state == TrialState.FAIL)
     for reason, n in reasons.most_common(3):
         lines.append(f"  failed x{n}: {reason}")
+    lines += job_lines(st, trials)
     df = trials_frame(st)
     if len(df):
         lines.append(f"  best {min(top, len(df))} (error = validation %, test_error reported separately):")

@@ -127,3 +127,34 @@ def linear_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
         return float("nan"), float("nan")
     slope = sum((x - mx) * (y - my) for x, y in points) / den
     return slope, my - slope * mx
+
+
+def process_tree(pid: int) -> list[int]:
+    """Every descendant of a process, read from /proc (Linux)."""
+    parents = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    parents[int(entry.name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [c for c, parent in parents.items() if parent == current]
+        found += kids
+        frontier += kids
+    return found
+
+
+def process_cpu_seconds(pid: int, exited_children: bool = False) -> float:
+    """User + system CPU seconds of a running process (0 if it is gone); with `exited_children`, plus those of
+    its children that have exited and been waited for."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if exited_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -83,6 +83,17 @@ def completions(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "result" in t.user_attrs]
 
 
+def print_failures(url: str, name: str) -> None:
+    """Each distinct failure reason of the study with where it was raised (what a GPU session must bring back)."""
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    seen: dict[tuple[str, str], int] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        key = (str(t.user_attrs.get("failure")), str(t.user_attrs.get("failure_where", "-")))
+        seen[key] = seen.get(key, 0) + 1
+    for (reason, where), n in seen.items():
+        print(f"  failed x{n}: {reason}\n    raised at: {where}", flush=True)
+
+
 def measure(k: int, mode: str, args: argparse.Namespace, root: Path) -> dict:
     """One study with k workers on cuda:0 in `mode`; returns its row."""
     name = f"{mode}-k{k}"
@@ -124,6 +135,7 @@ def measure(k: int, mode: str, args: argparse.Namespace, root: Path) -> dict:
         finished.set()  # a study that ended by itself (all failing) must not be signalled later
     stopped = state["stop"] or time.time()
     gpu.stop()
+    print_failures(url, name)
     done = completions(url, name)
     by_worker: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for t in done:

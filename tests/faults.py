@@ -1,4 +1,5 @@
-"""Fault injection for tests: a disk that fills up under the journal, and a dry objective that triggers it.
+"""Fault injection for tests: a disk that fills up under the journal, and a dry objective that triggers it; a
+sticky CUDA error that poisons its worker process.
 
 `FullDisk` stands in for the `os` module inside `anynet_search.study.journal`: it lets `room` more bytes
 through (so a write can be cut mid-line, as on a real full disk) and then fails every write with ENOSPC.
@@ -45,4 +46,31 @@ def disk_full_objective(trial: Any, cfg: Any, settings: Any, resolution: int, de
         journal.os = FullDisk(room=25)  # the next record is cut after 25 bytes, then nothing fits
     value = pseudo_error(trial, cfg, settings, resolution, device)
     _finished += 1
+    return value
+
+
+_poisoned = False
+
+
+def poisoned_device_objective(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) -> float:
+    """The dry objective, except that the slot in ANYNET_TEST_POISON_SLOT raises a sticky CUDA error: from then on
+    every call in this process raises it too, as after a real illegal memory access."""
+    global _poisoned
+    if str(trial.user_attrs.get("slot")) == os.environ.get("ANYNET_TEST_POISON_SLOT") \
+            and trial.user_attrs.get("attempt", 0) == 0:
+        _poisoned = True
+    if _poisoned:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    return pseudo_error(trial, cfg, settings, resolution, device)
+
+
+def pruned_often_objective(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) -> float:
+    """The dry objective reported over 4 fake epochs, so that an adaptive study's median pruner prunes often."""
+    import optuna
+
+    value = pseudo_error(trial, cfg, settings, resolution, device)
+    for epoch in range(4):
+        trial.report(value + 3 - epoch, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
     return value

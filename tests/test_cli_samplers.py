@@ -1,25 +1,22 @@
 """The sampler a user asks `run` for is the sampler its spawned workers use (dry objective).
 
-Found by the scenario matrix (issue 10): `run_worker` loads the study without its sampler and pruner, so
-every spawned worker of `run` (and `anynet-search worker`) falls back to Optuna's defaults: an unseeded
-TPESampler for `--sampler tpe|cmaes|nsga2|gp`, and a MedianPruner without warm-up that prunes 1-epoch
-trials after their only epoch. The fix belongs in study/worker.py (owned by another issue), so this test
-is a strict xfail: it starts passing, and then fails as XPASS, once the workers use the study's sampler.
+Found by the scenario matrix (issue 10): `run_worker` loaded the study without its sampler and pruner, so
+every spawned worker of `run` (and `anynet-search worker`) fell back to Optuna's defaults: an unseeded
+TPESampler for `--sampler tpe|cmaes|nsga2|gp`, and a MedianPruner without warm-up that pruned 1-epoch
+trials after their only epoch. Workers now load the study with its own sampler and pruner
+(`worker.load_worker_study`).
 """
 
 import subprocess
 import sys
 
 import optuna
-import pytest
 
 from anynet_search.study.storage import open_storage
 
 DRY = "anynet_search.study.dry_run:pseudo_error"
 
 
-@pytest.mark.xfail(strict=True, reason="spawned workers load the study with Optuna's default sampler and pruner "
-                   "(study/worker.py run_worker); remove this mark with the fix")
 def test_spawned_workers_use_the_requested_sampler(tmp_path):
     subprocess.run([sys.executable, "-m", "anynet_search", "run", "--space", "anynet_xc_tiny", "--trials", "6",
                     "--workers", "1", "--dataset", "synthetic:64", "--sampler", "nsga2", "--study", "n",

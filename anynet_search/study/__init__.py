@@ -1,4 +1,5 @@
-"""Studies: settings and tickets on Optuna storage, fault-tolerant workers, the runner and its progress."""
+"""Studies: settings and tickets on Optuna storage, fault-tolerant workers, the runner and its progress
+display, and worker jobs on a cluster."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import importlib
 from typing import Any
 
 # imported on first use: reading a study's results needs storage and settings, not the trainer and workers
-_LAZY = {"SAMPLERS": "plan", "StudySettings": "plan", "make_sampler": "plan", "RunOptions": "runner",
-         "RunOutcome": "runner", "prepare_study": "runner", "run_study": "runner", "open_storage": "storage",
-         "redact": "storage", "StudyFailing": "worker", "Worker": "worker", "run_worker": "worker"}
+_LAZY = {"ClusterOptions": "launch", "launch_study": "launch", "SAMPLERS": "plan", "StudySettings": "plan",
+         "make_sampler": "plan", "RunOptions": "runner", "RunOutcome": "runner", "prepare_study": "runner",
+         "run_study": "runner", "open_storage": "storage", "redact": "storage", "StudyFailing": "worker",
+         "Worker": "worker", "run_worker": "worker"}
 
-__all__ = ["SAMPLERS", "RunOptions", "RunOutcome", "StudyFailing", "StudySettings", "Worker", "make_sampler",
-           "open_storage", "prepare_study", "redact", "run_study", "run_worker"]
+__all__ = ["SAMPLERS", "ClusterOptions", "RunOptions", "RunOutcome", "StudyFailing", "StudySettings",
+           "Worker", "launch_study", "make_sampler", "open_storage", "prepare_study", "redact", "run_study",
+           "run_worker"]
 
 
 def __getattr__(name: str) -> Any:

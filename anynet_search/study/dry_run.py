@@ -3,12 +3,15 @@
 Select it with `anynet-search run --objective anynet_search.study.dry_run:pseudo_error`. The error falls
 with log flops and rises when widths decrease across stages, so analyses have something to find.
 `ANYNET_DRY_SLEEP` (seconds) makes each trial take that long, to exercise workers and fault tolerance.
+`ANYNET_DRY_KILL=SLOT[:SIGNAL]` makes the first config of that slot kill its own worker process (SIGKILL by
+default, e.g. `3:SIGSEGV`), like a config that crashes the process, each time it is tried.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 import zlib
 
@@ -25,6 +28,11 @@ from anynet_search.train import TrainResult
 def pseudo_error(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, resolution: int,
                  device: str) -> float:
     """Deterministic error in percent for a config (plus seeded noise); sleeps ANYNET_DRY_SLEEP seconds."""
+    kill = os.environ.get("ANYNET_DRY_KILL")
+    if kill:
+        slot, _, sig = kill.partition(":")
+        if trial.user_attrs.get("slot") == int(slot) and trial.user_attrs.get("attempt") == 0:
+            os.kill(os.getpid(), getattr(signal, sig or "SIGKILL"))
     delay = float(os.environ.get("ANYNET_DRY_SLEEP", "0"))
     end = time.time() + delay
     while time.time() < end:  # sleep in slices so SIGINT / SIGKILL land mid-trial like in training

@@ -32,9 +32,11 @@ def request_stop(_signum: int, _frame: Any) -> None:
 
 
 def install() -> None:
-    """Route SIGINT and SIGTERM of this process through `request_stop`."""
+    """Route SIGINT, SIGTERM and SIGUSR2 of this process through `request_stop` (SLURM sends SIGUSR2 to every
+    process of a job shortly before its time limit; its default action would kill the worker mid-trial)."""
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGUSR2, request_stop)
 
 
 @contextmanager

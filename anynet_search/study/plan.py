@@ -91,17 +91,16 @@ def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
 
 
-INFEASIBLE_VALUE = 100.0  # the worst possible error in percent: what adaptive samplers are told for infeasible configs
+# the worst possible error in percent: what adaptive samplers are told for infeasible configs
+INFEASIBLE_VALUE = 100.0
+
+
+INFEASIBLE_ATTR = "infeasible"  # user attribute of a completed trial that was an infeasible suggestion
 
 
 def is_trained(trial: optuna.trial.FrozenTrial) -> bool:
     """A completed trial that trained a model (not an infeasible suggestion told back to the sampler)."""
-    return trial.state == optuna.trial.TrialState.COMPLETE and "infeasible" not in trial.user_attrs
-
-
-def count_trained(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """Number of trained completed trials: what a study's N counts."""
-    return sum(is_trained(t) for t in trials)
+    return trial.state == optuna.trial.TrialState.COMPLETE and INFEASIBLE_ATTR not in trial.user_attrs
 
 
 def make_pruner(kind: str) -> optuna.pruners.BasePruner:
@@ -126,8 +125,9 @@ def stream_seed(seed: int, space: DesignSpace) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def planned_sample(space: DesignSpace, sampler: str, seed: int, n_trials: int, slot: int, attempt: int) -> Sample:
-    """The config of a slot's attempt: element attempt * N + slot of the study's seeded stream (`stream_seed`)."""
+def planned_sample(space: DesignSpace, sampler: str, seed: int, n_trials: int, slot: int,
+                   attempt: int) -> Sample:
+    """The config of a slot's attempt: element attempt * N + slot of the study's stream (`stream_seed`)."""
     index = attempt * n_trials + slot
     key = (space.hash, seed, sampler == "qmc")
     stream = _STREAMS.get(key, [])
@@ -138,23 +138,36 @@ def planned_sample(space: DesignSpace, sampler: str, seed: int, n_trials: int, s
     return stream[index]
 
 
-def ticket_attrs(slot: int, attempt: int, retry_of: int | None = None) -> dict[str, Any]:
-    """User attributes that identify a ticket."""
+def ticket_attrs(slot: int, attempt: int, retry_of: int | None = None, deaths: int = 0) -> dict[str, Any]:
+    """User attributes that identify a ticket (`deaths`: workers that already died on this config)."""
     attrs = {"slot": slot, "attempt": attempt}
     if retry_of is not None:
         attrs["retry_of"] = retry_of
+    if deaths:
+        attrs["deaths"] = deaths
     return attrs
 
 
+def _ticket_params(settings: StudySettings, space: DesignSpace, slot: int, attempt: int) -> dict[str, Any]:
+    """The fixed parameters of a ticket: the planned config's for random / QMC studies, none for adaptive."""
+    if settings.sampler not in EDF_SAMPLERS:
+        return {}
+    return planned_sample(space, settings.sampler, settings.seed, settings.n_trials, slot, attempt).params
+
+
 def enqueue_ticket(study: optuna.Study, settings: StudySettings, space: DesignSpace, slot: int, attempt: int,
-                   params: dict[str, Any] | None = None, retry_of: int | None = None) -> None:
+                   params: dict[str, Any] | None = None, retry_of: int | None = None,
+                   deaths: int = 0) -> None:
     """Add a WAITING trial for a slot (with the planned config's parameters for random / QMC studies)."""
-    if params is None and settings.sampler in EDF_SAMPLERS:
-        params = planned_sample(space, settings.sampler, settings.seed, settings.n_trials, slot, attempt).params
-    study.enqueue_trial(params or {}, user_attrs=ticket_attrs(slot, attempt, retry_of))
+    if params is None:
+        params = _ticket_params(settings, space, slot, attempt)
+    study.enqueue_trial(params, user_attrs=ticket_attrs(slot, attempt, retry_of, deaths))
 
 
-def enqueue_all(study: optuna.Study, settings: StudySettings, space: DesignSpace, first_slot: int = 0) -> None:
-    """Tickets for slots first_slot .. N-1 (a new study, or one whose trial count was raised)."""
-    for slot in range(first_slot, settings.n_trials):
-        enqueue_ticket(study, settings, space, slot, 0)
+def enqueue_all(study: optuna.Study, settings: StudySettings, space: DesignSpace,
+                first_slot: int = 0) -> None:
+    """Tickets for slots first_slot .. N-1 (a new study, or one whose N was raised), written in bulk."""
+    from anynet_search.study.optuna_adapter import enqueue_many
+
+    enqueue_many(study, [(_ticket_params(settings, space, slot, 0), ticket_attrs(slot, 0))
+                         for slot in range(first_slot, settings.n_trials)])

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import TextIO
 
 import optuna
 from optuna.trial import TrialState
 
-from anynet_search.study.plan import is_trained
+from anynet_search.study.optuna_adapter import TrialIndex, trial_index
+from anynet_search.study.plan import EDF_SAMPLERS, SETTINGS_ATTR
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,13 @@ class Snapshot:
     best_error: float | None
 
     @classmethod
-    def of(cls, study: optuna.Study, total: int) -> Snapshot:
-        """Read the counts from a study's storage."""
-        trials = study.get_trials(deepcopy=False)
-        counts = Counter(t.state for t in trials)
-        values = [t.value for t in trials if is_trained(t) and t.value is not None]
-        return cls(total, len(values), counts[TrialState.FAIL], counts[TrialState.RUNNING],
-                   counts[TrialState.WAITING], counts[TrialState.PRUNED], min(values) if values else None)
+    def of(cls, study: optuna.Study, total: int, index: TrialIndex | None = None) -> Snapshot:
+        """Read the counts from a study's storage (aggregate queries on SQL storages, not a listing)."""
+        sampler = study.user_attrs.get(SETTINGS_ATTR, {}).get("sampler")
+        c = (index or trial_index(study)).counts(infeasible_possible=sampler not in EDF_SAMPLERS)
+        s = c.by_state
+        return cls(total, c.trained, s[TrialState.FAIL], s[TrialState.RUNNING], s[TrialState.WAITING],
+                   s[TrialState.PRUNED], c.best)
 
 
 def _duration(seconds: float) -> str:
@@ -80,6 +80,14 @@ class ProgressView:
         if force or (counts_changed and now - self.last_print >= 1.0) or now - self.last_print >= self.plain_every:
             print(line, file=self.stream, flush=True)
             self.last_line, self.last_print = line, now
+
+    def note(self, text: str) -> None:
+        """A message that stays above the live line (e.g. a config that killed its worker)."""
+        if self.tty:
+            self.stream.write("\r\033[K" + text + "\n" + self.last_line)
+            self.stream.flush()
+        else:
+            print(text, file=self.stream, flush=True)
 
     def close(self) -> None:
         """End the live line."""

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +14,11 @@ import optuna
 from optuna.storages import BaseStorage
 
 from anynet_search.data import load_dataset
-from anynet_search.errors import AnynetSearchError, InputError, show_warnings
+from anynet_search.errors import InputError
 from anynet_search.memory import check_space_fits
 from anynet_search.paths import check_out_dir, check_out_file, check_study_name
 from anynet_search.spaces import load_space
-from anynet_search.study import interrupts
+from anynet_search.study.optuna_adapter import trial_index
 from anynet_search.study.plan import (
     SAMPLERS,
     SETTINGS_ATTR,
@@ -39,11 +37,9 @@ from anynet_search.study.storage import (
     open_storage,
     redact,
 )
-from anynet_search.study.worker import StudyFailing, run_worker
+from anynet_search.study.supervise import EXIT_FAILING, WorkerPool, WorkerSpec
 from anynet_search.train import TrainConfig
 
-EXIT_FAILING = 3
-EXIT_USER_ERROR = 2  # a worker stopped on a package error (a full disk, a corrupt journal); it printed nothing
 # Each trial is a ticket queued in the storage up front, and every open replays the whole journal: at 10,000
 # trials the journal was 33.4 MiB, took 47-55 s to write and 3.4 s to load (benchmarks/RESULTS.md, section 5),
 # so 100,000 is ~10x that. The paper trains 500 models per design space.
@@ -79,6 +75,9 @@ class RunOutcome:
     snapshot: Snapshot
     interrupted: bool = False
     failing_message: str | None = None
+    killed_configs: tuple[str, ...] = ()  # configs recorded as failed because they killed their worker twice
+    jobs: tuple[str, ...] = ()  # cluster job ids, when the workers run as submitted jobs
+    detached: bool = False  # jobs submitted and left running
 
 
 def resolve_devices(spec: str | None, workers: int, option: str = "--devices") -> list[str]:
@@ -230,23 +229,6 @@ def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, ur
     return study
 
 
-def _worker_main(study: str, url: str, device: str, threads: int, objective: str | None, worker_id: str,
-                 errors: Any = None) -> None:
-    interrupts.install()
-    show_warnings(f"anynet-search worker {worker_id}")
-    try:
-        run_worker(study, url, device=device, threads=threads, objective=objective, worker_id=worker_id)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except StudyFailing as exc:
-        print(f"anynet-search worker {worker_id}: {exc}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_FAILING)
-    except AnynetSearchError as exc:  # the main process reports it once (e.g. a full disk), not every worker
-        if errors is not None:
-            errors.put(exc)
-        sys.exit(EXIT_USER_ERROR)
-
-
 def check_joinable(study: str, storage_url: str) -> None:
     """InputError unless the storage holds `study` and anynet-search made it (what `worker` checks first)."""
     st = load_study(study, open_storage(storage_url))
@@ -265,38 +247,34 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
     # Ctrl-C must work even when started from a shell that ignores SIGINT for background jobs; SIGTERM too
     signal.signal(signal.SIGINT, signal.default_int_handler)
     previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch/thread state
-    errors = ctx.SimpleQueue()
-    procs = [ctx.Process(target=_worker_main, name=f"anynet-worker-{i}",
-                         args=(study.study_name, url, devices[i], threads[i], opts.objective, f"w{i}", errors))
-             for i in range(opts.workers)]
-    for p in procs:
-        p.start()
+    # a worker killed by a signal (a config that crashes it, the OOM killer) is recorded and replaced
+    pool = WorkerPool(study, url, [WorkerSpec(devices[i], threads[i], f"w{i}") for i in range(opts.workers)],
+                      opts.objective)
+    pool.start()
+    index = trial_index(study)
     interrupted = False
     try:
-        while any(p.is_alive() for p in procs):  # is_alive() also reaps exited children (no zombies)
-            view.update(Snapshot.of(study, settings.n_trials))
+        while True:
+            for message in pool.poll():
+                view.note(message)
+            if not pool.alive():
+                break
+            view.update(Snapshot.of(study, settings.n_trials, index))
             time.sleep(0.5)
     except KeyboardInterrupt:
         interrupted = True
-        for p in procs:
-            if p.is_alive() and p.pid:
-                os.kill(p.pid, signal.SIGINT)
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.terminate()
-    for p in procs:
-        p.join()
+        pool.stop()
+    pool.join()
     signal.signal(signal.SIGTERM, previous_term)
-    snap = Snapshot.of(study, settings.n_trials)
+    snap = Snapshot.of(study, settings.n_trials, index)
     view.update(snap, force=True)
     view.close()
     failing = None
     if not interrupted and snap.completed < settings.n_trials:
-        codes = {p.exitcode for p in procs}
-        if not errors.empty():
-            raise errors.get()  # e.g. a full disk: the journal stays readable, and the same command resumes
+        codes = set(pool.exit_codes)
+        if pool.error is not None:
+            raise pool.error  # e.g. a full disk: the journal stays readable, and the same command resumes
         failing = ("the study stopped because its trials keep failing (see the messages above)"
                    if EXIT_FAILING in codes else f"all workers exited early (exit codes {sorted(codes)})")
-    return RunOutcome(study.study_name, redact(url), run_dir, snap, interrupted, failing)
+    return RunOutcome(study.study_name, redact(url), run_dir, snap, interrupted, failing,
+                      tuple(pool.killed_configs))

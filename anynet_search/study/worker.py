@@ -1,25 +1,35 @@
 """A worker: pops tickets from the study's storage and runs them until the study has N completed trials.
 
 Fault tolerance works on every storage (the journal file has no heartbeat of its own): each running trial
-records its host, pid and a heartbeat refreshed by a background thread. Any worker that finds a RUNNING
+records its host, pid and a heartbeat refreshed by a background thread. A worker that finds a RUNNING
 trial whose process is gone (same host) or whose heartbeat is stale (any host) marks it failed and
 enqueues a ticket with the same config. Marking is atomic in the storage (RUNNING -> FAIL succeeds once),
 so exactly one replacement is made; a worker that was only slow finds its trial finished and drops its
-result, so nothing is duplicated.
+result, so nothing is duplicated. A worker started by a supervisor (`anynet-search run`, a cluster job)
+leaves a dead sibling's trial to the supervisor, which knows the signal that killed it. A config whose
+worker died twice is recorded as failed and its slot moves on to the next config.
+
+Per-trial storage work does not grow with the study: tickets are popped, and recent outcomes read, through
+cursors (`optuna_adapter.TrialIndex`); dead workers are looked for on a timer, not per trial.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import importlib
 import os
 import socket
+import sys
 import threading
 import time
+import traceback
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -29,13 +39,15 @@ from optuna.trial import TrialState
 from anynet_search.spaces import DesignSpace, InfeasibleConfig
 from anynet_search.study.interrupts import STATE, interruptible
 from anynet_search.study.objective import config_record, run_trial
+from anynet_search.study.optuna_adapter import Outcome, storage_of, trial_id_of, trial_index
 from anynet_search.study.plan import (
     EDF_SAMPLERS,
     INFEASIBLE_VALUE,
     StudySettings,
-    count_trained,
     enqueue_ticket,
     is_trained,
+    make_pruner,
+    make_sampler,
     planned_sample,
 )
 from anynet_search.study.storage import load_study, open_storage
@@ -43,16 +55,50 @@ from anynet_search.train import TrialFailure
 
 HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 60.0
+REAP_SECONDS = 30.0  # a busy worker looks for dead ones this often (a heartbeat goes stale after 60 s anyway)
+IDLE_REAP_SECONDS = 2.0  # an idle worker looks more often: cheap near the end, where only a few trials are unfinished
+MAX_IDLE_POLL = 4.0  # idle polling backs off to this many seconds (thousands of idle cluster workers)
 FAILURE_STREAK = 10  # this many failures in a row (and no success among them) stops the study
 INFEASIBLE_STREAK = 200
+MAX_DEATHS = 2  # a config that killed its worker this often is recorded as failed and its slot moves on
 DIED = "worker died"
 INTERRUPTED = "interrupted"
+REQUEUED = "config re-enqueued"
 
 Objective = Callable[[optuna.Trial, Any, StudySettings, int, str], float]
 
 
 class StudyFailing(RuntimeError):
     """Every recent trial failed: stop instead of looping; the message names the most common reason."""
+
+
+def raised_at(exc: BaseException, frames: int = 3) -> str:
+    """The innermost `frames` frames of an exception's traceback, innermost first: 'file.py:12 in f: code'."""
+    tb = traceback.extract_tb(exc.__traceback__)[-frames:]
+    return " <- ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}: {f.line}" for f in reversed(tb))
+
+
+class DeviceLost(RuntimeError):
+    """A CUDA error left this process's CUDA context unusable; its trial is recorded, a new process must go on."""
+
+
+def poisons_device(exc: BaseException) -> bool:
+    """Whether `exc` is a sticky CUDA error (illegal memory access, device-side assert, launch failure), after
+    which every CUDA call of the process fails. Out-of-memory errors are not sticky."""
+    text = f"{type(exc).__name__}: {exc}"
+    return ("AcceleratorError" in text or "CUDA error" in text) and "out of memory" not in text
+
+
+def death_reason(cause: str, deaths: int) -> str:
+    """Failure reason of a trial whose worker died (`cause`: 'signal 9', 'process gone', ...)."""
+    if deaths >= MAX_DEATHS:
+        return f"{DIED} ({cause}) twice on this config"
+    return f"{DIED} ({cause}): {REQUEUED}"
+
+
+def counts_as_failure(outcome: Outcome) -> bool:
+    """Whether a finished trial takes part in the failure streaks (a re-enqueued config does not)."""
+    return not (outcome.failure or "").endswith(REQUEUED)
 
 
 @dataclass
@@ -64,7 +110,8 @@ class WorkerSummary:
     infeasible: int = 0
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host runs (a zombie counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -110,10 +157,24 @@ def _load_libc() -> Any:
 _LIBC = _load_libc()
 
 
+FULL_COLLECT_EVERY = 50  # trials between full collections (frozen objects may hold cycles that became garbage)
+_releases = 0
+
+
 def release_memory() -> None:
     """Free what the last trial left: cycles, then glibc's free lists (models of varying shapes fragment the
-    heap; without this a worker's RSS grew ~4x faster over 60 one-epoch trials, measured in benchmarks/)."""
+    heap; without this a worker's RSS grew ~4x faster over 60 one-epoch trials, measured in benchmarks/).
+
+    What survives a collection (imported modules, the study's in-memory journal replay or trial cache) is then
+    frozen, so the next collection walks only what the next trial created: a full collection took ~90 ms with
+    torch imported, plus ~12 ms per 1,000 finished trials held in memory. Every FULL_COLLECT_EVERY trials the
+    frozen objects are collected too."""
+    global _releases
+    _releases += 1
+    if _releases % FULL_COLLECT_EVERY == 0:
+        gc.unfreeze()
     gc.collect()
+    gc.freeze()
     if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
         _LIBC.malloc_trim(0)
 
@@ -132,9 +193,10 @@ class Worker:
     """Runs a study's tickets on one device."""
 
     def __init__(self, study: optuna.Study, device: str = "cpu", objective: str | Objective | None = None,
-                 worker_id: str | None = None, poll_seconds: float = 0.5) -> None:
+                 worker_id: str | None = None, poll_seconds: float = 0.5, supervisor: int | None = None) -> None:
         self.study = study
-        self.storage = study._storage
+        self.storage = storage_of(study)
+        self.index = trial_index(study)
         self.settings = StudySettings.from_study(study)
         self.space: DesignSpace = self.settings.design_space()
         self.device = device
@@ -142,19 +204,13 @@ class Worker:
         self.host = socket.gethostname()
         self.worker_id = worker_id or f"{self.host}:{os.getpid()}"
         self.poll_seconds = poll_seconds
+        self.supervisor = supervisor  # pid of the process that reaps this worker if it dies (None: peers do)
         self.summary = WorkerSummary()
+        self.killed_configs: list[str] = []  # messages about configs recorded as failed after MAX_DEATHS deaths
+        self.device_lost: str | None = None  # the sticky CUDA error a trial ended with: this process must exit
 
     # ------------------------------------------------------------ ticket bookkeeping
-    def _pop_ticket(self) -> int | None:
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            try:
-                if self.storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                    return t._trial_id
-            except UpdateFinishedTrialError:
-                continue
-        return None
-
-    def _replace(self, trial: optuna.trial.FrozenTrial | optuna.Trial, same_config: bool) -> None:
+    def _replace(self, trial: optuna.trial.FrozenTrial | optuna.Trial, same_config: bool, deaths: int = 0) -> None:
         """Enqueue the slot's next ticket: the same config (worker died / interrupted) or the next attempt."""
         attrs = trial.user_attrs
         slot, attempt = int(attrs.get("slot", 0)), int(attrs.get("attempt", 0))
@@ -167,7 +223,8 @@ class Worker:
                 params = dict(trial.params)
         else:
             attempt += 1
-        enqueue_ticket(self.study, self.settings, self.space, slot, attempt, params=params, retry_of=trial.number)
+        enqueue_ticket(self.study, self.settings, self.space, slot, attempt, params=params, retry_of=trial.number,
+                       deaths=deaths if same_config else 0)
 
     def _finish(self, trial: optuna.Trial, state: TrialState, value: float | None = None,
                 reason: str | None = None, same_config: bool = False) -> bool:
@@ -181,74 +238,110 @@ class Worker:
                 return False
             raise
         if state != TrialState.COMPLETE:
-            self._replace(trial, same_config)
+            self._replace(trial, same_config, deaths=int(trial.user_attrs.get("deaths", 0)))
         return True
 
-    def reap_dead_trials(self) -> int:
-        """Mark RUNNING trials of dead workers failed and re-enqueue their configs; returns how many."""
-        now, reaped = time.time(), 0
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            sys_attrs = t.system_attrs
-            host, pid = sys_attrs.get("host"), sys_attrs.get("pid")
-            beat = sys_attrs.get("heartbeat")
-            started = t.datetime_start.timestamp() if t.datetime_start else now
-            if host == self.host and pid is not None and pid != os.getpid():
-                dead = not _pid_alive(int(pid))
-            else:
-                dead = now - (beat if beat is not None else started) > STALE_SECONDS
-            if host == self.host and pid == os.getpid():
-                dead = False
-            if not dead:
-                continue
-            reason = f"{DIED}: {sys_attrs.get('worker', 'unknown worker')} stopped beating; config re-enqueued"
-            try:
-                self.storage.set_trial_user_attr(t._trial_id, "failure", reason)
-                self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-            except UpdateFinishedTrialError:
-                continue
-            self._replace(t, same_config=True)
-            reaped += 1
+    def mark_dead(self, trial: optuna.trial.FrozenTrial, cause: str) -> bool:
+        """Record that the worker running `trial` died of `cause` and enqueue what comes next; False if the
+        trial had finished meanwhile. After MAX_DEATHS deaths on one config the slot moves on to its next
+        config, and a message naming the config is added to `killed_configs`."""
+        deaths = int(trial.user_attrs.get("deaths", 0)) + 1
+        reason = death_reason(cause, deaths)
+        try:
+            self.storage.set_trial_user_attr(trial_id_of(trial), "failure", reason)
+        except UpdateFinishedTrialError:
+            return False
+        if not self.index.fail_running(trial_id_of(trial)):
+            return False
+        final = deaths >= MAX_DEATHS
+        self._replace(trial, same_config=not final, deaths=deaths)
+        if final:
+            slot = trial.user_attrs.get("slot")
+            config = trial.params or trial.system_attrs.get("fixed_params") or "not sampled before the deaths"
+            self.killed_configs.append(f"trial {trial.number} (slot {slot}): {reason}; recorded as failed, the "
+                                       f"slot moves on to its next config. The config: {config}")
+        return True
+
+    def _death_cause(self, trial: optuna.trial.FrozenTrial, now: float) -> str | None:
+        """Why the trial's worker counts as dead, or None while it may be alive (or a supervisor will tell)."""
+        sys_attrs = trial.system_attrs
+        host, pid = sys_attrs.get("host"), sys_attrs.get("pid")
+        beat = sys_attrs.get("heartbeat")
+        started = trial.datetime_start.timestamp() if trial.datetime_start else now
+        silent = now - (beat if beat is not None else started)
+        if host == self.host and pid is not None:  # this host: the process table is the truth
+            if pid == os.getpid() or pid_alive(int(pid)):
+                return None
+            supervisor = sys_attrs.get("supervisor")
+            if (supervisor is not None and supervisor != os.getpid() and pid_alive(int(supervisor))
+                    and silent <= STALE_SECONDS):
+                return None  # its supervisor records it, with the signal that killed it
+            return "process gone"
+        return f"no heartbeat for {silent:.0f} s" if silent > STALE_SECONDS else None
+
+    def reap_dead_trials(self, full: bool = False) -> int:
+        """Mark RUNNING trials of dead workers failed and enqueue what comes next; returns how many."""
+        now, reaped, before = time.time(), 0, len(self.killed_configs)
+        for t in self.index.running(full=full):
+            cause = self._death_cause(t, now)
+            if cause is not None and self.mark_dead(t, cause):
+                reaped += 1
+        for message in self.killed_configs[before:]:
+            print(f"anynet-search worker {self.worker_id}: {message}", file=sys.stderr, flush=True)
         return reaped
 
-    def check_failing(self) -> None:
-        """StudyFailing if the most recent finished trials all failed (a study that can never finish)."""
-        finished = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL,
-                                                                             TrialState.PRUNED))]
-        finished.sort(key=lambda t: t.datetime_complete.timestamp() if t.datetime_complete else 0.0)
-        real = [t for t in finished if not str(t.user_attrs.get("failure", "")).startswith((DIED, INTERRUPTED))]
-        tail = real[-FAILURE_STREAK:]
-        if len(tail) == FAILURE_STREAK and all(t.state == TrialState.FAIL for t in tail):  # infeasible != failed
-            reason, count = Counter(str(t.user_attrs.get("failure")) for t in tail).most_common(1)[0]
+    def reap_worker(self, pid: int, cause: str) -> int:
+        """A supervisor's call: record the death of its worker process `pid` (this host) on its trials."""
+        mine = [t for t in self.index.running() if t.system_attrs.get("host") == self.host
+                and t.system_attrs.get("pid") == pid]
+        return sum(self.mark_dead(t, cause) for t in mine)
+
+    def check_failing(self, trial: optuna.trial.FrozenTrial) -> None:
+        """StudyFailing if the trial just finished and the ones finished before it all failed (a study that can
+        never finish). Reads only those recent trials; called after a failed or infeasible trial."""
+        if "infeasible" in trial.user_attrs:
+            tail = self.index.recent_outcomes(trial, INFEASIBLE_STREAK, counts_as_failure)
+            if len(tail) == INFEASIBLE_STREAK and all(o.infeasible for o in tail):
+                raise StudyFailing(f"the sampler's last {INFEASIBLE_STREAK} suggestions all violated the space's "
+                                   "constraints; use a random or qmc sampler for this space")
+            return
+        tail = self.index.recent_outcomes(trial, FAILURE_STREAK, counts_as_failure)
+        if len(tail) == FAILURE_STREAK and all(o.state == TrialState.FAIL for o in tail):  # infeasible != failed
+            reason, count = Counter(str(o.failure) for o in tail).most_common(1)[0]
             raise StudyFailing(f"the last {FAILURE_STREAK} trials all failed ({count} with: {reason}); "
                                "stopping instead of looping")
-        tail = real[-INFEASIBLE_STREAK:]
-        if len(tail) == INFEASIBLE_STREAK and all("infeasible" in t.user_attrs for t in tail):
-            raise StudyFailing(f"the sampler's last {INFEASIBLE_STREAK} suggestions all violated the space's "
-                               "constraints; use a random or qmc sampler for this space")
-
-    def _counts(self) -> Counter:
-        return Counter(t.state for t in self.study.get_trials(deepcopy=False))
 
     # ------------------------------------------------------------ the loop
     def run(self, max_trials: int | None = None) -> WorkerSummary:
         """Work until the study has N completed trials (or max_trials tickets were run by this worker)."""
-        ran = 0
+        ran, next_reap, idle = 0, 0.0, 0
         while max_trials is None or ran < max_trials:
             if STATE.stop_requested:
                 raise KeyboardInterrupt
-            self.reap_dead_trials()
-            self.check_failing()
-            trial_id = self._pop_ticket()
-            if trial_id is None:
-                counts = self._counts()
-                if count_trained(self.study.get_trials(deepcopy=False)) >= self.settings.n_trials:
-                    break
-                if counts[TrialState.RUNNING] == 0 and counts[TrialState.WAITING] == 0:
+            if time.monotonic() >= next_reap:
+                self.reap_dead_trials()
+                next_reap = time.monotonic() + (IDLE_REAP_SECONDS if idle else REAP_SECONDS)
+            trial_id = self.index.claim()
+            if trial_id is None and not self.index.has_unfinished():
+                trial_id = self.index.claim(full=True)  # rescan from the start: a cursor may have raced a commit
+                if trial_id is None and not self.index.running(full=True):
+                    if self.index.counts(self.settings.sampler not in EDF_SAMPLERS).trained >= self.settings.n_trials:
+                        break
                     self._repair_missing_slots()
-                time.sleep(self.poll_seconds)
+                    continue
+            if trial_id is None:
+                idle += 1
+                next_reap = min(next_reap, time.monotonic() + IDLE_REAP_SECONDS)
+                time.sleep(min(self.poll_seconds * 2 ** min(idle - 1, 3), MAX_IDLE_POLL))
                 continue
-            self.run_ticket(trial_id)
+            idle = 0
+            finished = self.run_ticket(trial_id)
             ran += 1
+            if finished is not None:
+                self.check_failing(finished)
+            if self.device_lost is not None:
+                raise DeviceLost(f"{self.device_lost} (recorded on trial {finished.number if finished else '?'}); "
+                                 "a CUDA error like this one leaves the process unusable")
         return self.summary
 
     def _repair_missing_slots(self) -> None:
@@ -269,26 +362,31 @@ class Worker:
             else:
                 enqueue_ticket(self.study, self.settings, self.space, slot, 0)
 
-    def run_ticket(self, trial_id: int) -> None:
-        """Run one popped ticket to a recorded end state."""
+    def run_ticket(self, trial_id: int) -> optuna.trial.FrozenTrial | None:
+        """Run one popped ticket to a recorded end state; the finished trial if it failed or was infeasible
+        (what the failure streaks look at), else None."""
         trial = optuna.Trial(self.study, trial_id)
+        # the claim set datetime_start, which stands in for the first heartbeat
         self.storage.set_trial_system_attr(trial_id, "host", self.host)
         self.storage.set_trial_system_attr(trial_id, "pid", os.getpid())
         self.storage.set_trial_system_attr(trial_id, "worker", self.worker_id)
-        self.storage.set_trial_system_attr(trial_id, "heartbeat", time.time())
+        if self.supervisor is not None:
+            self.storage.set_trial_system_attr(trial_id, "supervisor", self.supervisor)
         heartbeat = _Heartbeat(self.storage, trial_id)
         heartbeat.start()
         try:
-            self._run(trial)
+            state = self._run(trial)
             release_memory()
         except KeyboardInterrupt:
             # interrupted in training: leave no RUNNING trial behind, the same config waits for the resume
-            self._finish(trial, TrialState.FAIL, reason=f"{INTERRUPTED}: config re-enqueued", same_config=True)
+            self._finish(trial, TrialState.FAIL, reason=f"{INTERRUPTED}: {REQUEUED}", same_config=True)
             raise
         finally:
             heartbeat.stop()
+        return self.storage.get_trial(trial_id) if state in (TrialState.FAIL, "infeasible") else None
 
-    def _run(self, trial: optuna.Trial) -> None:
+    def _run(self, trial: optuna.Trial) -> TrialState | str | None:
+        """Suggest, record, train and tell; the state told ('infeasible' for an infeasible suggestion)."""
         try:
             cfg = self.space.suggest(trial)
         except InfeasibleConfig as exc:
@@ -299,7 +397,8 @@ class Worker:
             self.summary.infeasible += 1
             if self._finish(trial, TrialState.COMPLETE, value=INFEASIBLE_VALUE):
                 self._replace(trial, same_config=False)
-            return
+                return "infeasible"
+            return None
         s = self.settings
         if s.sampler not in EDF_SAMPLERS and s.sampler != "cmaes":
             trial.set_constraint("space", 0.0)
@@ -317,24 +416,45 @@ class Worker:
                 value = self.objective(trial, cfg, s, self.space.resolution, self.device)
         except optuna.TrialPruned as exc:
             self._finish(trial, TrialState.PRUNED, reason=f"pruned: {exc}" if str(exc) else "pruned")
+            return TrialState.PRUNED
         except TrialFailure as exc:
             self.summary.failed += 1
-            self._finish(trial, TrialState.FAIL, reason=str(exc))
+            return TrialState.FAIL if self._finish(trial, TrialState.FAIL, reason=str(exc)) else None
         except Exception as exc:  # noqa: BLE001 - one trial's crash must never end the study
             self.summary.failed += 1
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            self._finish(trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {first}")
-        else:
-            if self._finish(trial, TrialState.COMPLETE, value=value):
-                self.summary.completed += 1
+            with contextlib.suppress(Exception):  # where it was raised: what a GPU crash report needs
+                trial.set_user_attr("failure_where", raised_at(exc))
+            if poisons_device(exc):
+                # every later trial in this process would fail at once and be recorded against a healthy config
+                self.device_lost = f"{type(exc).__name__}: {first}"
+            return TrialState.FAIL if self._finish(trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {first}") \
+                else None
+        if self._finish(trial, TrialState.COMPLETE, value=value):
+            self.summary.completed += 1
+            return TrialState.COMPLETE
+        return None
+
+
+def load_worker_study(study_name: str, storage_url: str, worker_id: str) -> optuna.Study:
+    """The study as a worker sees it: with the study's own sampler and pruner (Optuna's loader would give
+    TPE and the median pruner whatever the study asked for), seeded per worker so that parallel adaptive
+    workers do not propose the same parameters."""
+    storage = open_storage(storage_url)
+    settings = StudySettings.from_study(load_study(study_name, storage))
+    seed = zlib.crc32(f"{settings.seed}:{worker_id}".encode())
+    return optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(settings.sampler, seed),
+                             pruner=make_pruner(settings.sampler))
 
 
 def run_worker(study_name: str, storage_url: str, device: str = "cpu", threads: int | None = None,
-               objective: str | Objective | None = None, worker_id: str | None = None) -> WorkerSummary:
+               objective: str | Objective | None = None, worker_id: str | None = None,
+               supervisor: int | None = None) -> WorkerSummary:
     """Join a study from any machine and work until it has its N completed trials."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    study = load_study(study_name, open_storage(storage_url))
-    return Worker(study, device=device, objective=objective, worker_id=worker_id).run()
+    worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    study = load_worker_study(study_name, storage_url, worker_id)
+    return Worker(study, device=device, objective=objective, worker_id=worker_id, supervisor=supervisor).run()

@@ -1,0 +1,156 @@
+"""Worker processes under a supervisor: a worker killed by a signal has its trial recorded with that signal
+and is replaced by a new worker.
+
+`anynet-search run` supervises its local workers, and each task of a cluster job supervises one worker.
+A worker that dies while running a trial (a config that crashes the process, the out-of-memory killer)
+gets its trial marked failed with the signal that killed it, and a new worker takes its place. The config
+is tried again once and recorded as failed after its second death (`worker.MAX_DEATHS`), so a crashing
+config costs at most two worker lives and the study goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from anynet_search.errors import AnynetSearchError, show_warnings
+from anynet_search.study import interrupts
+from anynet_search.study.worker import DeviceLost, StudyFailing, Worker, run_worker
+
+EXIT_USER_ERROR = 2  # a worker stopped on a package error (a full disk, a corrupt journal); it printed nothing
+EXIT_FAILING = 3
+EXIT_DEVICE_LOST = 4  # a sticky CUDA error: the trial is recorded and a fresh process takes the worker's place
+MAX_BLAMELESS_RESPAWNS = 2  # deaths with no trial to blame (e.g. at start-up) before a worker is given up
+
+
+def worker_main(study: str, url: str, device: str, threads: int, objective: str | None, worker_id: str,
+                supervisor: int | None, errors: Any = None) -> None:
+    """Entry point of a worker process: exit 0 when the study is done, 130 when stopped, 3 when failing, 4 after
+    a sticky CUDA error, 2 on a package error (put on `errors` for the supervisor to report once)."""
+    interrupts.install()
+    show_warnings(f"anynet-search worker {worker_id}")
+    try:
+        run_worker(study, url, device=device, threads=threads, objective=objective, worker_id=worker_id,
+                   supervisor=supervisor)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except StudyFailing as exc:
+        print(f"anynet-search worker {worker_id}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_FAILING)
+    except DeviceLost as exc:
+        print(f"anynet-search worker {worker_id}: {exc}; restarting it", file=sys.stderr, flush=True)
+        sys.exit(EXIT_DEVICE_LOST)
+    except AnynetSearchError as exc:  # the main process reports it once (e.g. a full disk), not every worker
+        if errors is not None:
+            errors.put(exc)
+        sys.exit(EXIT_USER_ERROR)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One supervised worker: its device, torch threads and the id its trials record."""
+
+    device: str
+    threads: int
+    worker_id: str
+
+
+class WorkerPool:
+    """Spawned worker processes on one study; `poll()` records deaths and replaces the dead."""
+
+    def __init__(self, study: optuna.Study, url: str, specs: list[WorkerSpec], objective: str | None = None) -> None:
+        self.study, self.url, self.specs, self.objective = study, url, specs, objective
+        self.ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch/thread state
+        self.errors = self.ctx.SimpleQueue()
+        self._error: AnynetSearchError | None = None
+        self.procs: list[mp.process.BaseProcess | None] = [None] * len(specs)
+        self.exit_codes: list[int | None] = [None] * len(specs)
+        self.blameless = [0] * len(specs)
+        self.reaper = Worker(study, worker_id="supervisor")
+        self.stopping = False
+
+    @property
+    def killed_configs(self) -> list[str]:
+        """Messages naming the configs recorded as failed because they killed their worker twice."""
+        return self.reaper.killed_configs
+
+    def _start(self, i: int) -> None:
+        spec = self.specs[i]
+        p = self.ctx.Process(target=worker_main, name=f"anynet-worker-{i}",
+                             args=(self.study.study_name, self.url, spec.device, spec.threads, self.objective,
+                                   spec.worker_id, os.getpid(), self.errors))
+        p.start()
+        self.procs[i] = p
+
+    def start(self) -> None:
+        """Start every worker."""
+        for i in range(len(self.specs)):
+            self._start(i)
+
+    def poll(self) -> list[str]:
+        """Collect exited workers; one killed by a signal has its trial marked failed with that signal and is
+        replaced. Returns the messages about configs recorded as failed by this call."""
+        before = len(self.killed_configs)
+        for i, p in enumerate(self.procs):
+            if p is None or p.is_alive():  # is_alive() also reaps an exited child (no zombies)
+                continue
+            self.procs[i], self.exit_codes[i] = None, p.exitcode
+            if p.exitcode == EXIT_DEVICE_LOST and not self.stopping:
+                # its trial is recorded as failed; the failure streak rule ends a study where every trial does this
+                self._start(i)
+                continue
+            if p.exitcode is None or p.exitcode >= 0 or self.stopping:
+                continue
+            cause = f"signal {-p.exitcode}"
+            try:
+                cause = f"signal {-p.exitcode}, {signal.Signals(-p.exitcode).name}"
+            except ValueError:
+                pass
+            if self.reaper.reap_worker(p.pid, cause):
+                self.blameless[i] = 0
+            else:
+                self.blameless[i] += 1
+            if self.blameless[i] <= MAX_BLAMELESS_RESPAWNS:
+                self._start(i)
+        return self.killed_configs[before:]
+
+    @property
+    def error(self) -> AnynetSearchError | None:
+        """The first package error a worker stopped on (a full disk, a corrupt journal), if any."""
+        if self._error is None and not self.errors.empty():
+            self._error = self.errors.get()
+        return self._error
+
+    def alive(self) -> bool:
+        """Whether any worker is still running or being replaced (call `poll()` first)."""
+        return any(p is not None for p in self.procs)
+
+    def pids(self) -> list[int]:
+        """Process ids of the running workers."""
+        return [p.pid for p in self.procs if p is not None and p.pid is not None]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask every worker to stop (SIGINT: the running trial is re-enqueued), then terminate stragglers."""
+        self.stopping = True
+        running = [p for p in self.procs if p is not None]
+        for p in running:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGINT)
+        for p in running:
+            p.join(timeout=timeout)
+            if p.is_alive():
+                p.terminate()
+        self.join()
+
+    def join(self) -> None:
+        """Wait for every worker to exit and record the exit codes."""
+        for i, p in enumerate(self.procs):
+            if p is not None:
+                p.join()
+                self.procs[i], self.exit_codes[i] = None, p.exitcode
