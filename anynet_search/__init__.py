@@ -1,11 +1,25 @@
-"""anynet-search: design network design spaces (AnyNet/RegNet generation, sampling, training, analysis)."""
+"""anynet-search: design network design spaces (AnyNet/RegNet generation, sampling, training, analysis).
 
+Only torch-free modules are imported here; `build_model` (torch) is imported on first use, so
+`import anynet_search.analysis` or loading a results table does not pay for torch and the trainer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+# the names that are also submodules (complexity, regnet) must be bound here, not lazily: importing the
+# submodule anywhere would otherwise leave the module object under the function's name
 from anynet_search.complexity import Complexity, complexity
 from anynet_search.config import AnyNetConfig, load_config, save_config
-from anynet_search.model import build_model
 from anynet_search.regnet import RegNetFit, fit_regnet, regnet
 from anynet_search.spaces import DesignSpace, list_spaces, load_space
 from anynet_search.zoo import regnet_zoo
+
+if TYPE_CHECKING:
+    from anynet_search.model import build_model
+
+_LAZY = {"build_model": "anynet_search.model"}
 
 __all__ = [
     "AnyNetConfig",
@@ -22,4 +36,29 @@ __all__ = [
     "regnet_zoo",
     "save_config",
 ]
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("anynet-search")  # pyproject.toml is the one place the version is written
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value = _version()
+    elif name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'anynet_search' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, "__version__"})

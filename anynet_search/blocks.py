@@ -1,6 +1,7 @@
 """The network's building blocks as `nn.Module`s: stems, X / residual-basic / vanilla blocks, SE and head.
 
-Each block mirrors DESIGN.md's conventions exactly; `complexity.py` holds the matching analytic counts.
+Each module follows the layer conventions of the AnyNet / RegNet papers (as pycls builds them);
+`anynet_search.counts` holds the matching analytic counts and `anynet_search.registry` pairs the two.
 """
 
 from __future__ import annotations
@@ -38,9 +39,6 @@ class ResStem(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
-
-
-STEMS = {"simple": SimpleStem, "cifar": CifarStem, "res": ResStem}
 
 
 class SqueezeExcite(nn.Module):
@@ -94,7 +92,8 @@ class XBlock(nn.Module):
         """Residual bottleneck transform plus (projected) input, then ReLU."""
         out = self.c(self.se(self.b(self.a(x))))
         skip = x if self.shortcut is None else self.shortcut(x)
-        return torch.relu_(out + skip)  # in place on the fresh sum: one activation-sized buffer less per block
+        # in place on the fresh sum: one activation-sized buffer less per block
+        return torch.relu_(out + skip)
 
 
 class ResBasicBlock(nn.Module):

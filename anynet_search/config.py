@@ -11,11 +11,10 @@ from typing import Any
 
 import yaml
 
+from anynet_search import registry, rules
 from anynet_search.errors import InputError
 
-STEM_TYPES = ("simple", "cifar", "res")
-BLOCK_TYPES = ("x", "res_basic", "vanilla")
-STAGE_FIELDS = ("depths", "widths", "bottleneck_ratios", "group_widths", "strides")
+STAGE_FIELDS = (*rules.STAGE_COLUMNS, "strides")
 
 
 def _is_int(value: Any) -> bool:
@@ -39,11 +38,6 @@ def _int_stage_values(name: str, values: tuple) -> tuple[int, ...]:
             raise ValueError(f"{name}[{i}] must be positive, got {v}")
         out.append(int(v))
     return tuple(out)
-
-
-def bottleneck_width(width: int, ratio: float) -> int:
-    """Bottleneck width w_b = w / b, rounded to the nearest integer."""
-    return int(round(width / ratio))
 
 
 @dataclass(frozen=True)
@@ -90,29 +84,32 @@ class AnyNetConfig:
                 raise ValueError(f"bottleneck_ratios[{i}] must be a positive number, got {b!r}")
             ratios.append(int(b) if float(b).is_integer() else float(b))
         object.__setattr__(self, "bottleneck_ratios", tuple(ratios))
+        grouped = registry.is_grouped(self.block_type)  # an unknown type is named after the stage checks
         for i, (w, b, g) in enumerate(zip(self.widths, self.bottleneck_ratios, self.group_widths)):
             w_b = w / b
             if abs(w_b - round(w_b)) > 1e-9 or round(w_b) < 1:
                 raise ValueError(f"widths[{i}]={w} is not divisible by its bottleneck ratio {b}")
-            if self.block_type == "x" and round(w_b) % g != 0:
+            if grouped and round(w_b) % g != 0:
                 raise ValueError(
                     f"group_widths[{i}]={g} does not divide the bottleneck width {round(w_b)} "
                     f"(widths[{i}]={w} / bottleneck_ratios[{i}]={b})"
                 )
-        if self.stem_type not in STEM_TYPES:
-            raise ValueError(f"stem_type must be one of {STEM_TYPES}, got {self.stem_type!r}")
-        if self.block_type not in BLOCK_TYPES:
-            raise ValueError(f"block_type must be one of {BLOCK_TYPES}, got {self.block_type!r}")
+        registry.stem_type(self.stem_type)  # ValueError naming the known types
+        block = registry.block_type(self.block_type)
         for name in ("stem_width", "num_classes", "in_channels"):
             v = getattr(self, name)
             if not _is_int(v) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not _is_int(self.head_width) or self.head_width < 0:
-            raise ValueError(f"head_width must be a non-negative integer (0 = no head conv), got {self.head_width!r}")
-        if isinstance(self.se_ratio, bool) or not isinstance(self.se_ratio, (int, float)) or not 0 <= self.se_ratio < 1:
-            raise ValueError(f"se_ratio must be in [0, 1) (0 = no SE), got {self.se_ratio!r}")
-        if self.se_ratio and self.block_type != "x":
-            raise ValueError(f"se_ratio={self.se_ratio} needs block_type 'x', got {self.block_type!r}")
+            raise ValueError(
+                f"head_width must be a non-negative integer (0 = no head conv), got {self.head_width!r}"
+            )
+        se = self.se_ratio
+        if isinstance(se, bool) or not isinstance(se, (int, float)) or not 0 <= se < 1:
+            raise ValueError(f"se_ratio must be in [0, 1) (0 = no SE), got {se!r}")
+        if se and not block.se:
+            with_se = " or ".join(repr(n) for n, b in registry.BLOCKS.items() if b.se)
+            raise ValueError(f"se_ratio={se} needs block_type {with_se}, got {self.block_type!r}")
         if not isinstance(self.zero_init_last_bn, bool):
             raise ValueError(f"zero_init_last_bn must be true or false, got {self.zero_init_last_bn!r}")
 
@@ -124,7 +121,7 @@ class AnyNetConfig:
     @property
     def bottleneck_widths(self) -> tuple[int, ...]:
         """Per-stage bottleneck widths w / b."""
-        return tuple(bottleneck_width(w, b) for w, b in zip(self.widths, self.bottleneck_ratios))
+        return tuple(rules.bottleneck_width(w, b) for w, b in zip(self.widths, self.bottleneck_ratios))
 
     @property
     def groups(self) -> tuple[int, ...]:
@@ -134,7 +131,7 @@ class AnyNetConfig:
     @property
     def block_widths(self) -> list[int]:
         """Output width of every block, stage by stage (what a RegNet fit explains)."""
-        return [w for w, d in zip(self.widths, self.depths) for _ in range(d)]
+        return rules.block_widths(self.depths, self.widths)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-ready dict of every field (lists instead of tuples)."""
@@ -152,7 +149,9 @@ class AnyNetConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown config field(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown config field(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}"
+            )
         missing = [n for n in STAGE_FIELDS if n not in data]
         if missing:
             raise ValueError(f"config is missing required field(s) {', '.join(missing)}")

@@ -202,7 +202,7 @@ def _channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, to
 
 
 def _to_float(images: np.ndarray, scale: float, resolution: int, chunk: int = 4096) -> torch.Tensor:
-    """Convert (N, C, H, W) numeric images to a fresh float32 tensor in [0, 1]-ish, resized to `resolution`."""
+    """Convert (N, C, H, W) numeric images to a fresh float32 tensor in [0, 1]-ish at `resolution`."""
     n, c = images.shape[:2]
     out = torch.empty((n, c, resolution, resolution), dtype=torch.float32)
     # Chunked so a large uint8 array never becomes one huge float temporary at the source resolution.
@@ -302,7 +302,8 @@ def _load_synthetic(
             n = -1
         if n < 50:
             raise DatasetError(
-                f"dataset {spec!r}: N must be an integer >= 50 (images in total); accepted forms: {', '.join(_SPEC_FORMS)}"
+                f"dataset {spec!r}: N must be an integer >= 50 (images in total); "
+                f"accepted forms: {', '.join(_SPEC_FORMS)}"
             )
     x, y = synthetic_images(n, resolution)
     rng = np.random.default_rng(seed)
@@ -601,8 +602,8 @@ def _load_imagefolder(arg: str, resolution: int, seed: int, val_fraction: float)
         classes, files, y = _scan_classes(root, spec)
         test = None
     if len(classes) < 2:
-        raise DatasetError(f"{spec}: found only the class folder {classes[0]!r}; classification needs at least "
-                           "two (one sub-folder of images per class)")
+        raise DatasetError(f"{spec}: found only the class folder {classes[0]!r}; classification needs at "
+                           "least two (one sub-folder of images per class)")
     x = _read_images(files, resolution)
     return _split_arrays(
         f"imagefolder:{os.fspath(root)}",

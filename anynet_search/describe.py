@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from anynet_search.complexity import STEM_STRIDE, complexity
+from anynet_search import registry
+from anynet_search.complexity import complexity
 from anynet_search.config import AnyNetConfig, load_config
 from anynet_search.errors import InputError
+from anynet_search.rules import conv_out
 from anynet_search.zoo import regnet_zoo
 
 
@@ -31,19 +33,20 @@ def _human(n: int) -> str:
 
 
 def describe_config(cfg: AnyNetConfig, resolution: int = 224) -> str:
-    """Per-stage table (depth, width, bottleneck width, groups, stride, output resolution) and flops/params/acts."""
+    """Per-stage table (depth, width, w_b, groups, stride, output resolution) and flops/params/acts."""
     cx = complexity(cfg, resolution)
-    h = (resolution - 1) // STEM_STRIDE[cfg.stem_type] + 1
-    if cfg.stem_type == "res":
-        h = (h - 1) // 2 + 1
+    h = registry.stem_type(cfg.stem_type).out_resolution(resolution)
+    grouped = registry.block_type(cfg.block_type).grouped
     lines = [
         f"stem: {cfg.stem_type} (width {cfg.stem_width}), block: {cfg.block_type}, se_ratio: {cfg.se_ratio}, "
-        f"head_width: {cfg.head_width}, classes: {cfg.num_classes}, input: {cfg.in_channels}x{resolution}x{resolution}",
-        f"{'stage':>5} {'depth':>5} {'width':>6} {'w_b':>6} {'groups':>6} {'g':>4} {'stride':>6} {'out_res':>7}",
+        f"head_width: {cfg.head_width}, classes: {cfg.num_classes}, "
+        f"input: {cfg.in_channels}x{resolution}x{resolution}",
+        f"{'stage':>5} {'depth':>5} {'width':>6} {'w_b':>6} {'groups':>6} {'g':>4} {'stride':>6} "
+        f"{'out_res':>7}",
     ]
     for i in range(cfg.num_stages):
-        h = (h - 1) // cfg.strides[i] + 1
-        groups = cfg.groups[i] if cfg.block_type == "x" else 1
+        h = conv_out(h, cfg.strides[i])
+        groups = cfg.groups[i] if grouped else 1
         lines.append(
             f"{i + 1:>5} {cfg.depths[i]:>5} {cfg.widths[i]:>6} {cfg.bottleneck_widths[i]:>6} {groups:>6} "
             f"{cfg.group_widths[i]:>4} {cfg.strides[i]:>6} {h:>7}"

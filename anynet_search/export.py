@@ -1,4 +1,4 @@
-"""Export the best models of a study: config files, pycls configs, and RegNet parameters for timm / torchvision.
+"""Export the best models of a study: config files, pycls configs, RegNet parameters for timm / torchvision.
 
 `export_top(df, k, fmt, out_dir)` ranks the models by validation error (`error`; `test_error` is copied
 into the files as information only) and writes, for each of the best k:
@@ -38,11 +38,13 @@ import pandas as pd
 import yaml
 from optuna.trial import TrialState
 
+from anynet_search import registry
 from anynet_search.config import AnyNetConfig
 from anynet_search.errors import InputError
 from anynet_search.regnet import fit_regnet, regnet
 from anynet_search.regnet_targets import RULES, StageLayout, find_params, layout_of
 from anynet_search.results import open_run, trials_frame
+from anynet_search.rules import STAGE_COLUMNS
 from anynet_search.study.plan import StudySettings
 from anynet_search.study.storage import redact
 
@@ -62,10 +64,22 @@ __all__ = [
 FORMATS: tuple[str, ...] = ("yaml", "json", "pycls")
 #: Largest `fit_regnet` error (mean |log(predicted / observed)|) for which RegNet parameters are exported.
 REGNET_FIT_THRESHOLD = 0.05
-PYCLS_STEMS = {"simple": "simple_stem_in", "cifar": "res_stem_cifar", "res": "res_stem_in"}
-PYCLS_BLOCKS = {"x": "res_bottleneck_block", "res_basic": "res_basic_block", "vanilla": "vanilla_block"}
-SEARCHED = ("depths", "widths", "bottleneck_ratios", "group_widths")
-_PREFIX = {"depths": "d", "widths": "w", "bottleneck_ratios": "b", "group_widths": "g"}
+#: pycls's names of the built-in stem and block types (each registry entry carries its own).
+PYCLS_STEMS = {name: s.pycls for name, s in registry.STEMS.items() if s.pycls}
+PYCLS_BLOCKS = {name: b.pycls for name, b in registry.BLOCKS.items() if b.pycls}
+SEARCHED = tuple(STAGE_COLUMNS)
+
+
+def _pycls_types(cfg: AnyNetConfig) -> dict[str, str]:
+    """pycls's STEM_TYPE and BLOCK_TYPE of a config; ValueError for a type pycls does not have."""
+    out = {}
+    for key, kind, entry in (("STEM_TYPE", "stem", registry.stem_type(cfg.stem_type)),
+                             ("BLOCK_TYPE", "block", registry.block_type(cfg.block_type))):
+        if entry.pycls is None:
+            name = cfg.stem_type if kind == "stem" else cfg.block_type
+            raise ValueError(f"pycls has no {kind} type matching {name!r}; export it as yaml or json")
+        out[key] = entry.pycls
+    return out
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -84,7 +98,7 @@ def configs_for(run: str | Path | optuna.Study) -> dict[int, AnyNetConfig]:
 
 
 def fixed_fields(cfg: AnyNetConfig) -> dict[str, Any]:
-    """Every field of a config except the four searched per-stage lists (d, w, b, g): strides, stem, head..."""
+    """Every field of a config but the four searched per-stage lists (d, w, b, g): strides, stem, head..."""
     data = cfg.to_dict()
     return {k: v for k, v in data.items() if k not in SEARCHED}
 
@@ -108,14 +122,15 @@ def config_from_row(row: Mapping[str, Any], fixed: Mapping[str, Any]) -> AnyNetC
 
     `fixed` holds any other `AnyNetConfig` fields; `strides` defaults to 2 in every stage.
     """
-    stages = {field: _stage_values(row, prefix) for field, prefix in _PREFIX.items()}
+    stages = {field: _stage_values(row, prefix) for field, prefix in STAGE_COLUMNS.items()}
     n = len(stages["depths"])
     if n == 0:
         raise ValueError("the row has no per-stage columns d1.., w1.., b1.., g1..")
     known = {f.name for f in dataclasses.fields(AnyNetConfig)} - set(SEARCHED)
     unknown = sorted(set(fixed) - known)
     if unknown:
-        raise ValueError(f"fixed names unknown or searched config field(s) {unknown}; allowed: {sorted(known)}")
+        raise ValueError(f"fixed names unknown or searched config field(s) {unknown}; "
+                         f"allowed: {sorted(known)}")
     fields = {"strides": [2] * n, **dict(fixed), **stages}
     return AnyNetConfig(**fields)
 
@@ -137,7 +152,7 @@ def _fixed_source(
 # ------------------------------------------------------------------------------------------ RegNet
 @dataclass(frozen=True)
 class RegNetParams:
-    """RegNet parameters (d, w0, wa, wm, g, b, se) of a config; `exact` when its target rebuilds the config exactly."""
+    """RegNet parameters (d, w0, wa, wm, g, b, se) of a config; `exact` if its target rebuilds it exactly."""
 
     depth: int
     w0: int
@@ -151,18 +166,20 @@ class RegNetParams:
 
     def timm(self) -> dict[str, Any]:
         """Keyword arguments of timm's `RegNetCfg` (bottle_ratio is the multiplier 1 / b)."""
-        return {"depth": self.depth, "w0": self.w0, "wa": self.wa, "wm": self.wm, "group_size": self.group_width,
+        return {"depth": self.depth, "w0": self.w0, "wa": self.wa, "wm": self.wm,
+                "group_size": self.group_width,
                 "bottle_ratio": 1.0 / self.bottleneck_ratio, "se_ratio": float(self.se_ratio)}
 
     def torchvision(self) -> dict[str, Any]:
-        """Keyword arguments of torchvision's `BlockParams.from_init_params` (bottleneck_multiplier = 1 / b)."""
+        """Keyword arguments of torchvision's `BlockParams.from_init_params` (bottleneck_multiplier 1 / b)."""
         return {"depth": self.depth, "w_0": self.w0, "w_a": self.wa, "w_m": self.wm,
                 "group_width": self.group_width, "bottleneck_multiplier": 1.0 / self.bottleneck_ratio,
                 "se_ratio": float(self.se_ratio) if self.se_ratio else None}
 
     def anynet_search(self) -> dict[str, Any]:
         """Keyword arguments of `anynet_search.regnet(...)` for the searched part (add the fixed fields)."""
-        return {"depth": self.depth, "w0": self.w0, "wa": self.wa, "wm": self.wm, "group_width": self.group_width,
+        return {"depth": self.depth, "w0": self.w0, "wa": self.wa, "wm": self.wm,
+                "group_width": self.group_width,
                 "bottleneck_ratio": self.bottleneck_ratio, "se_ratio": self.se_ratio}
 
     def pycls(self, cfg: AnyNetConfig) -> dict[str, Any]:
@@ -171,11 +188,12 @@ class RegNetParams:
         ValueError when the strides differ between stages: the `REGNET` section has one `STRIDE` for all.
         """
         if len(set(cfg.strides)) != 1:
-            raise ValueError(f"strides {list(cfg.strides)} differ between stages; pycls's REGNET section has one "
-                             "STRIDE for every stage (the ANYNET form, --format pycls, holds them)")
+            raise ValueError(f"strides {list(cfg.strides)} differ between stages; pycls's REGNET section has "
+                             "one STRIDE for every stage (the ANYNET form, --format pycls, holds them)")
+        types = _pycls_types(cfg)
         regnet_section = {
-            "STEM_TYPE": PYCLS_STEMS[cfg.stem_type], "STEM_W": cfg.stem_width,
-            "BLOCK_TYPE": PYCLS_BLOCKS[cfg.block_type], "STRIDE": cfg.strides[0],
+            "STEM_TYPE": types["STEM_TYPE"], "STEM_W": cfg.stem_width,
+            "BLOCK_TYPE": types["BLOCK_TYPE"], "STRIDE": cfg.strides[0],
             "SE_ON": bool(self.se_ratio), "SE_R": float(self.se_ratio) if self.se_ratio else 0.25,
             "DEPTH": self.depth, "W0": self.w0, "WA": self.wa, "WM": self.wm, "GROUP_W": self.group_width,
             "BOT_MUL": 1.0 / self.bottleneck_ratio, "HEAD_W": cfg.head_width,
@@ -196,7 +214,7 @@ def _overrides(cfg: AnyNetConfig) -> dict[str, Any]:
 def regnet_params(
     cfg: AnyNetConfig, threshold: float = REGNET_FIT_THRESHOLD, target: str = "anynet_search"
 ) -> RegNetParams | None:
-    """RegNet parameters with which `target` rebuilds the config exactly (its own rounding, checked by rebuilding).
+    """RegNet parameters with which `target` rebuilds the config exactly (its own rounding; checked).
 
     For `anynet_search` without exact parameters, the `fit_regnet` fit if its error <= threshold
     (`exact` False: it describes a slightly different network). None when the stages do not share one
@@ -206,11 +224,13 @@ def regnet_params(
         return None
     depth, b = sum(cfg.depths), cfg.bottleneck_ratios[0]
     found = find_params(target, _layout(cfg), b)
-    if found is not None and target == "anynet_search":  # the whole config, fixed parts included, must come back
-        rebuilt = regnet(depth, found.w0, found.wa, found.wm, found.group_width, b, cfg.se_ratio, **_overrides(cfg))
+    if found is not None and target == "anynet_search":  # the whole config, fixed parts too, must come back
+        rebuilt = regnet(depth, found.w0, found.wa, found.wm, found.group_width, b, cfg.se_ratio,
+                         **_overrides(cfg))
         found = found if rebuilt == cfg else None
     if found is not None:
-        return RegNetParams(depth, found.w0, found.wa, found.wm, found.group_width, b, cfg.se_ratio, 0.0, True)
+        return RegNetParams(depth, found.w0, found.wa, found.wm, found.group_width, b, cfg.se_ratio, 0.0,
+                            True)
     if target != "anynet_search":
         return None
     fit = fit_regnet(cfg.block_widths)
@@ -231,7 +251,8 @@ def _library_notes(cfg: AnyNetConfig) -> list[str]:
     if cfg.head_width:
         notes.append(f"head has a 1x1 conv to {cfg.head_width} channels before the classifier")
     if cfg.block_type != "x":
-        notes.append(f"block type is {cfg.block_type}; timm and torchvision RegNets use the X (bottleneck) block")
+        notes.append(f"block type is {cfg.block_type}; "
+                     "timm and torchvision RegNets use the X (bottleneck) block")
     if cfg.in_channels != 3:
         notes.append(f"the input has {cfg.in_channels} channels")
     return notes
@@ -247,8 +268,8 @@ def _target_entry(cfg: AnyNetConfig, target: str) -> tuple[dict[str, Any] | None
     p = regnet_params(cfg, target=rule)
     if p is None:
         return None, (f"not exported: no (w0, wa, wm) found that rebuilds {what} under {target}'s rounding "
-                      f"({RULES[rule]}); the search tries consecutive stage exponents, w0 multiples of 8 and wm "
-                      "on grids down to 0.0001")
+                      f"({RULES[rule]}); the search tries consecutive stage exponents, w0 multiples of 8 "
+                      "and wm on grids down to 0.0001")
     if target == "pycls":
         try:
             section = p.pycls(cfg)
@@ -256,7 +277,8 @@ def _target_entry(cfg: AnyNetConfig, target: str) -> tuple[dict[str, Any] | None
             return None, f"not exported: {exc}"
     else:
         section = p.timm() if target == "timm" else p.torchvision()
-    return section, f"rebuilds {what} exactly under {target}'s rounding ({RULES[rule]}); checked by rebuilding"
+    return section, (f"rebuilds {what} exactly under {target}'s rounding ({RULES[rule]}); "
+                     "checked by rebuilding")
 
 
 def _regnet_record(cfg: AnyNetConfig, p: RegNetParams) -> dict[str, Any]:
@@ -279,11 +301,12 @@ def _regnet_record(cfg: AnyNetConfig, p: RegNetParams) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ pycls
 def pycls_config(cfg: AnyNetConfig, resolution: int | None = None) -> dict[str, Any]:
-    """A pycls-style config mapping (`MODEL`, `ANYNET`, `BN`, and `TRAIN.IM_SIZE` when `resolution` is given)."""
+    """A pycls-style config mapping: `MODEL`, `ANYNET`, `BN`, and `TRAIN.IM_SIZE` if `resolution` is given."""
+    types = _pycls_types(cfg)
     anynet = {
-        "STEM_TYPE": PYCLS_STEMS[cfg.stem_type],
+        "STEM_TYPE": types["STEM_TYPE"],
         "STEM_W": cfg.stem_width,
-        "BLOCK_TYPE": PYCLS_BLOCKS[cfg.block_type],
+        "BLOCK_TYPE": types["BLOCK_TYPE"],
         "DEPTHS": list(cfg.depths),
         "WIDTHS": list(cfg.widths),
         "STRIDES": list(cfg.strides),
@@ -360,10 +383,11 @@ def export_top(
     fmt = _check_args(df, k, fmt)
     base_fixed, resolution = _fixed_source(study_settings, fixed)
     if configs is None and base_fixed is None:
-        raise ValueError("export_top: pass configs= (configs_for(run)), study_settings= or fixed= to give the "
-                         "fixed parts of the configs (stem, strides, head, classes)")
+        raise ValueError("export_top: pass configs= (configs_for(run)), study_settings= or fixed= to give "
+                         "the fixed parts of the configs (stem, strides, head, classes)")
     if configs is not None and "study" in df.columns and df["study"].nunique() > 1:
-        raise ValueError("export_top: the frame mixes studies, whose trial numbers collide; export one at a time")
+        raise ValueError("export_top: the frame mixes studies, whose trial numbers collide; "
+                         "export one at a time")
     errors = pd.to_numeric(df["error"], errors="coerce")
     ranked = df.assign(_err=errors).dropna(subset=["_err"]).sort_values("_err", kind="stable").head(int(k))
     if ranked.empty:
@@ -375,12 +399,13 @@ def export_top(
         trial = int(row["trial"]) if "trial" in row.index and not _missing(row["trial"]) else None
         if configs is not None:
             if trial is None or trial not in configs:
-                raise ValueError(f"export_top: trial {trial} has no stored config (configs from another run?)")
+                raise ValueError(f"export_top: trial {trial} has no stored config "
+                                 "(configs from another run?)")
             stored = configs[trial]
             cfg = config_from_row(row, fixed_fields(stored))
             if cfg != stored:
-                raise ValueError(f"export_top: trial {trial}'s d/w/b/g in the frame differ from its stored config "
-                                 "(configs from another run?)")
+                raise ValueError(f"export_top: trial {trial}'s d/w/b/g in the frame differ from its stored "
+                                 "config (configs from another run?)")
         else:
             cfg = config_from_row(row, base_fixed or {})
         stem = f"rank{rank:02d}" + (f"_trial{trial:04d}" if trial is not None else "")
@@ -410,7 +435,7 @@ def export_top(
 def export_run(
     run: str | Path, k: int, fmt: str, out_dir: str | Path, study: str | None = None, **kwargs: Any
 ) -> list[Path]:
-    """`export_top` of a run folder or storage URL (+ study name), with the trials' stored configs and settings."""
+    """`export_top` of a run folder or storage URL (+ study name), with its stored configs and settings."""
     _, loaded = open_run(run, study)
     df = trials_frame(loaded)
     if df.empty:

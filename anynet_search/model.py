@@ -7,13 +7,10 @@ import math
 import torch
 from torch import nn
 
-from anynet_search.blocks import STEMS, Head, ResBasicBlock, VanillaBlock, XBlock
+from anynet_search import registry
+from anynet_search.blocks import Head
 from anynet_search.config import AnyNetConfig
-
-
-def se_width(w_in: int, se_ratio: float) -> int:
-    """Squeeze width of an SE module: round(se_ratio * the block's input width), 0 without SE."""
-    return int(round(se_ratio * w_in)) if se_ratio > 0 else 0
+from anynet_search.rules import se_width
 
 
 def stage_blocks(cfg: AnyNetConfig) -> list[list[dict]]:
@@ -37,25 +34,16 @@ def stage_blocks(cfg: AnyNetConfig) -> list[list[dict]]:
     return stages
 
 
-def _make_block(block_type: str, args: dict) -> nn.Module:
-    if block_type == "x":
-        return XBlock(**args)
-    block = ResBasicBlock if block_type == "res_basic" else VanillaBlock
-    return block(args["w_in"], args["w_out"], args["stride"])
-
-
 class AnyNet(nn.Module):
     """Stem -> stages of blocks -> head, as described by an `AnyNetConfig`; accepts any input resolution."""
 
     def __init__(self, cfg: AnyNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.stem = STEMS[cfg.stem_type](cfg.in_channels, cfg.stem_width)
+        self.stem = registry.stem_type(cfg.stem_type).build(cfg.in_channels, cfg.stem_width)
+        block = registry.block_type(cfg.block_type)
         self.stages = nn.Sequential(
-            *(
-                nn.Sequential(*(_make_block(cfg.block_type, args) for args in blocks))
-                for blocks in stage_blocks(cfg)
-            )
+            *(nn.Sequential(*(block.build(**args) for args in blocks)) for blocks in stage_blocks(cfg))
         )
         self.head = Head(cfg.widths[-1], cfg.head_width, cfg.num_classes)
         init_weights(self, zero_init_last_bn=cfg.zero_init_last_bn)

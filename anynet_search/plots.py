@@ -28,6 +28,7 @@ from anynet_search.analysis import (
 )
 from anynet_search.analysis import good_range as compute_good_range
 from anynet_search.regnet import fit_regnet, regnet_block_widths
+from anynet_search.rules import block_widths
 
 #: Complexity bins of a normalized EDF when the caller does not say.
 DEFAULT_BINS = 10
@@ -69,7 +70,8 @@ def _column(df: pd.DataFrame, name: str, what: str) -> np.ndarray:
         raise ValueError(f"{what}: the frame has no {name!r} column")
     values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=float)
     if not np.isfinite(values).all():
-        raise ValueError(f"{what}: column {name!r} has {int((~np.isfinite(values)).sum())} NaN/infinite values")
+        bad = int((~np.isfinite(values)).sum())
+        raise ValueError(f"{what}: column {name!r} has {bad} NaN/infinite values")
     return values
 
 
@@ -117,7 +119,7 @@ def plot_edfs(
     seed: int = 0,
     column: str = "flops",
 ) -> Figure:
-    """Error EDFs of several studies in one axes, with bootstrap bands; legend 'name  n=.. | min .. | mean ..'.
+    """Error EDFs of several studies in one axes, with bootstrap bands (legend: name, n, min and mean error).
 
     With `normalized`, each EDF is complexity-normalized (`normalized_weights` of `column` in `bins`
     log-spaced bins over the range all studies cover; models outside it get weight 0 and are left out).
@@ -182,13 +184,12 @@ def plot_error_vs_param(
 
 def block_widths_of(row: pd.Series, n_stages: int) -> list[int]:
     """Per-block widths of one results row: w_i repeated d_i times."""
-    d = [int(row[f"d{i}"]) for i in range(1, n_stages + 1)]
-    w = [int(row[f"w{i}"]) for i in range(1, n_stages + 1)]
-    return [wi for wi, di in zip(w, d) for _ in range(di)]
+    stages = range(1, n_stages + 1)
+    return block_widths([row[f"d{i}"] for i in stages], [row[f"w{i}"] for i in stages])
 
 
 def plot_block_widths(df: pd.DataFrame, top: int = 5) -> Figure:
-    """Per-block widths of the `top` lowest-error models (solid) and their quantized-linear RegNet fit (dashed)."""
+    """Per-block widths of the `top` lowest-error models (solid) and their quantized-linear fit (dashed)."""
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
         raise ValueError(f"top must be a positive integer, got {top!r}")
     _column(df, "error", "plot_block_widths")

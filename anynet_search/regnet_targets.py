@@ -1,4 +1,4 @@
-"""How pycls, timm and torchvision turn RegNet parameters into stages, restated, and the search for exact parameters.
+"""How pycls, timm and torchvision turn RegNet parameters into stages, restated; the search for exact ones.
 
 Every library builds the same quantized linear per-block widths (`anynet_search.regnet`), then groups
 equal widths into stages and makes each stage's bottleneck width a multiple of its group width. They
@@ -25,12 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from anynet_search.regnet import QUANTUM, check_regnet_params, stages_from_block_widths
+from anynet_search.regnet import check_regnet_params, stages_from_block_widths
+from anynet_search.rules import QUANTUM, quantized_widths
+from anynet_search.rules import compatible as rule_compatible
 
 TARGETS: tuple[str, ...] = ("anynet_search", "pycls", "timm", "torchvision")
 #: How each target rounds, in words (for the export files).
 RULES: dict[str, str] = {
-    "anynet_search": "float64 block widths, bottleneck width rounded half to even to a multiple of the group width",
+    "anynet_search": "float64 block widths, bottleneck width rounded half to even to a multiple of the group "
+                     "width",
     "pycls": "float64 block widths, bottleneck width rounded half to even to a multiple of the group width",
     "timm": "float32 block widths, bottleneck width rounded half to even to a multiple of the group width",
     "torchvision": "float32 block widths, bottleneck width rounded half up to a multiple of the group width "
@@ -67,10 +70,8 @@ def block_widths(target: str, depth: int, w0: int, wa: float, wm: float) -> list
     """Per-block widths (before compatibility) in the target's arithmetic."""
     _check_target(target)
     check_regnet_params(depth, w0, wa, wm)
-    if target in ("anynet_search", "pycls"):
-        u = np.arange(depth) * wa + w0
-        ks = np.round(np.log(u / w0) / np.log(wm))
-        return (np.round(np.divide(w0 * np.power(wm, ks), QUANTUM)).astype(int) * QUANTUM).tolist()
+    if target in ("anynet_search", "pycls"):  # the same float64 arithmetic as this package's rule
+        return quantized_widths(w0, wa, wm, np.arange(depth)).tolist()
     if target == "timm":
         u = torch.arange(depth, dtype=torch.float32) * wa + w0
         ks = torch.round(torch.log(u / w0) / math.log(wm))
@@ -83,15 +84,12 @@ def block_widths(target: str, depth: int, w0: int, wa: float, wm: float) -> list
 def compatible(
     target: str, widths: np.ndarray, bottleneck_ratio: float, group_width: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(widths, group widths) after the target's compatibility rule; vectorized over any array of raw widths."""
+    """(widths, group widths) after the target's compatibility rule, vectorized over arrays of raw widths."""
     _check_target(target)
     w = np.asarray(widths, dtype=float)
     b = float(bottleneck_ratio)
-    if target == "anynet_search":  # anynet_search.regnet.adjust_compatibility
-        w_b = np.maximum(1.0, np.round(w / b))
-        g = np.minimum(group_width, w_b)
-        w_b = np.maximum(g, np.round(w_b / g) * g)
-        return np.round(w_b * b).astype(np.int64), g.astype(np.int64)
+    if target == "anynet_search":
+        return rule_compatible(w, b, np.full(w.shape, group_width))
     mul = 1.0 / b  # what the libraries are given
     w_b = np.floor(np.maximum(1.0, w * mul)) if target == "pycls" else np.floor(w * mul)
     g = np.minimum(group_width, w_b)
@@ -103,7 +101,10 @@ def compatible(
         new = np.maximum(g, np.floor(w_b + g / 2) // g * g)
         w_b = np.where(new < 0.9 * w_b, new + g, new)
     else:
-        w_b = np.maximum(g_step, np.round(w_b / g_step) * g_step) if target == "pycls" else np.round(w_b / g) * g
+        if target == "pycls":
+            w_b = np.maximum(g_step, np.round(w_b / g_step) * g_step)
+        else:
+            w_b = np.round(w_b / g) * g
     return np.floor(w_b / mul).astype(np.int64), g.astype(np.int64)
 
 
@@ -163,7 +164,10 @@ def find_params(
             with np.errstate(divide="ignore"):
                 lo = (w0 * c[:, : n - 1] / starts[None, :]).max(axis=1) if n > 1 else np.zeros(len(wms))
                 hi_terms = [w0 * c[:, : n - 1] / np.maximum(starts[None, :] - 1, 0)] if n > 1 else []
-                last = (w0 * c[:, n - 1] / (depth - 1))[:, None] if depth > 1 else np.full((len(wms), 1), np.inf)
+                if depth > 1:
+                    last = (w0 * c[:, n - 1] / (depth - 1))[:, None]
+                else:
+                    last = np.full((len(wms), 1), np.inf)
                 hi = np.min(np.concatenate([*hi_terms, last], axis=1), axis=1)
             ok &= lo < hi
             for i in np.flatnonzero(ok):
@@ -172,7 +176,8 @@ def find_params(
                 found.append(((h - lo[i]) / max(h, 1e-12), w0, wa, float(wms[i])))
         if found:
             break
-    want = StageLayout(tuple(int(w) for w in layout.widths), tuple(layout.depths), tuple(int(x) for x in want_g))
+    want = StageLayout(tuple(int(w) for w in layout.widths), tuple(layout.depths),
+                       tuple(int(x) for x in want_g))
     for _, w0, wa, wm in sorted(found, key=lambda t: -t[0])[:max_checks]:
         try:
             if stage_layout(target, depth, w0, wa, wm, g, bottleneck_ratio) == want:
@@ -184,4 +189,5 @@ def find_params(
 
 def layout_of(widths: Sequence[int], depths: Sequence[int], group_widths: Sequence[int]) -> StageLayout:
     """A `StageLayout` from per-stage lists (e.g. a config's widths, depths and group widths)."""
-    return StageLayout(tuple(int(w) for w in widths), tuple(int(d) for d in depths), tuple(int(g) for g in group_widths))
+    return StageLayout(tuple(int(w) for w in widths), tuple(int(d) for d in depths),
+                       tuple(int(g) for g in group_widths))

@@ -11,15 +11,16 @@ from optuna.trial import TrialState
 
 from anynet_search.analysis.columns import SAMPLED_PREFIX
 from anynet_search.errors import InputError
+from anynet_search.rules import STAGE_COLUMNS
 from anynet_search.study.plan import SETTINGS_ATTR
 from anynet_search.study.run_folder import folder_storage
 from anynet_search.study.storage import load_study, open_storage
 
-STAGE_PREFIXES = {"depths": "d", "widths": "w", "bottleneck_ratios": "b", "group_widths": "g"}
+STAGE_PREFIXES = STAGE_COLUMNS  # config field -> column family (d1..dN, w1..wN, ...)
 
 
 def _resolve(run: str | Path, study: str | None) -> tuple[str, str, BaseStorage | None]:
-    """(storage URL, study name, the storage if it had to be opened to find the name or the folder's storage)."""
+    """(storage URL, study name, the storage if it was opened to find the name, or the folder's storage)."""
     text = str(run)
     is_url = "://" in text or text.startswith("journal:")
     storage = None
@@ -36,7 +37,8 @@ def _resolve(run: str | Path, study: str | None) -> tuple[str, str, BaseStorage 
     if len(names) == 1:
         return url, names[0], storage
     if is_url:
-        raise InputError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); name one with --study")
+        raise InputError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); "
+                         "name one with --study")
     return url, path.name, storage
 
 
@@ -65,8 +67,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         if cfg is None or "infeasible" in a:
             continue
         result = a.get("result", {})
-        row = {"study": study.study_name, "space": a.get("space"), "sampler": a.get("sampler", settings.get("sampler")),
-               "trial": t.number, "slot": a.get("slot"), "error": t.value, "test_error": result.get("test_error"),
+        row = {"study": study.study_name, "space": a.get("space"),
+               "sampler": a.get("sampler", settings.get("sampler")), "trial": t.number, "slot": a.get("slot"),
+               "error": t.value, "test_error": result.get("test_error"),
                "flops": a.get("flops"), "params": a.get("params"), "acts": a.get("acts"),
                "epochs": result.get("epochs"), "train_seconds": result.get("train_seconds"),
                "seed": a.get("train_seed"), "dataset": a.get("dataset"), "fit_w0": a.get("fit_w0"),

@@ -6,6 +6,7 @@ from collections import Counter
 
 from optuna.trial import TrialState
 
+from anynet_search.analysis.columns import param_columns
 from anynet_search.results import open_run, trials_frame
 from anynet_search.study.launch import job_lines
 from anynet_search.study.plan import SETTINGS_ATTR, is_trained
@@ -34,7 +35,8 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
     if len(df):
         lines.append(f"  best {min(top, len(df))} (error = validation %, test_error reported separately):")
         cols = [c for c in ["trial", "error", "test_error", "flops", "params"] if c in df.columns]
-        stage = [c for c in df.columns if c[:1] in "dwbg" and c[1:].isdigit()]
+        stage = param_columns(df)
         best = df.sort_values("error").head(top)[cols + stage]
-        lines += ["    " + line for line in best.to_string(index=False, float_format=lambda v: f"{v:.2f}").splitlines()]
+        table = best.to_string(index=False, float_format=lambda v: f"{v:.2f}")
+        lines += ["    " + line for line in table.splitlines()]
     return "\n".join(lines)

@@ -9,8 +9,8 @@ released before raising). `optuna.TrialPruned` raised by the `report` callback p
 
 Defaults (`TrainConfig()`) were chosen on the `digits` set at 16x16 px with a small CNN and AnyNet models
 of 90K-2M parameters: 8 epochs, batch 64, peak lr 0.3 (used as given, not scaled with the batch size),
-half a warmup epoch, random crop with `resolution // 8` px zero padding, label smoothing 0.1, Nesterov momentum
-0.9, weight decay 5e-4 on conv/linear weights only. See `TrainConfig` for the measured numbers.
+half a warmup epoch, random crop with `resolution // 8` px zero padding, label smoothing 0.1, Nesterov
+momentum 0.9, weight decay 5e-4 on conv/linear weights only.
 
 Example (not a doctest: training takes seconds)::
 
@@ -74,10 +74,7 @@ DIVERGENCE_CHECK_EVERY = 10
 class TrainConfig:
     """Hyperparameters of one short training run; recorded with every trial via `to_dict`.
 
-    The defaults suit the default study (`anynet_xa_tiny` on `digits` at 16 px, 0.3-1.5 MF): on 6 sampled
-    models, 8 epochs of batch 64 at peak lr 0.3 gave lower validation errors than 10 epochs of batch 128 at
-    lr 0.4 (median 5 % vs 7 %) in two thirds of the time. On a set this small the number of steps matters
-    more than the batch size.
+    The defaults are chosen for the default study (`anynet_xa_tiny` on `digits` at 16 px, 0.3-1.5 MF).
 
     - `lr` is the peak learning rate, used as given (no automatic batch-size scaling); when you change
       `batch_size`, scale `lr` linearly yourself.
@@ -91,8 +88,8 @@ class TrainConfig:
       full-size batches in one CUDA graph after a few eager warm-up steps and replays it: the same math
       without the per-kernel launch cost that dominates small models. Other batch shapes run eagerly.
     - `cudnn_benchmark` (CUDA only) lets cuDNN time its algorithms for each new convolution shape. Off by
-      default: on an H100 it added 9.7 s of set-up to a sampled CIFAR network and no step speed
-      (benchmarks/RESULTS.md), and every sampled architecture brings new shapes.
+      default: every sampled architecture brings new shapes, so the timing is paid again in every trial
+      (measured in benchmarks/RESULTS.md).
     - `compile` wraps the model in `torch.compile` (each sampled architecture compiles anew, so it only
       pays off for long runs); it excludes `cuda_graphs`.
     """
@@ -123,7 +120,8 @@ class TrainConfig:
             raise InputError(f"epochs must be a positive integer, got {self.epochs!r}")
         if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 2:
             raise InputError(f"batch_size must be an integer >= 2 (BatchNorm), got {self.batch_size!r}")
-        if not isinstance(self.eval_batch_size, int) or isinstance(self.eval_batch_size, bool) or self.eval_batch_size < 1:
+        eval_batch = self.eval_batch_size
+        if not isinstance(eval_batch, int) or isinstance(eval_batch, bool) or eval_batch < 1:
             raise InputError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size!r}")
         if not self.lr > 0:
             raise InputError(f"lr must be positive, got {self.lr!r}")
@@ -242,7 +240,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def plan_batches(num_samples: int, batch_size: int) -> list[tuple[int, int]]:
-    """(start, stop) of each batch of an epoch; a last partial batch under half a batch (or of 1) is dropped."""
+    """(start, stop) of each batch of an epoch; drops a last batch under half a batch (or of 1)."""
     if batch_size < 2:
         raise ValueError(f"batch_size must be >= 2 (BatchNorm), got {batch_size}")
     if num_samples < 2:
@@ -367,7 +365,8 @@ class _EagerStep:
 
     def loss(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Forward and loss (autocast without its cast cache, which a CUDA graph cannot hold)."""
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.use_amp, cache_enabled=False):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.use_amp,
+                            cache_enabled=False):
             logits = self.net(xb)
         return F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
 
@@ -473,7 +472,8 @@ def _train(
         lr=lr_tensor if lr_tensor is not None else cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,
-        # One fused kernel per step on CUDA; the multi-tensor path elsewhere (~2x faster than the loop on CPU).
+        # One fused kernel per step on CUDA; the multi-tensor path elsewhere (~2x faster than the loop on
+        # CPU).
         fused=True if on_cuda else None,
         foreach=None if on_cuda else True,
     )

@@ -7,11 +7,11 @@ import re
 import pandas as pd
 
 from anynet_search.analysis._checks import require_frame
+from anynet_search.rules import (
+    STAGE_FAMILIES,  # depth, width, bottleneck ratio, group width, in listing order
+)
 
-#: Column families: depth, width, bottleneck ratio, group width (in this order in every listing).
-STAGE_FAMILIES: tuple[str, ...] = ("d", "w", "b", "g")
-
-_STAGE_COLUMN = re.compile(r"^([dwbg])([1-9][0-9]*)$")
+_STAGE_COLUMN = re.compile(rf"^([{''.join(STAGE_FAMILIES)}])([1-9][0-9]*)$")
 
 
 def _family_indices(df: pd.DataFrame) -> dict[str, list[int]]:
@@ -45,7 +45,7 @@ def stage_count(df: pd.DataFrame) -> int:
 
 
 def stage_columns(df: pd.DataFrame, family: str) -> list[str]:
-    """Columns of one family (`'d'`, `'w'`, `'b'` or `'g'`) in stage order; empty when the family is absent."""
+    """Columns of one family (`'d'`, `'w'`, `'b'` or `'g'`) in stage order; empty if the family is absent."""
     if family not in STAGE_FAMILIES:
         raise ValueError(f"family must be one of {STAGE_FAMILIES}, got {family!r}")
     n = stage_count(df)

@@ -1,11 +1,23 @@
-"""Studies: settings and tickets on Optuna storage, fault-tolerant workers, the runner and its progress display,
-and worker jobs on a cluster."""
+"""Studies: settings and tickets on Optuna storage, fault-tolerant workers, the runner and its progress
+display, and worker jobs on a cluster."""
 
-from anynet_search.study.launch import ClusterOptions, launch_study
-from anynet_search.study.plan import SAMPLERS, StudySettings, make_sampler
-from anynet_search.study.runner import RunOptions, RunOutcome, prepare_study, run_study
-from anynet_search.study.storage import open_storage, redact
-from anynet_search.study.worker import StudyFailing, Worker, run_worker
+from __future__ import annotations
 
-__all__ = ["SAMPLERS", "ClusterOptions", "RunOptions", "RunOutcome", "StudyFailing", "StudySettings", "Worker",
-           "launch_study", "make_sampler", "open_storage", "prepare_study", "redact", "run_study", "run_worker"]
+import importlib
+from typing import Any
+
+# imported on first use: reading a study's results needs storage and settings, not the trainer and workers
+_LAZY = {"ClusterOptions": "launch", "launch_study": "launch", "SAMPLERS": "plan", "StudySettings": "plan",
+         "make_sampler": "plan", "RunOptions": "runner", "RunOutcome": "runner", "prepare_study": "runner",
+         "run_study": "runner", "open_storage": "storage", "redact": "storage", "StudyFailing": "worker",
+         "Worker": "worker", "run_worker": "worker"}
+
+__all__ = ["SAMPLERS", "ClusterOptions", "RunOptions", "RunOutcome", "StudyFailing", "StudySettings",
+           "Worker", "launch_study", "make_sampler", "open_storage", "prepare_study", "redact", "run_study",
+           "run_worker"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'anynet_search.study' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"anynet_search.study.{_LAZY[name]}"), name)

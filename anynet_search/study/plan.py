@@ -15,17 +15,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from anynet_search.spaces import DesignSpace, Sample
-from anynet_search.train import TrainConfig
+
+if TYPE_CHECKING:  # the trainer imports torch; settings are read where no model is trained (results, status)
+    from anynet_search.train import TrainConfig
 
 SETTINGS_ATTR = "anynet_search"
 EDF_SAMPLERS = ("random", "qmc")
 ADAPTIVE_SAMPLERS = ("tpe", "cmaes", "nsga2", "gp")
 SAMPLERS = EDF_SAMPLERS + ADAPTIVE_SAMPLERS
+#: Settings fields older versions stored and nothing reads any more (`max_failures` was never used).
+RETIRED_FIELDS = frozenset({"max_failures"})
 
 
 @dataclass(frozen=True)
@@ -40,19 +44,25 @@ class StudySettings:
     n_trials: int
     dataset: str
     train: dict[str, Any]
-    max_failures: int = 0  # 0: automatic (see worker)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (stored as a study user attribute)."""
         return dataclasses.asdict(self)
 
     @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudySettings:
+        """Settings from their stored dict, ignoring the retired fields older versions stored."""
+        return cls(**{k: v for k, v in data.items() if k not in RETIRED_FIELDS})
+
+    @classmethod
     def from_study(cls, study: optuna.Study) -> StudySettings:
         """Settings stored in a study; ValueError if the study was not created by anynet-search."""
         data = study.user_attrs.get(SETTINGS_ATTR)
         if not data:
-            raise ValueError(f"study {study.study_name!r} was not created by anynet-search (no settings stored)")
-        return cls(**data)
+            raise ValueError(
+                f"study {study.study_name!r} was not created by anynet-search (no settings stored)"
+            )
+        return cls.from_dict(data)
 
     def design_space(self) -> DesignSpace:
         """The study's design space, rebuilt from the stored definition (no file needed)."""
@@ -60,6 +70,8 @@ class StudySettings:
 
     def train_config(self) -> TrainConfig:
         """The study's training hyperparameters."""
+        from anynet_search.train import TrainConfig
+
         return TrainConfig(**self.train)
 
 
@@ -79,7 +91,8 @@ def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
 
 
-INFEASIBLE_VALUE = 100.0  # the worst possible error in percent: what adaptive samplers are told for infeasible configs
+# the worst possible error in percent: what adaptive samplers are told for infeasible configs
+INFEASIBLE_VALUE = 100.0
 
 
 INFEASIBLE_ATTR = "infeasible"  # user attribute of a completed trial that was an infeasible suggestion
@@ -112,8 +125,9 @@ def stream_seed(seed: int, space: DesignSpace) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def planned_sample(space: DesignSpace, sampler: str, seed: int, n_trials: int, slot: int, attempt: int) -> Sample:
-    """The config of a slot's attempt: element attempt * N + slot of the study's seeded stream (`stream_seed`)."""
+def planned_sample(space: DesignSpace, sampler: str, seed: int, n_trials: int, slot: int,
+                   attempt: int) -> Sample:
+    """The config of a slot's attempt: element attempt * N + slot of the study's stream (`stream_seed`)."""
     index = attempt * n_trials + slot
     key = (space.hash, seed, sampler == "qmc")
     stream = _STREAMS.get(key, [])
@@ -135,22 +149,24 @@ def ticket_attrs(slot: int, attempt: int, retry_of: int | None = None, deaths: i
 
 
 def _ticket_params(settings: StudySettings, space: DesignSpace, slot: int, attempt: int) -> dict[str, Any]:
-    """The fixed parameters of a ticket: the planned config for random / QMC studies, none for adaptive ones."""
+    """The fixed parameters of a ticket: the planned config's for random / QMC studies, none for adaptive."""
     if settings.sampler not in EDF_SAMPLERS:
         return {}
     return planned_sample(space, settings.sampler, settings.seed, settings.n_trials, slot, attempt).params
 
 
 def enqueue_ticket(study: optuna.Study, settings: StudySettings, space: DesignSpace, slot: int, attempt: int,
-                   params: dict[str, Any] | None = None, retry_of: int | None = None, deaths: int = 0) -> None:
+                   params: dict[str, Any] | None = None, retry_of: int | None = None,
+                   deaths: int = 0) -> None:
     """Add a WAITING trial for a slot (with the planned config's parameters for random / QMC studies)."""
     if params is None:
         params = _ticket_params(settings, space, slot, attempt)
     study.enqueue_trial(params, user_attrs=ticket_attrs(slot, attempt, retry_of, deaths))
 
 
-def enqueue_all(study: optuna.Study, settings: StudySettings, space: DesignSpace, first_slot: int = 0) -> None:
-    """Tickets for slots first_slot .. N-1 (a new study, or one whose trial count was raised), written in bulk."""
+def enqueue_all(study: optuna.Study, settings: StudySettings, space: DesignSpace,
+                first_slot: int = 0) -> None:
+    """Tickets for slots first_slot .. N-1 (a new study, or one whose N was raised), written in bulk."""
     from anynet_search.study.optuna_adapter import enqueue_many
 
     enqueue_many(study, [(_ticket_params(settings, space, slot, 0), ticket_attrs(slot, 0))

@@ -195,7 +195,7 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
         enqueue_all(study, settings, space)
         return study, settings, url, run_dir
-    old = StudySettings(**stored)
+    old = StudySettings.from_dict(stored)
     if settings.n_trials > old.n_trials:
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
         enqueue_all(study, settings, space, first_slot=old.n_trials)
@@ -219,7 +219,7 @@ def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, ur
             raise InputError(f"study {name!r} already exists in {redact(url)} and was not created by anynet-search; "
                              "pick another --study")
         return study
-    old = StudySettings(**stored)
+    old = StudySettings.from_dict(stored)
     # a study made before a trainer field existed stored fewer keys: compare with the defaults filled in
     old = dataclasses.replace(old, train=old.train_config().to_dict())
     for field in ("space_hash", "sampler", "seed", "dataset", "train"):

@@ -1,0 +1,45 @@
+"""A design space's parameters as Optuna sees them: their names, `suggest` on a trial, and raw values."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from anynet_search.config import AnyNetConfig
+from anynet_search.spaces.schema import ANYNET_PARAMS, REGNET_PARAMS
+
+if TYPE_CHECKING:  # space.py and sampling.py import this module
+    from anynet_search.spaces.sampling import Batch
+    from anynet_search.spaces.space import DesignSpace
+
+
+def param_names(space: DesignSpace) -> list[str]:
+    """Names `suggest` registers parameters under: one per shared or RegNet parameter, else one a stage."""
+    if space.family == "regnet":
+        return list(REGNET_PARAMS)
+    return [n if n in space.shared else f"{n}{s + 1}" for n in ANYNET_PARAMS
+            for s in range(1 if n in space.shared else space.stages)]
+
+
+def suggest(space: DesignSpace, trial: Any) -> AnyNetConfig:
+    """Register every parameter with an Optuna trial; the config `DesignSpace.config_from_params` gives."""
+    values = {}
+    for name in param_names(space):
+        base = name if name in space.params else name[0]
+        values[name] = space.params[base].suggest(trial, name)
+    return space.config_from_params(values)
+
+
+def params_of(space: DesignSpace, batch: Batch, i: int) -> dict[str, Any]:
+    """Row i's raw values under the names `suggest` uses (what Optuna records for the trial)."""
+    out = {}
+    for name, arr in batch.raw.items():
+        spec = space.params[name]
+        cast = int if spec.is_int else float
+        if arr.ndim == 1:
+            out[name] = cast(arr[i])
+        elif name in space.shared:
+            out[name] = cast(arr[i, 0])
+        else:
+            for s in range(space.stages):
+                out[f"{name}{s + 1}"] = cast(arr[i, s])
+    return out
