@@ -67,6 +67,7 @@ from anynet_search.analysis.ranges import good_ranges
 from anynet_search.analysis.samplers import require_unbiased_samples
 from anynet_search.analysis.weights import complexity_bins, weights_from_bins
 from anynet_search.errors import InputError
+from anynet_search.spaces.constraints import STRUCTURAL, Constraint, FitErrorAtMost, Range
 
 KEEP, NEUTRAL, REJECT = "keep", "neutral", "reject"
 VERDICTS: tuple[str, ...] = (KEEP, NEUTRAL, REJECT)
@@ -97,21 +98,14 @@ COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Candidate:
-    """A candidate constraint: which rows satisfy it and on which rows it is evaluated."""
+    """A candidate constraint: which rows satisfy it, on which rows it is evaluated, and the rule itself."""
 
     name: str
     satisfied: np.ndarray
     evaluated: np.ndarray
     detail: str
     note: str = ""
-
-
-def _all_equal(x: np.ndarray) -> np.ndarray:
-    return np.isclose(x, x[:, :1], rtol=1e-9, atol=0.0).all(axis=1)
-
-
-def _non_decreasing(x: np.ndarray) -> np.ndarray:
-    return (np.diff(x, axis=1) >= 0).all(axis=1)
+    rule: Constraint | None = None  # its mask, exact count and space-file form
 
 
 def _family_values(df: pd.DataFrame, family: str, what: str) -> tuple[np.ndarray | None, bool, str]:
@@ -137,24 +131,20 @@ def candidate_constraints(
     m = len(df)
     everyone = np.ones(m, dtype=bool)
     n_stages = stage_count(df)
-    values = {f: _family_values(df, f, what) for f in STAGE_FAMILIES}
+    found = {f: _family_values(df, f, what) for f in STAGE_FAMILIES}
+    values = {f: x for f, (x, _, _) in found.items() if x is not None}
     out: list[Candidate] = []
-    structural = [
-        ("shared_b", "b", _all_equal, "b1 = ... = b{n}"),
-        ("shared_g", "g", _all_equal, "g1 = ... = g{n}"),
-        ("increasing_widths", "w", _non_decreasing, "w1 <= ... <= w{n}"),
-        ("increasing_depths", "d", _non_decreasing, "d1 <= ... <= d{n}"),
-    ]
     if n_stages >= 2:
-        for name, family, test, detail in structural:
-            x, shared, note = values[family]
+        for rule in STRUCTURAL.values():
+            family = rule.params[0]
+            x, shared, note = found[family]
             if x is not None:
                 note = f"the space samples one {family} for every stage" if shared else note
-                out.append(Candidate(name, test(x), everyone, detail.format(n=n_stages), note))
+                out.append(Candidate(rule.name, rule.holds(values), everyone, rule.describe(n_stages), note, rule))
     # one parameter per sampled column: g1..gN, or g when the space shares it
     params = {}
     for family in STAGE_FAMILIES:
-        x, shared, note = values[family]
+        x, shared, note = found[family]
         if x is not None:
             names = [family] if shared else [f"{family}{i + 1}" for i in range(x.shape[1])]
             params.update({name: (x[:, i], note) for i, name in enumerate(names)})
@@ -169,10 +159,9 @@ def candidate_constraints(
         frame = pd.DataFrame({"error": error_column(df, what), **{k: v for k, (v, _) in params.items()}})
         ranges = good_ranges(frame.loc[derive], list(params))
         for r in ranges.itertuples(index=False):
-            x, note = params[r.param]
-            sat = (x >= r.lo) & (x <= r.hi)
-            notes = "; ".join(filter(None, [split, note]))
-            out.append(Candidate(f"good_range:{r.param}", sat, evaluated, f"{r.lo:g} <= {r.param} <= {r.hi:g}", notes))
+            rule = Range(str(r.param), float(r.lo), float(r.hi))
+            notes = "; ".join(filter(None, [split, params[r.param][1]]))
+            out.append(Candidate(rule.name, rule.holds(values), evaluated, rule.describe(n_stages), notes, rule))
     if "fit_error" in df.columns:
         fit = pd.to_numeric(df["fit_error"], errors="coerce").to_numpy(dtype=float)
         known = np.isfinite(fit)
@@ -185,10 +174,9 @@ def candidate_constraints(
             for q in fit_quantiles:
                 if not 0.0 < q < 1.0:
                     raise ValueError(f"fit_quantiles must lie in (0, 1), got {q}")
-                t = float(np.quantile(fit[known], q))
-                sat = known & (np.nan_to_num(fit, nan=np.inf) <= t)
-                name = f"fit_error<=q{round(100 * q):02d}"
-                out.append(Candidate(name, sat, everyone, f"fit_error <= {t:.4g}", missing))
+                rule = FitErrorAtMost(float(np.quantile(fit[known], q)), q)
+                sat = rule.holds({"fit_error": fit})
+                out.append(Candidate(rule.name, sat, everyone, rule.describe(n_stages), missing, rule))
     return out
 
 
@@ -290,8 +278,9 @@ def derive_constraints(
     'points', or 'sd' for a fraction of the errors' standard deviation) is the worsening that "not
     worse" must rule out; `n_perm` permutations per test. Refuses samples from adaptive samplers unless
     `force` (then warns and stores the warning in `.attrs["warning"]`). The columns and the verdict
-    rule are described in this module's docstring; `.attrs` holds alpha, margin (points), margin_spec
-    and min_n.
+    rule are described in this module's docstring; `.attrs` holds alpha, margin (points), margin_spec,
+    min_n and `rules` (constraint name -> its `anynet_search.spaces.constraints` object, which
+    `anynet_search.spaces.derive.derive_space` adds to a space).
 
     >>> from anynet_search.analysis.synthetic import synthetic_results
     >>> table = derive_constraints(synthetic_results(200), n_perm=200)
@@ -396,7 +385,8 @@ def derive_constraints(
         .drop(columns=["_rank", "_shrink"])
         .reset_index(drop=True)
     )
-    out.attrs.update(alpha=alpha, margin=margin_points, margin_spec=margin_spec, min_n=min_n)
+    out.attrs.update(alpha=alpha, margin=margin_points, margin_spec=margin_spec, min_n=min_n,
+                     rules={c.name: c.rule for c in candidates if c.rule is not None})
     if warning:
         out.attrs["warning"] = warning
     return out
