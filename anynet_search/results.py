@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -117,7 +118,7 @@ class RunData:
     study: optuna.Study | None = None
     space: DesignSpace | None = None
     space_note: str | None = None
-    histories: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(HISTORY_COLUMNS)))
+    histories: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(HISTORY_COLUMNS)))
 
 
 def display_run(run: str | Path) -> str:

@@ -19,6 +19,7 @@ excludes. Per candidate:
   mean error by `margin` or more" (the same permutation test; one-sided).
 - `log10_shrink`: log10(size of the space / size of the constrained space), from `shrink` when the
   caller knows it exactly, else estimated as -log10(fraction) (`shrink_source` says which).
+- `reason`: the verdict's reason in a few words; `note`: the full reason and any caveat.
 
 Verdict (`constraint_verdict`), in this order:
 
@@ -92,6 +93,7 @@ COLUMNS: tuple[str, ...] = (
     "log10_shrink",
     "shrink_source",
     "detail",
+    "reason",
     "note",
 )
 
@@ -206,25 +208,47 @@ def constraint_verdict(
     min_n: int = 10,
 ) -> tuple[str, str]:
     """Verdict ('keep'/'neutral'/'reject') and its reason for one constraint (rule in the module docstring)."""
+    verdict, _, reason = judge(n, n_excluded, p_adjusted, mean_diff_lo, mean_diff_hi, p_not_worse, log10_shrink,
+                               alpha, margin, min_n)
+    return verdict, reason
+
+
+def judge(
+    n: int,
+    n_excluded: int,
+    p_adjusted: float,
+    mean_diff_lo: float,
+    mean_diff_hi: float,
+    p_not_worse: float,
+    log10_shrink: float,
+    alpha: float = 0.05,
+    margin: float = 0.5,
+    min_n: int = 10,
+) -> tuple[str, str, str]:
+    """`constraint_verdict` with a short reason too: (verdict, short reason, full reason)."""
     if n < min_n:
-        return NEUTRAL, f"too few models satisfy it ({n} < {min_n}) to judge"
+        return NEUTRAL, f"too few models ({n} < {min_n})", f"too few models satisfy it ({n} < {min_n}) to judge"
     if n_excluded == 0:
-        return NEUTRAL, "every evaluated model satisfies it: no excluded models to compare with"
+        return (NEUTRAL, "no model violates it",
+                "every evaluated model satisfies it: no excluded models to compare with")
     if not np.isfinite(p_not_worse):
-        return NEUTRAL, "no test of the effect"
+        return NEUTRAL, "no test of the effect", "no test of the effect"
     significant = np.isfinite(p_adjusted) and p_adjusted < alpha
     ci = f"mean diff {100 * (1 - alpha):g}% interval [{mean_diff_lo:+.3g}, {mean_diff_hi:+.3g}]"
     if significant and mean_diff_hi < 0:
-        return KEEP, f"significantly better ({ci})"
+        return KEEP, f"significantly better (p_adj {p_adjusted:.2g})", f"significantly better ({ci})"
     if significant and mean_diff_lo > 0:
-        return REJECT, f"significantly worse ({ci})"
+        return REJECT, f"significantly worse (p_adj {p_adjusted:.2g})", f"significantly worse ({ci})"
     test = f"a worsening by +{margin:.3g} points or more is rejected (p = {p_not_worse:.3g} <= {alpha / 2:g}; {ci})"
     if p_not_worse <= alpha / 2:
         if log10_shrink > 0:
-            return KEEP, f"not worse: {test}; shrinks the space 10^{log10_shrink:.2f}x"
-        return NEUTRAL, f"not worse: {test}; but does not shrink the space"
-    return NEUTRAL, (f"inconclusive: a worsening by +{margin:.3g} points is not ruled out "
-                     f"(p = {p_not_worse:.3g} > {alpha / 2:g}; {ci})")
+            return (KEEP, f"not worse (p {p_not_worse:.2g}) and shrinks the space",
+                    f"not worse: {test}; shrinks the space 10^{log10_shrink:.2f}x")
+        return (NEUTRAL, f"not worse (p {p_not_worse:.2g}) but does not shrink the space",
+                f"not worse: {test}; but does not shrink the space")
+    return NEUTRAL, f"inconclusive: +{margin:.3g} points not ruled out (p {p_not_worse:.2g})", (
+        f"inconclusive: a worsening by +{margin:.3g} points is not ruled out "
+        f"(p = {p_not_worse:.3g} > {alpha / 2:g}; {ci})")
 
 
 def resolve_margin(errors: np.ndarray, margin: float, unit: str = "points") -> tuple[float, str]:
@@ -371,11 +395,11 @@ def derive_constraints(
     p_adj = holm(np.where(tested, [r["p_value"] for r in rows], np.nan))
     for j, row in enumerate(rows):
         row["p_adjusted"] = p_adj[j]
-        verdict, reason = constraint_verdict(
+        verdict, short, reason = judge(
             row["n"], row["n_eval"] - row["n"], p_adj[j], row["mean_diff_lo"], row["mean_diff_hi"],
             row["p_not_worse"], row["log10_shrink"], alpha, margin_points, min_n,
         )
-        row["verdict"] = verdict
+        row["verdict"], row["reason"] = verdict, short
         row["note"] = "; ".join(filter(None, [reason, row["note"]]))
     out = pd.DataFrame(rows, columns=list(COLUMNS))
     rank = out["verdict"].map({v: i for i, v in enumerate(VERDICTS)})
