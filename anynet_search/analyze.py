@@ -144,20 +144,26 @@ class ReportSummary:
 
     def text(self) -> str:
         """A short printable summary: per study n, best/median error and verdicts; the output paths."""
-        lines = [f"anynet-search report of {len(self.studies)} stud{'y' if len(self.studies) == 1 else 'ies'} "
-                 f"(error = validation error %, test error reported separately)"]
+        lines = [
+            f"anynet-search report of {len(self.studies)} stud{'y' if len(self.studies) == 1 else 'ies'} "
+            f"(error = validation error %, test error reported separately)"
+        ]
         for s in self.studies:
             m = s.summary
-            lines.append(f"  {s.label} ({s.space_name or '?'}, {s.sampler}): n={m['n']}, "
-                         f"best {m['best_error']:.2f}%, median {m['median_error']:.2f}%")
+            lines.append(
+                f"  {s.label} ({s.space_name or '?'}, {s.sampler}): n={m['n']}, "
+                f"best {m['best_error']:.2f}%, median {m['median_error']:.2f}%"
+            )
             if s.warning:
                 lines.append(f"    WARNING: {s.warning}")
             if s.adaptive_note:
                 lines.append(f"    {s.adaptive_note}")
             if s.constraints is not None:
                 v = s.verdicts()
-                lines.append(f"    keep: {', '.join(v[KEEP]) or '-'}; reject: {', '.join(v[REJECT]) or '-'}; "
-                             f"neutral: {len(v[NEUTRAL])}")
+                lines.append(
+                    f"    keep: {', '.join(v[KEEP]) or '-'}; reject: {', '.join(v[REJECT]) or '-'}; "
+                    f"neutral: {len(v[NEUTRAL])}"
+                )
             elif s.constraints_note:
                 lines.append(f"    constraints: {s.constraints_note}")
         lines.append(f"  report: {self.report}")
@@ -185,7 +191,9 @@ def _state_counts(study: optuna.Study | None) -> dict[str, int]:
     if study is None:
         return {}
     counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):  # infeasible suggestions are stored COMPLETE but trained nothing
+    for t in study.get_trials(
+        deepcopy=False
+    ):  # infeasible suggestions are stored COMPLETE but trained nothing
         key = "infeasible" if "infeasible" in t.user_attrs else t.state.name.lower()
         counts[key] = counts.get(key, 0) + 1
     return counts
@@ -214,8 +222,14 @@ def _constraint_splits(df: pd.DataFrame, table: pd.DataFrame) -> dict[str, dict[
 
 
 def _study_report(
-    run: RunData, bins: int | None, force: bool, warning: str | None, seed: int, importance: bool,
-    adaptive: str | None = None, margin: tuple[float, str] = (0.5, "points"),
+    run: RunData,
+    bins: int | None,
+    force: bool,
+    warning: str | None,
+    seed: int,
+    importance: bool,
+    adaptive: str | None = None,
+    margin: tuple[float, str] = (0.5, "points"),
 ) -> StudyReport:
     """Compute every number of one study (no drawing, no files); `adaptive`: why EDF verdicts are left out."""
     df = run.df
@@ -223,7 +237,9 @@ def _study_report(
     report = StudyReport(
         label=run.label,
         run=run.run,
-        space_name=run.space.name if run.space is not None else (str(df["space"].iloc[0]) if "space" in df else None),
+        space_name=run.space.name
+        if run.space is not None
+        else (str(df["space"].iloc[0]) if "space" in df else None),
         sampler=sampler or "?",
         summary=error_summary(df),
         states=_state_counts(run.study),
@@ -247,15 +263,28 @@ def _study_report(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the forced-analysis warning is shown in the report
         try:
-            report.constraints = derive_constraints(df, shrink=report.shrink or None, force=force, bins=bins, seed=seed,
-                                                    margin=margin[0], margin_unit=margin[1])
+            report.constraints = derive_constraints(
+                df,
+                shrink=report.shrink or None,
+                force=force,
+                bins=bins,
+                seed=seed,
+                margin=margin[0],
+                margin_unit=margin[1],
+            )
         except ValueError as exc:
             if bins is None:
                 report.constraints_note = f"no constraints derived: {exc}"
             else:
                 try:
-                    report.constraints = derive_constraints(df, shrink=report.shrink or None, force=force, seed=seed,
-                                                            margin=margin[0], margin_unit=margin[1])
+                    report.constraints = derive_constraints(
+                        df,
+                        shrink=report.shrink or None,
+                        force=force,
+                        seed=seed,
+                        margin=margin[0],
+                        margin_unit=margin[1],
+                    )
                     report.constraints_note = (
                         f"complexity normalization failed ({exc}); constraints judged on raw EDFs"
                     )
@@ -288,7 +317,9 @@ def _plot_params(report: StudyReport, df: pd.DataFrame) -> list[str]:
         candidates = [str(p) for p in report.importance["param"]]
     if not any(p in available for p in candidates) and report.constraints is not None:
         rows = zip(report.constraints["constraint"], report.constraints["verdict"])
-        candidates = [str(c).split(":", 1)[1] for c, v in rows if v == KEEP and str(c).startswith("good_range:")]
+        candidates = [
+            str(c).split(":", 1)[1] for c, v in rows if v == KEEP and str(c).startswith("good_range:")
+        ]
     picked = [p for p in candidates if p in available] or [p for p in available if p.startswith("w")]
     return picked[:MAX_PARAM_PLOTS]
 
@@ -304,42 +335,107 @@ def _figures(
     edf_frames = {r.label: r.df for r, rep in zip(runs, reports) if not rep.adaptive_note}
     figs: list[tuple[ReportFigure, Figure]] = []
     if edf_frames:
-        figs.append((ReportFigure("edf", "Error EDFs (validation error) with 95% bootstrap bands.", None, "edf"),
-                     plots.plot_edfs(edf_frames, n_boot=n_boot, seed=seed)))
+        figs.append(
+            (
+                ReportFigure("edf", "Error EDFs (validation error) with 95% bootstrap bands.", None, "edf"),
+                plots.plot_edfs(edf_frames, n_boot=n_boot, seed=seed),
+            )
+        )
     if edf_frames and bins is not None:
-        figs.append((ReportFigure(f"edf_normalized_{bins}bins", f"Complexity-normalized error EDFs ({bins} "
-                                  "log-spaced flops bins over the shared range).", None, "edf"),
-                     plots.plot_edfs(edf_frames, normalized=True, bins=bins, n_boot=n_boot, seed=seed)))
-    figs.append((ReportFigure("complexity_hist", "Flops of the sampled models.", None, "complexity"),
-                 plots.plot_complexity_hist(frames)))
+        figs.append(
+            (
+                ReportFigure(
+                    f"edf_normalized_{bins}bins",
+                    f"Complexity-normalized error EDFs ({bins} log-spaced flops bins over the shared range).",
+                    None,
+                    "edf",
+                ),
+                plots.plot_edfs(edf_frames, normalized=True, bins=bins, n_boot=n_boot, seed=seed),
+            )
+        )
+    figs.append(
+        (
+            ReportFigure("complexity_hist", "Flops of the sampled models.", None, "complexity"),
+            plots.plot_complexity_hist(frames),
+        )
+    )
     both = pd.concat([r.df.assign(study=r.label) for r in runs], ignore_index=True)
-    figs.append((ReportFigure("error_vs_flops", "Validation error against flops.", None, "complexity"),
-                 plots.plot_error_vs_flops(both)))
+    figs.append(
+        (
+            ReportFigure("error_vs_flops", "Validation error against flops.", None, "complexity"),
+            plots.plot_error_vs_flops(both),
+        )
+    )
     for run, rep in zip(runs, reports):
         slug, label = _slug(rep.label), rep.label
         for name, split in rep.splits.items():
-            figs.append((ReportFigure(f"{slug}_split_{name}", f"{label}: error EDFs of the models satisfying "
-                                      f"{name} and of the rest.", label, "split"), plots.plot_split_edf(split, name)))
+            figs.append(
+                (
+                    ReportFigure(
+                        f"{slug}_split_{name}",
+                        f"{label}: error EDFs of the models satisfying {name} and of the rest.",
+                        label,
+                        "split",
+                    ),
+                    plots.plot_split_edf(split, name),
+                )
+            )
         ranges = rep.good_ranges
         for param in _plot_params(rep, run.df):
             gr = None
             if ranges is not None and param in set(ranges["param"]):
                 r = ranges.loc[ranges["param"] == param].iloc[0]
                 gr = GoodRange(**{f.name: r[f.name] for f in dataclasses.fields(GoodRange)})
-            figs.append((ReportFigure(f"{slug}_error_vs_{param}", f"{label}: validation error against {param}, "
-                                      "good range (95% interval of the best model's value) shaded.", label,
-                                      "error_vs_param"), plots.plot_error_vs_param(run.df, param, gr)))
-        figs.append((ReportFigure(f"{slug}_history", f"{label}: optimization history, validation error of each "
-                                  "completed trial and the best so far.", label, "history"),
-                     plots.plot_history(run.df)))
+            figs.append(
+                (
+                    ReportFigure(
+                        f"{slug}_error_vs_{param}",
+                        f"{label}: validation error against {param}, "
+                        "good range (95% interval of the best model's value) shaded.",
+                        label,
+                        "error_vs_param",
+                    ),
+                    plots.plot_error_vs_param(run.df, param, gr),
+                )
+            )
+        figs.append(
+            (
+                ReportFigure(
+                    f"{slug}_history",
+                    f"{label}: optimization history, validation error of each "
+                    "completed trial and the best so far.",
+                    label,
+                    "history",
+                ),
+                plots.plot_history(run.df),
+            )
+        )
         if rep.curves is not None:
-            figs.append((ReportFigure(f"{slug}_validation_curves", f"{label}: validation error by epoch of the "
-                                      f"{CURVE_MODELS} best and {CURVE_MODELS} worst models.", label, "curves"),
-                         plots.plot_validation_curves(rep.curves)))
+            figs.append(
+                (
+                    ReportFigure(
+                        f"{slug}_validation_curves",
+                        f"{label}: validation error by epoch of the "
+                        f"{CURVE_MODELS} best and {CURVE_MODELS} worst models.",
+                        label,
+                        "curves",
+                    ),
+                    plots.plot_validation_curves(rep.curves),
+                )
+            )
         if stage_columns(run.df, "d") and stage_columns(run.df, "w"):
-            figs.append((ReportFigure(f"{slug}_block_widths", f"{label}: per-block widths of the best models "
-                                      "(solid) and their RegNet fits (dashed).", label, "block_widths"),
-                         plots.plot_block_widths(run.df)))
+            figs.append(
+                (
+                    ReportFigure(
+                        f"{slug}_block_widths",
+                        f"{label}: per-block widths of the best models "
+                        "(solid) and their RegNet fits (dashed).",
+                        label,
+                        "block_widths",
+                    ),
+                    plots.plot_block_widths(run.df),
+                )
+            )
     return figs
 
 
@@ -387,8 +483,19 @@ def analyze_runs(
             warnings.simplefilter("ignore", UserWarning)
             warnings_by_label[run.label] = require_unbiased_samples(run.df, force=True) if force else None
 
-    reports = [_study_report(r, bins, force, warnings_by_label[r.label], seed, importance, adaptive[r.label],
-                             (margin, margin_unit)) for r in loaded]
+    reports = [
+        _study_report(
+            r,
+            bins,
+            force,
+            warnings_by_label[r.label],
+            seed,
+            importance,
+            adaptive[r.label],
+            (margin, margin_unit),
+        )
+        for r in loaded
+    ]
     frames = {r.label: r.df for r in loaded if not adaptive[r.label]}  # the EDFs: unbiased or forced samples
     weights: dict[str, np.ndarray] = {}
     strata: dict[str, np.ndarray] = {}
@@ -397,8 +504,10 @@ def analyze_runs(
         try:
             weights = plots.edf_weights(frames, bins)
             shared = plots.common_range(frames)
-            strata = {name: complexity_bins(df["flops"].to_numpy(dtype=float), bins, shared)[0]
-                      for name, df in frames.items()}
+            strata = {
+                name: complexity_bins(df["flops"].to_numpy(dtype=float), bins, shared)[0]
+                for name, df in frames.items()
+            }
         except ValueError as exc:
             norm_note = f"no complexity-normalized EDFs: {exc}; EDF comparisons use raw EDFs"
     expected = expected_best_table(frames, weights) if frames else None
@@ -418,7 +527,9 @@ def analyze_runs(
     results_csv = out / "results.csv"
     results.to_csv(results_csv, index=False)
     tables = [rep.constraints.assign(study=rep.label) for rep in reports if rep.constraints is not None]
-    constraints = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["study", *COLUMNS])
+    constraints = (
+        pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["study", *COLUMNS])
+    )
     constraints = constraints[["study", *[c for c in constraints.columns if c != "study"]]]
     constraints_csv = out / "constraints.csv"
     constraints.to_csv(constraints_csv, index=False)
@@ -433,16 +544,25 @@ def analyze_runs(
     for run, rep in zip(loaded, reports):
         rep.exports, rep.exports_note = _export_best(run, top, out / "best_configs" / _slug(rep.label))
 
-    summary = ReportSummary(out_dir=out, report=out / "report.html", results_csv=results_csv,
-                            constraints_csv=constraints_csv, derived_spaces=derived_paths,
-                            figures=[f.path for f in figures if f.path is not None], studies=reports,
-                            comparisons=comparisons, expected_best=expected, bins=bins, normalization_note=norm_note)
+    summary = ReportSummary(
+        out_dir=out,
+        report=out / "report.html",
+        results_csv=results_csv,
+        constraints_csv=constraints_csv,
+        derived_spaces=derived_paths,
+        figures=[f.path for f in figures if f.path is not None],
+        studies=reports,
+        comparisons=comparisons,
+        expected_best=expected,
+        bins=bins,
+        normalization_note=norm_note,
+    )
     summary.report.write_text(render_report(summary, loaded, figures, top), encoding="utf-8")
     return summary
 
 
 def _export_best(run: RunData, top: int, folder: Path) -> tuple[list[Path], str | None]:
-    """The best `top` configs of a study as anynet-search config files (and RegNet parameters where they fit)."""
+    """The best `top` configs of a study as anynet-search config files (RegNet parameters where they fit)."""
     try:
         settings = StudySettings.from_study(run.study) if run.study is not None else None
     except (ValueError, TypeError):
@@ -459,12 +579,15 @@ def _write_space(rep: StudyReport, path: Path) -> Path:
     d = rep.derived
     assert d is not None
     header = [
-        f"Derived by anynet-search report from study {rep.label} ({rep.summary['n']} models, sampler {rep.sampler}).",
+        f"Derived by anynet-search report from study {rep.label} "
+        f"({rep.summary['n']} models, sampler {rep.sampler}).",
         "Self-contained: the study's stored (merged) space definition plus the constraints kept on it:",
         f"  added: {', '.join(d.added) or 'none'}",
         *[f"  not added: {n}: {why}" for n, why in d.skipped],
         f"log10 size {d.log10_size_before:.2f} -> {d.log10_size_after:.2f}",
     ]
     if any(name.startswith("good_range:") for name in d.added):
-        header.append("ranges bound the sampled values (before the compatibility rule), the values they were judged on")
+        header.append(
+            "ranges bound the sampled values (before the compatibility rule), the values they were judged on"
+        )
     return d.write(path, header)

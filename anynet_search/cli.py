@@ -191,7 +191,8 @@ def _derive(args: argparse.Namespace) -> int:
         return 0
     derived = derive_space(run.space, table, label=run.label)
     out = args.out or str(check_out_file(f"{safe_file_name(run.label)}_derived.yaml"))
-    derived.write(out, [f"derived by anynet-search derive from {run.label}; added: {', '.join(derived.added) or 'none'}"])
+    added = ", ".join(derived.added) or "none"
+    derived.write(out, [f"derived by anynet-search derive from {run.label}; added: {added}"])
     print(f"derived space ({derived.log10_size_before:.2f} -> {derived.log10_size_after:.2f} log10 size): {out}")
     return 0
 

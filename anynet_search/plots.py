@@ -299,7 +299,8 @@ def plot_split_edf(split: Mapping[str, np.ndarray], name: str) -> Figure:
 def plot_validation_curves(curves: pd.DataFrame) -> Figure:
     """Validation error by epoch of the best (blue) and worst (red) models (`analysis.extreme_curves`)."""
     if not isinstance(curves, pd.DataFrame) or curves.empty:
-        raise ValueError("plot_validation_curves: needs a non-empty curves table (trial, rank, error, epoch, val_error)")
+        raise ValueError("plot_validation_curves: needs a non-empty curves table "
+                         "(trial, rank, error, epoch, val_error)")
     fig, ax = _figure(6.0, 3.6, legend_width=1.9)
     shades = {"best": sns.color_palette("Blues_r", 4), "worst": sns.color_palette("Reds_r", 4)}
     counts = {"best": 0, "worst": 0}

@@ -1,4 +1,4 @@
-"""Render the report page: `templates/report.html.j2` (Jinja2, autoescaped) with `templates/report.css` inlined.
+"""Render the report page: `templates/report.html.j2` (Jinja2, autoescaped), `templates/report.css` inlined.
 
 Rendering only: every number comes computed from `anynet_search.analyze.analyze_runs`; this module
 formats them into table cells and places the figures (inlined as base64 PNGs, so the page opens offline).
@@ -39,8 +39,13 @@ TEMPLATE, CSS = "report.html.j2", "report.css"
 def _template() -> jinja2.Template:
     """The page template, read through importlib.resources (works from a wheel and a zip)."""
     folder = resources.files("anynet_search") / "templates"
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     template = env.from_string((folder / TEMPLATE).read_text(encoding="utf-8"))
     template.globals["css"] = Markup((folder / CSS).read_text(encoding="utf-8"))
     return template
@@ -67,8 +72,12 @@ class Table:
     numeric: list[bool] = field(default_factory=list)
 
     @classmethod
-    def of(cls, df: pd.DataFrame | None, columns: Sequence[str] | None = None,
-           names: Mapping[str, str] | None = None) -> Table | None:
+    def of(
+        cls,
+        df: pd.DataFrame | None,
+        columns: Sequence[str] | None = None,
+        names: Mapping[str, str] | None = None,
+    ) -> Table | None:
         """A DataFrame's columns (all, or those listed that exist) as cells; None when empty."""
         if df is None or df.empty:
             return None
@@ -83,11 +92,38 @@ def _studies_table(summary: ReportSummary) -> Table:
     for s in summary.studies:
         m = s.summary
         pruned = s.states.get("pruned", 0) + s.states.get("infeasible", 0)
-        rows.append([s.label, s.space_name or "?", s.sampler, str(m["n"]), str(s.states.get("fail", 0)), str(pruned),
-                     fmt(m["best_error"]), fmt(m["median_error"]), fmt(m["mean_error"]), str(m["best_trial"]),
-                     fmt(m["best_test_error"]), fmt(m["median_test_error"]), s.run])
-    columns = ["study", "space", "sampler", "models", "failed trials", "pruned/infeasible", "best error",
-               "median error", "mean error", "best model's trial", "best model's test error", "median test error", "run"]
+        rows.append(
+            [
+                s.label,
+                s.space_name or "?",
+                s.sampler,
+                str(m["n"]),
+                str(s.states.get("fail", 0)),
+                str(pruned),
+                fmt(m["best_error"]),
+                fmt(m["median_error"]),
+                fmt(m["mean_error"]),
+                str(m["best_trial"]),
+                fmt(m["best_test_error"]),
+                fmt(m["median_test_error"]),
+                s.run,
+            ]
+        )
+    columns = [
+        "study",
+        "space",
+        "sampler",
+        "models",
+        "failed trials",
+        "pruned / infeasible",
+        "best error",
+        "median error",
+        "mean error",
+        "best model's trial",
+        "best model's test error",
+        "median test error",
+        "run",
+    ]
     numeric = [False, False, False] + [True] * 9 + [False]
     return Table(columns, rows, numeric)
 
@@ -138,18 +174,39 @@ def _verdict_rows(table: pd.DataFrame) -> tuple[list[VerdictRow], list[VerdictRo
     shown, folded = [], []
     for r in table.itertuples(index=False):
         shrink = "" if not np.isfinite(r.log10_shrink) else f"{r.log10_shrink:.2f} ({r.shrink_source})"
-        stats = ", ".join(f"{k} {fmt(getattr(r, k))}" for k in ("n_eval", "fraction", "ks_stat", "p_value",
-                                                               "p_adjusted", "p_not_worse", "median_diff", "margin"))
-        row = VerdictRow(str(r.constraint), str(r.verdict), f"{r.n}/{r.n_eval}", _effect(r), shrink, str(r.reason),
-                         f"{r.detail}. {r.note}. {stats}.")
+        stats = ", ".join(
+            f"{k} {fmt(getattr(r, k))}"
+            for k in (
+                "n_eval",
+                "fraction",
+                "ks_stat",
+                "p_value",
+                "p_adjusted",
+                "p_not_worse",
+                "median_diff",
+                "margin",
+            )
+        )
+        row = VerdictRow(
+            str(r.constraint),
+            str(r.verdict),
+            f"{r.n}/{r.n_eval}",
+            _effect(r),
+            shrink,
+            str(r.reason),
+            f"{r.detail}. {r.note}. {stats}.",
+        )
         (folded if r.n == r.n_eval else shown).append(row)
     return shown, folded
 
 
 # ------------------------------------------------------------------------------------------ page
 def _img(figure: ReportFigure) -> dict[str, str]:
-    return {"name": figure.name, "caption": figure.caption,
-            "src": "data:image/png;base64," + base64.b64encode(figure.png).decode("ascii")}
+    return {
+        "name": figure.name,
+        "caption": figure.caption,
+        "src": "data:image/png;base64," + base64.b64encode(figure.png).decode("ascii"),
+    }
 
 
 def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure], top: int, out: Any) -> dict:
@@ -158,40 +215,72 @@ def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure]
     def kind(k: str) -> list[dict[str, str]]:
         return [_img(f) for f in mine if f.kind == k]
 
-    section: dict[str, Any] = {"label": s.label, "space_note": s.space_note, "adaptive_note": s.adaptive_note,
-                               "constraints": None, "constraints_note": s.constraints_note, "derived": None,
-                               "good_ranges": Table.of(s.good_ranges), "good_ranges_note": s.good_ranges_note,
-                               "importance": Table.of(s.importance), "importance_note": s.importance_note,
-                               "splits": kind("split"), "error_vs_param": kind("error_vs_param"),
-                               "history": kind("history"), "curves": kind("curves"), "curves_note": s.curves_note,
-                               "block_widths": kind("block_widths"), "best": _best_models(run.df, top),
-                               "exports": None, "exports_note": s.exports_note}
+    section: dict[str, Any] = {
+        "label": s.label,
+        "space_note": s.space_note,
+        "adaptive_note": s.adaptive_note,
+        "constraints": None,
+        "constraints_note": s.constraints_note,
+        "derived": None,
+        "good_ranges": Table.of(s.good_ranges),
+        "good_ranges_note": s.good_ranges_note,
+        "importance": Table.of(s.importance),
+        "importance_note": s.importance_note,
+        "splits": kind("split"),
+        "error_vs_param": kind("error_vs_param"),
+        "history": kind("history"),
+        "curves": kind("curves"),
+        "curves_note": s.curves_note,
+        "block_widths": kind("block_widths"),
+        "best": _best_models(run.df, top),
+        "exports": None,
+        "exports_note": s.exports_note,
+    }
     if s.constraints is not None:
         attrs = s.constraints.attrs
         shown, folded = _verdict_rows(s.constraints)
-        section["constraints"] = {"alpha": f"{attrs.get('alpha', 0.05):g}",
-                                  "half_alpha": f"{attrs.get('alpha', 0.05) / 2:g}",
-                                  "margin_spec": attrs.get("margin_spec", ""), "shown": shown, "folded": folded}
+        section["constraints"] = {
+            "alpha": f"{attrs.get('alpha', 0.05):g}",
+            "half_alpha": f"{attrs.get('alpha', 0.05) / 2:g}",
+            "margin_spec": attrs.get("margin_spec", ""),
+            "shown": shown,
+            "folded": folded,
+            "folded_summary": f"{len(folded)} more constraint{'s' if len(folded) != 1 else ''} that every "
+            "evaluated model satisfies (nothing to compare them with)",
+        }
     if s.derived is not None:
         d = s.derived
         where = s.derived_path.name if s.derived_path else "(not written)"
-        section["derived"] = {"file": where, "added": ", ".join(d.added) or "nothing", "skipped": d.skipped,
-                              "before": f"{d.log10_size_before:.2f}", "after": f"{d.log10_size_after:.2f}",
-                              "command": f"anynet-search run --space {out / where}", "yaml": d.to_yaml()}
+        section["derived"] = {
+            "file": where,
+            "added": ", ".join(d.added) or "nothing",
+            "skipped": d.skipped,
+            "before": f"{d.log10_size_before:.2f}",
+            "after": f"{d.log10_size_after:.2f}",
+            "command": f"anynet-search run --space {out / where}",
+            "yaml": d.to_yaml(),
+        }
     if s.exports:
         section["exports"] = str(s.exports[0].parent.relative_to(out))
     return section
 
 
-def render_report(summary: ReportSummary, runs: Sequence[RunData], figures: Sequence[ReportFigure], top: int) -> str:
+def render_report(
+    summary: ReportSummary, runs: Sequence[RunData], figures: Sequence[ReportFigure], top: int
+) -> str:
     """The report page as one self-contained HTML string (template + CSS + inlined figures)."""
     from anynet_search import __version__
 
     out = summary.out_dir
     normalized = summary.bins is not None and summary.normalization_note is None
     basis = f"complexity-normalized ({summary.bins} flops bins)" if normalized else "raw"
-    files = [summary.results_csv, summary.constraints_csv, *summary.derived_spaces, *summary.figures,
-             *[p for s in summary.studies for p in s.exports]]
+    files = [
+        summary.results_csv,
+        summary.constraints_csv,
+        *summary.derived_spaces,
+        *summary.figures,
+        *[p for s in summary.studies for p in s.exports],
+    ]
     context = {
         "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "version": __version__,

@@ -95,7 +95,9 @@ def load_results(run: str | Path, study: str | None = None) -> pd.DataFrame:
 
 
 def histories_frame(study: optuna.Study) -> pd.DataFrame:
-    """Per-epoch validation error of every trained trial (its recorded `result.history`): trial, epoch, val_error.
+    """Per-epoch validation error of every trained trial (its recorded `result.history`).
+
+    Columns trial, epoch, val_error.
 
     Epochs count from 1. Trials that recorded no history (the dry-run objective) have no rows.
     """
@@ -118,7 +120,8 @@ class RunData:
     study: optuna.Study | None = None
     space: DesignSpace | None = None
     space_note: str | None = None
-    histories: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(HISTORY_COLUMNS)))
+    histories: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=list(HISTORY_COLUMNS)))
 
 
 def display_run(run: str | Path) -> str:
@@ -141,12 +144,13 @@ def space_of(study: optuna.Study | None, df: pd.DataFrame) -> tuple[DesignSpace 
     try:
         space = load_space(str(names[0]))
     except SpaceError as exc:
-        return None, f"design space unknown ({problem}; {exc}); exact shrink factors and derived space unavailable"
+        return None, (f"design space unknown ({problem}; {exc}); exact shrink factors and derived space "
+                      "unavailable")
     return space, f"design space rebuilt from the space file {space.source} ({problem})"
 
 
 def load_run(run: str | Path, study_name: str | None = None) -> RunData:
-    """Load a run folder, or a storage URL and study name: results frame, histories, study and design space."""
+    """Load a run folder (or a storage URL and study name): results, histories, study and design space."""
     _, study = open_run(run, study_name)
     name = study.study_name
     df = trials_frame(study)

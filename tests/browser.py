@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BINARIES = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "chrome-headless-shell")
+BINARIES = (
+    "chromium-headless-shell",
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "chrome-headless-shell",
+)
 
 
 def find_chromium() -> str | None:
@@ -50,12 +56,23 @@ class _Pipe:
             os.dup2(read, 3)
             os.dup2(write, 4)
 
-        args = [binary, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
-                "--no-first-run", "--no-default-browser-check", "--allow-file-access-from-files",
-                f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"]
+        args = [
+            binary,
+            "--headless",
+            "--remote-debugging-pipe",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--allow-file-access-from-files",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            "about:blank",
+        ]
         # close_fds would close 3 and 4 after preexec_fn; Python's own descriptors are close-on-exec anyway
-        self.proc = subprocess.Popen(args, preexec_fn=fds, close_fds=False,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args, preexec_fn=fds, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._buf = b""
@@ -73,8 +90,9 @@ class _Pipe:
         msg, self._buf = self._buf.split(b"\0", 1)
         return json.loads(msg)
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None,
-             timeout: float = 60.0) -> dict:
+    def send(
+        self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60.0
+    ) -> dict:
         self._id += 1
         msg: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
         if session:
@@ -119,36 +137,57 @@ def _errors(events: list[dict]) -> list[str]:
     for e in events:
         p, method = e.get("params", {}), e.get("method")
         if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            out.append("console: " + " ".join(str(a.get("value", a.get("description", ""))) for a in p["args"]))
+            out.append(
+                "console: " + " ".join(str(a.get("value", a.get("description", ""))) for a in p["args"])
+            )
         elif method == "Runtime.exceptionThrown":
             details = p["exceptionDetails"]
-            out.append("exception: " + details.get("exception", {}).get("description", details.get("text", "")))
+            out.append(
+                "exception: " + details.get("exception", {}).get("description", details.get("text", ""))
+            )
         elif method == "Log.entryAdded" and p["entry"].get("level") == "error":
-            out.append(f"log ({p['entry'].get('source')}): {p['entry'].get('text')} {p['entry'].get('url', '')}")
+            out.append(
+                f"log ({p['entry'].get('source')}): {p['entry'].get('text')} {p['entry'].get('url', '')}"
+            )
         elif method == "Network.loadingFailed":
             out.append(f"load failed: {p.get('errorText')}")
     return out
 
 
-def open_page(binary: str, page: Path, script: str, profile: Path, width: int = 1400, height: int = 900) -> PageResult:
-    """Load `page` at `width` x `height` CSS pixels, evaluate `script` (its JSON value), screenshot the page."""
+def open_page(
+    binary: str, page: Path, script: str, profile: Path, width: int = 1400, height: int = 900
+) -> PageResult:
+    """Load `page` at `width` x `height` CSS pixels, evaluate `script` (JSON value), screenshot the page."""
     pipe = _Pipe(binary, width, height, profile)
     try:
         target = pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             pipe.send(f"{domain}.enable", session=session)
-        pipe.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=session)
+        pipe.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            session=session,
+        )
         pipe.send("Page.navigate", {"url": page.resolve().as_uri()}, session=session)
         pipe.wait_for("Page.loadEventFired")
-        value = pipe.send("Runtime.evaluate", {"expression": script, "returnByValue": True, "awaitPromise": True},
-                          session=session)
+        value = pipe.send(
+            "Runtime.evaluate",
+            {"expression": script, "returnByValue": True, "awaitPromise": True},
+            session=session,
+        )
         if "exceptionDetails" in value:
             raise RuntimeError(f"the check script failed: {value['exceptionDetails']}")
         metrics = pipe.send("Page.getLayoutMetrics", session=session)["cssContentSize"]
-        shot = pipe.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": {
-            "x": 0, "y": 0, "width": width, "height": metrics["height"], "scale": 1}}, session=session)
+        shot = pipe.send(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": metrics["height"], "scale": 1},
+            },
+            session=session,
+        )
         return PageResult(value["result"].get("value"), _errors(pipe.events), base64.b64decode(shot["data"]))
     finally:
         pipe.close()

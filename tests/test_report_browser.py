@@ -27,7 +27,8 @@ CHECKS = """(() => {
   const wide = [];
   for (const el of document.body.querySelectorAll('*')) {
     const r = el.getBoundingClientRect();
-    if (r.width > 0 && r.right > vw + 0.5) wide.push(`${el.tagName}.${el.className} right=${Math.round(r.right)}`);
+    if (r.width > 0 && r.right > vw + 0.5)
+      wide.push(`${el.tagName}.${el.className} right=${Math.round(r.right)}`);
   }
   const clipped = [];
   for (const t of document.querySelectorAll('table')) {
@@ -52,17 +53,38 @@ def chromium():
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("no Chromium binary on PATH; .ci/run installs Debian's chromium-headless-shell")
-        pytest.skip("no Chromium binary on PATH (apt-get install chromium-headless-shell to run the browser test)")
+        pytest.skip(
+            "no Chromium binary on PATH (apt-get install chromium-headless-shell to run the browser test)"
+        )
     return binary
 
 
 @pytest.fixture(scope="module")
 def real_report(tmp_path_factory):
-    """A real (trained, 2 epochs, so each model has a validation curve) digits study and its end-of-run report."""
+    """A real digits study (trained 2 epochs: each model has a validation curve) and its end-of-run report."""
     cwd = tmp_path_factory.mktemp("browser")
-    proc = subprocess.run([sys.executable, "-m", "anynet_search", "run", "--space", "anynet_xa_tiny", "--dataset",
-                           "digits", "--trials", "12", "--epochs", "2", "--workers", "1"], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "anynet_search",
+            "run",
+            "--space",
+            "anynet_xa_tiny",
+            "--dataset",
+            "digits",
+            "--trials",
+            "12",
+            "--epochs",
+            "2",
+            "--workers",
+            "1",
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = cwd / "runs" / "anynet_xa_tiny-digits-random-s0" / "report" / "report.html"
     assert report.is_file()
@@ -93,9 +115,14 @@ def test_report_fits_1400px_loads_every_image_and_logs_no_error(chromium, real_r
 def test_a_page_wider_than_the_viewport_is_caught(chromium, tmp_path):
     """The check itself: a 2000 px table and a broken image fail it (so a pass means something)."""
     page = tmp_path / "wide.html"
-    page.write_text('<!DOCTYPE html><html><body><table class="verdicts"><tr><td><div style="width:2000px">x</div></td></tr>'
-                    '</table><img alt="missing" src="missing.png"><script>console.error("boom")</script></body></html>')
+    page.write_text(
+        '<!DOCTYPE html><html><body><table class="verdicts">'
+        '<tr><td><div style="width:2000px">x</div></td></tr>'
+        '</table><img alt="missing" src="missing.png"><script>console.error("boom")</script></body></html>'
+    )
     result = open_page(chromium, page, CHECKS, tmp_path / "profile", width=WIDTH)
     assert result.value["scrollWidth"] > WIDTH and result.value["wide"]
     assert result.value["broken"] == ["missing"]
-    assert any("boom" in e for e in result.errors) and any("missing.png" in e or "load" in e for e in result.errors)
+    assert any("boom" in e for e in result.errors) and any(
+        "missing.png" in e or "load" in e for e in result.errors
+    )

@@ -1,4 +1,4 @@
-"""The report's new parts carry the analysis numbers: constraint EDF splits, validation curves, the verdict table."""
+"""The report's parts carry the analysis numbers: constraint EDF splits, validation curves, verdict table."""
 
 import re
 
@@ -32,7 +32,9 @@ def test_split_by_mask_and_its_plot():
         np.testing.assert_array_equal(line.get_xdata(), e)
         np.testing.assert_array_equal(line.get_ydata(), F)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
-        "satisfy (n=2, mean 2.50)", "violate (n=2, mean 3.00)"]
+        "satisfy (n=2, mean 2.50)",
+        "violate (n=2, mean 3.00)",
+    ]
 
 
 def _histories(trials, epochs=3):
@@ -45,7 +47,12 @@ def test_extreme_curves_picks_the_best_and_worst_models():
     hist = _histories([t for t in range(10) if t != 9])  # trial 9 recorded no history
     curves = extreme_curves(df, hist, k=2)
     firsts = curves.drop_duplicates("trial")
-    assert firsts["trial"].tolist() == [1, 5, 2, 6] and firsts["rank"].tolist() == ["best", "best", "worst", "worst"]
+    assert firsts["trial"].tolist() == [1, 5, 2, 6] and firsts["rank"].tolist() == [
+        "best",
+        "best",
+        "worst",
+        "worst",
+    ]
     assert curves.groupby("trial")["epoch"].apply(list).to_dict()[1] == [1, 2, 3]
     assert curves.loc[curves["trial"] == 5, "val_error"].tolist() == [44.0, 43.0, 42.0]
     few = extreme_curves(df.head(3), hist, k=2)  # fewer than 2k models: every model once, best first
@@ -86,7 +93,9 @@ def test_histories_frame_reads_the_trial_record():
 @pytest.fixture(scope="module")
 def dry_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("parts")
-    opts = RunOptions(space="anynet_xa_tiny", trials=40, workers=1, dataset="synthetic:64", out=str(out), objective=DRY)
+    opts = RunOptions(
+        space="anynet_xa_tiny", trials=40, workers=1, dataset="synthetic:64", out=str(out), objective=DRY
+    )
     study, _, _, run_dir = prepare_study(opts)
     Worker(study, objective=opts.objective, poll_seconds=0.05).run()
     return analyze_runs([str(run_dir)], out / "report", n_boot=100, importance=False)
@@ -100,12 +109,17 @@ def test_verdict_table_shows_short_rows_and_folds_the_trivial_ones(dry_report):
     assert [r.constraint for r in shown] == table.loc[~trivial, "constraint"].tolist()
     html = dry_report.report.read_text()
     head = re.search(r'<table class="verdicts">.*?</thead>', html, re.S).group(0)
-    assert re.findall(r"<th[^>]*>([^<]*)</th>", head) == ["constraint", "verdict", "n / evaluated",
-                                                          "effect on mean error [95% interval]", "log10 shrink",
-                                                          "reason"]
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", head) == [
+        "constraint",
+        "verdict",
+        "n / evaluated",
+        "effect on mean error [95% interval]",
+        "log10 shrink",
+        "reason",
+    ]
     assert f"{len(folded)} more constraints that every evaluated model satisfies" in html
     keep = table[table["verdict"] == "keep"].iloc[0]
-    cell = (f"{keep['mean_diff']:+.2f} [{keep['mean_diff_lo']:+.2f}, {keep['mean_diff_hi']:+.2f}]")
+    cell = f"{keep['mean_diff']:+.2f} [{keep['mean_diff_lo']:+.2f}, {keep['mean_diff_hi']:+.2f}]"
     assert cell in html and keep["reason"] in html
     assert html.count("<details><summary>details</summary>") == len(table)  # the long text of every row
 
@@ -114,7 +128,10 @@ def test_dry_run_report_explains_missing_curves_and_draws_constraint_splits(dry_
     study = dry_report.studies[0]
     assert study.curves is None and "no per-epoch validation history" in study.curves_note
     assert study.curves_note in dry_report.report.read_text()
-    assert set(study.splits) <= {"shared_b", "shared_g", "increasing_widths", "increasing_depths"} and study.splits
+    assert (
+        set(study.splits) <= {"shared_b", "shared_g", "increasing_widths", "increasing_depths"}
+        and study.splits
+    )
     names = {p.stem for p in dry_report.figures}
     assert {f"{study.label}_split_{n}" for n in study.splits} <= names
     for name, split in study.splits.items():

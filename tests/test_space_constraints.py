@@ -1,4 +1,4 @@
-"""Constraint objects: one mask (sampler and analysis agree), an exact count, a space-file form; derivation uses them."""
+"""Constraint objects: one mask (sampler and analysis agree), exact count, file form; derivation uses them."""
 
 import math
 
@@ -29,23 +29,38 @@ def test_masks_over_arrays():
     assert Range("w2", 8, 8).holds({"w": w}).tolist() == [False, True, True]  # stage 2 only
     assert Range("w", 8, 16).holds({"w": w}).tolist() == [True, False, True]  # every stage
     assert Range("wm", 2.0, 2.5).holds({"wm": np.array([1.9, 2.0, 2.6])}).tolist() == [False, True, False]
-    assert Range("w0", 16, 32).holds({"w0": np.array([8, 24])}).tolist() == [False, True]  # RegNet's w0: no stage 0
+    assert Range("w0", 16, 32).holds({"w0": np.array([8, 24])}).tolist() == [
+        False,
+        True,
+    ]  # RegNet's w0: no stage 0
     fit = FitErrorAtMost(0.1, 0.25)
     assert fit.holds({"fit_error": np.array([0.05, 0.2, np.nan])}).tolist() == [True, False, False]
-    assert split_param("g3") == ("g", 3) and split_param("wa") == ("wa", None) and split_param("w0") == ("w0", None)
+    assert (
+        split_param("g3") == ("g", 3)
+        and split_param("wa") == ("wa", None)
+        and split_param("w0") == ("w0", None)
+    )
 
 
 def test_names_labels_formulas_and_file_forms():
     assert list(STRUCTURAL) == ["shared_b", "shared_g", "increasing_widths", "increasing_depths"]
-    assert [r.describe(4) for r in STRUCTURAL.values()] == ["b1 = ... = b4", "g1 = ... = g4", "w1 <= ... <= w4",
-                                                             "d1 <= ... <= d4"]
+    assert [r.describe(4) for r in STRUCTURAL.values()] == [
+        "b1 = ... = b4",
+        "g1 = ... = g4",
+        "w1 <= ... <= w4",
+        "d1 <= ... <= d4",
+    ]
     r = Range("w3", 16.0, 64.0)
     assert (r.name, r.label, r.describe(4)) == ("good_range:w3", "range w3 in [16, 64]", "16 <= w3 <= 64")
     assert r.fragment() == {"ranges": {"w3": [16, 64]}}  # integral bounds stay ints in the file
     assert Range("wm", 2.125, 2.5).fragment() == {"ranges": {"wm": [2.125, 2.5]}}
-    assert Shared("b").fragment() == {"shared": ["b"]} and NonDecreasing("d").fragment() == {"non_decreasing": ["d"]}
+    assert Shared("b").fragment() == {"shared": ["b"]} and NonDecreasing("d").fragment() == {
+        "non_decreasing": ["d"]
+    }
     fit = FitErrorAtMost(0.1, 0.25)
-    assert fit.name == "fit_error<=q25" and fit.fragment() is None and "no space-file form" in fit.no_form_reason
+    assert (
+        fit.name == "fit_error<=q25" and fit.fragment() is None and "no space-file form" in fit.no_form_reason
+    )
     with pytest.raises(ValueError, match="no space-file form"):
         fit.add_to({})
 
@@ -69,7 +84,9 @@ def test_exact_counts_match_the_spaces_that_hold_them():
     w = [v for v in tiny.params["w"].values]
     inside = sum(16 <= v <= 64 for v in w)
     assert Range("w3", 16, 64).log10_shrink(tiny) == pytest.approx(math.log10(len(w) / inside))
-    assert exact_shrink(tiny) == {name: pytest.approx(rule.log10_shrink(tiny)) for name, rule in STRUCTURAL.items()}
+    assert exact_shrink(tiny) == {
+        name: pytest.approx(rule.log10_shrink(tiny)) for name, rule in STRUCTURAL.items()
+    }
 
 
 def test_the_sampler_masks_with_the_same_objects():
@@ -79,8 +96,10 @@ def test_the_sampler_masks_with_the_same_objects():
     assert [r.name for r in space.rules] == ["increasing_depths", "good_range:w3"]
     assert space_rules({"b"}, {"w"}, {"g2": (1, 4)}) == [Shared("b"), NonDecreasing("w"), Range("g2", 1, 4)]
     samples = space.sample_many(200, seed=1)
-    raw = {f: np.array([[s.params[f"{f}{i}"] for i in range(1, space.stages + 1)] for s in samples])
-           for f in ("d", "w", "b", "g")}
+    raw = {
+        f: np.array([[s.params[f"{f}{i}"] for i in range(1, space.stages + 1)] for s in samples])
+        for f in ("d", "w", "b", "g")
+    }
     for rule in space.rules:
         assert rule.holds(raw).all()
     # a violating tuple is refused with the object's label
@@ -98,17 +117,30 @@ def test_results_table_masks_are_the_analysis_candidates():
 
 
 def test_sampled_values_are_what_a_mask_reads():
-    df = pd.DataFrame({"error": [1.0, 2.0], "d1": [1, 1], "d2": [2, 2], "w1": [8, 64], "w2": [16, 16],
-                       "sampled_w1": [8, 8], "sampled_w2": [16, 16], "sampled_d1": [1, 1], "sampled_d2": [2, 2]})
-    # the built w1 of row 2 decreased (compatibility rule), the sampled one did not: the constraint binds the latter
+    df = pd.DataFrame(
+        {
+            "error": [1.0, 2.0],
+            "d1": [1, 1],
+            "d2": [2, 2],
+            "w1": [8, 64],
+            "w2": [16, 16],
+            "sampled_w1": [8, 8],
+            "sampled_w2": [16, 16],
+            "sampled_d1": [1, 1],
+            "sampled_d2": [2, 2],
+        }
+    )
+    # row 2's built w1 changed (compatibility rule), its sampled one did not: the constraint binds the latter
     assert NonDecreasing("w").mask(df).tolist() == [True, True]
     assert NonDecreasing("w").mask(df.drop(columns=["sampled_w1", "sampled_w2"])).tolist() == [True, False]
 
 
 def test_derive_space_reads_the_objects_not_the_text():
-    """Regression: derive_space regex-parsed the `detail` text (6 significant digits) to get range bounds back."""
+    """Regression: derive_space regex-parsed the `detail` text (6 significant digits) for range bounds."""
     base = load_space("anynet_xa_tiny")
-    table = pd.DataFrame({"constraint": ["good_range:w3", "shared_b"], "verdict": [KEEP, KEEP]})  # no text at all
+    table = pd.DataFrame(
+        {"constraint": ["good_range:w3", "shared_b"], "verdict": [KEEP, KEEP]}
+    )  # no text at all
     table.attrs["rules"] = {"good_range:w3": Range("w3", 16, 64)}
     derived = derive_space(base, table, "t")
     assert derived.added == ["good_range:w3", "shared_b"]

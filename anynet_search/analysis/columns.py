@@ -95,5 +95,6 @@ def table_values(df: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray
                 else [f"{SAMPLED_PREFIX}{name}"])
         if not cols or any(c not in df.columns for c in cols):
             raise ValueError(f"the results table has no columns for parameter {name!r}")
-        out[name] = np.column_stack([pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) for c in cols])
+        values = [pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) for c in cols]
+        out[name] = np.column_stack(values)
     return out

@@ -142,7 +142,8 @@ def candidate_constraints(
             x, shared, note = found[family]
             if x is not None:
                 note = f"the space samples one {family} for every stage" if shared else note
-                out.append(Candidate(rule.name, rule.holds(values), everyone, rule.describe(n_stages), note, rule))
+                sat = rule.holds(values)
+                out.append(Candidate(rule.name, sat, everyone, rule.describe(n_stages), note, rule))
     # one parameter per sampled column: g1..gN, or g when the space shares it
     params = {}
     for family in STAGE_FAMILIES:
@@ -163,7 +164,8 @@ def candidate_constraints(
         for r in ranges.itertuples(index=False):
             rule = Range(str(r.param), float(r.lo), float(r.hi))
             notes = "; ".join(filter(None, [split, params[r.param][1]]))
-            out.append(Candidate(rule.name, rule.holds(values), evaluated, rule.describe(n_stages), notes, rule))
+            sat = rule.holds(values)
+            out.append(Candidate(rule.name, sat, evaluated, rule.describe(n_stages), notes, rule))
     if "fit_error" in df.columns:
         fit = pd.to_numeric(df["fit_error"], errors="coerce").to_numpy(dtype=float)
         known = np.isfinite(fit)
@@ -208,8 +210,8 @@ def constraint_verdict(
     min_n: int = 10,
 ) -> tuple[str, str]:
     """Verdict ('keep'/'neutral'/'reject') and its reason for one constraint (rule in the module docstring)."""
-    verdict, _, reason = judge(n, n_excluded, p_adjusted, mean_diff_lo, mean_diff_hi, p_not_worse, log10_shrink,
-                               alpha, margin, min_n)
+    verdict, _, reason = judge(n, n_excluded, p_adjusted, mean_diff_lo, mean_diff_hi, p_not_worse,
+                               log10_shrink, alpha, margin, min_n)
     return verdict, reason
 
 
@@ -227,7 +229,8 @@ def judge(
 ) -> tuple[str, str, str]:
     """`constraint_verdict` with a short reason too: (verdict, short reason, full reason)."""
     if n < min_n:
-        return NEUTRAL, f"too few models ({n} < {min_n})", f"too few models satisfy it ({n} < {min_n}) to judge"
+        return (NEUTRAL, f"too few models ({n} < {min_n})",
+                f"too few models satisfy it ({n} < {min_n}) to judge")
     if n_excluded == 0:
         return (NEUTRAL, "no model violates it",
                 "every evaluated model satisfies it: no excluded models to compare with")

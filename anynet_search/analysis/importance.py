@@ -46,8 +46,10 @@ def parameter_importance(
         finally:
             optuna.logging.set_verbosity(level)
         target.add_trials([trials[i] for i in sorted(picks)])
-        note = (f"computed on a random {max_trials:,} of the {len(trials):,} completed trials "
-                "(fANOVA takes minutes on all of a large study)")
+        note = (
+            f"computed on a random {max_trials:,} of the {len(trials):,} completed trials "
+            "(fANOVA takes minutes on all of a large study)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

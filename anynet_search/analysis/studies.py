@@ -35,8 +35,10 @@ def error_summary(df: pd.DataFrame, weights: np.ndarray | None = None) -> dict[s
     }
 
 
-def expected_best_table(frames: Mapping[str, pd.DataFrame], weights: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """Expected best validation error of n random models of each study (n = 1, 2, 4, ... up to the smallest m)."""
+def expected_best_table(
+    frames: Mapping[str, pd.DataFrame], weights: Mapping[str, np.ndarray]
+) -> pd.DataFrame:
+    """Expected best validation error of n random models per study (n = 1, 2, 4, ... up to the least m)."""
     ns = default_ns(min(len(df) for df in frames.values()))
     table = pd.DataFrame({"n": ns})
     for label, df in frames.items():
@@ -59,8 +61,13 @@ def compare_studies(
     base = labels[0]
     rows = []
     for label in labels[1:]:
-        res = compare_edfs(frames[label]["error"].to_numpy(dtype=float), frames[base]["error"].to_numpy(dtype=float),
-                           strata.get(label), strata.get(base), seed=seed)
+        res = compare_edfs(
+            frames[label]["error"].to_numpy(dtype=float),
+            frames[base]["error"].to_numpy(dtype=float),
+            strata.get(label),
+            strata.get(base),
+            seed=seed,
+        )
         rows.append({"study": label, "versus": base, **res.as_dict()})
     return pd.DataFrame(rows)
 
@@ -87,9 +94,13 @@ def extreme_curves(df: pd.DataFrame, histories: pd.DataFrame, k: int = 3) -> pd.
         raise ValueError(f"extreme_curves: the history table lacks column(s) {missing}")
     have = df[df["trial"].isin(set(histories["trial"]))].sort_values(["error", "trial"], kind="stable")
     best = have.head(k)
-    worst = have.iloc[max(k, len(have) - k):].iloc[::-1]
+    worst = have.iloc[max(k, len(have) - k) :].iloc[::-1]
     picks = pd.concat([best.assign(rank="best"), worst.assign(rank="worst")], ignore_index=True)
     curves = picks[["trial", "rank", "error"]].merge(histories[list(HISTORY_COLUMNS)], on="trial", how="left")
     order = {t: i for i, t in enumerate(picks["trial"])}
-    return (curves.assign(_o=curves["trial"].map(order)).sort_values(["_o", "epoch"], kind="stable")
-            .drop(columns="_o").reset_index(drop=True))
+    return (
+        curves.assign(_o=curves["trial"].map(order))
+        .sort_values(["_o", "epoch"], kind="stable")
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )

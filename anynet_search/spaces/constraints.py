@@ -37,7 +37,7 @@ STAGE_FAMILIES: tuple[str, ...] = ("d", "w", "b", "g")
 
 
 def split_param(name: str) -> tuple[str, int | None]:
-    """(family, 1-based stage) of a per-stage name like `w3`; (name, None) for a whole parameter (`w`, `wm`)."""
+    """(family, 1-based stage) of a per-stage name like `w3`; (name, None) for a whole parameter (`wm`)."""
     if name[:1] in STAGE_FAMILIES and name[1:].isdigit() and int(name[1:]) >= 1:
         return name[:1], int(name[1:])
     return name, None
@@ -103,11 +103,11 @@ class Constraint(ABC):
         return new
 
     def log10_count(self, space: DesignSpace) -> float:
-        """Exact log10 number of the space's parameter tuples that satisfy it; SpaceError/ValueError if none."""
+        """Exact log10 number of the space's parameter tuples that satisfy it (SpaceError if it cannot)."""
         return type(space)(self.add_to(space.data), space.source).log10_size
 
     def log10_shrink(self, space: DesignSpace) -> float:
-        """Exact log10(|space| / |space with it|) (>= 0); SpaceError/ValueError if the space cannot hold it."""
+        """Exact log10(|space| / |space with it|) >= 0; SpaceError/ValueError if the space cannot hold it."""
         return max(0.0, float(space.log10_size - self.log10_count(space)))
 
 
@@ -179,7 +179,7 @@ class NonDecreasing(Constraint):
 
 @dataclass(frozen=True)
 class Range(Constraint):
-    """A parameter's sampled value lies in [lo, hi]: `w3` binds stage 3, `w` every stage, `wm` a RegNet one."""
+    """A sampled value lies in [lo, hi]: `w3` binds stage 3, `w` every stage, `wm` a RegNet parameter."""
 
     param: str
     lo: float
@@ -216,7 +216,7 @@ class Range(Constraint):
 
 @dataclass(frozen=True)
 class FitErrorAtMost(Constraint):
-    """The built widths' RegNet fit error is at most `threshold` (its `quantile`-th percentile in the study)."""
+    """The built widths' RegNet fit error is at most `threshold` (its `quantile` quantile in the study)."""
 
     threshold: float
     quantile: float
@@ -241,7 +241,9 @@ class FitErrorAtMost(Constraint):
     def mask(self, table: pd.DataFrame) -> np.ndarray:
         import pandas as pd
 
-        return self.holds({"fit_error": pd.to_numeric(table["fit_error"], errors="coerce").to_numpy(dtype=float)})
+        return self.holds(
+            {"fit_error": pd.to_numeric(table["fit_error"], errors="coerce").to_numpy(dtype=float)}
+        )
 
     def describe(self, stages: int) -> str:
         return f"fit_error <= {self.threshold:.4g}"
@@ -256,8 +258,12 @@ STRUCTURAL: dict[str, Constraint] = {
 }
 
 
-def space_rules(shared: set[str], non_decreasing: set[str],
-                ranges: Mapping[str, tuple[float, float]]) -> list[Constraint]:
-    """The constraint objects of a space file's `constraints:` (shared, non_decreasing, ranges), in file order."""
-    return ([Shared(n) for n in sorted(shared)] + [NonDecreasing(n) for n in sorted(non_decreasing)]
-            + [Range(k, lo, hi) for k, (lo, hi) in ranges.items()])
+def space_rules(
+    shared: set[str], non_decreasing: set[str], ranges: Mapping[str, tuple[float, float]]
+) -> list[Constraint]:
+    """The constraint objects of a space file's `constraints:` (shared, non_decreasing, ranges)."""
+    return (
+        [Shared(n) for n in sorted(shared)]
+        + [NonDecreasing(n) for n in sorted(non_decreasing)]
+        + [Range(k, lo, hi) for k, (lo, hi) in ranges.items()]
+    )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DerivedSpace", "derive_space", "exact_shrink", "kept_rules"]
 
+
 def exact_shrink(space: DesignSpace, names: Sequence[str] | None = None) -> dict[str, float]:
     """Exact log10 shrink factor of each structural constraint: log10 |space| - log10 |space + constraint|.
 
@@ -107,7 +108,9 @@ def derive_space(space: DesignSpace, constraints: pd.DataFrame, label: str = "")
         data = candidate
         added.append(name)
     what = ", ".join(added) if added else "no constraint kept"
-    head = {"name": f"{space.name}_derived",
-            "description": f"{space.name} plus the constraints kept on study {label or space.name}: {what}"}
+    head = {
+        "name": f"{space.name}_derived",
+        "description": f"{space.name} plus the constraints kept on study {label or space.name}: {what}",
+    }
     data = {**head, **{k: v for k, v in data.items() if k not in head}}
     return DerivedSpace(data, added, skipped, space.log10_size, current.log10_size)
