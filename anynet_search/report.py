@@ -7,11 +7,12 @@ formats them into table cells and places the figures (inlined as base64 PNGs, so
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from anynet_search.analysis import KEEP, REJECT, param_columns, stage_columns
+from anynet_search.analysis import param_columns, stage_columns
 
 if TYPE_CHECKING:
     from anynet_search.analyze import ReportFigure, ReportSummary, StudyReport
@@ -72,19 +73,14 @@ class Table:
     numeric: list[bool] = field(default_factory=list)
 
     @classmethod
-    def of(
-        cls,
-        df: pd.DataFrame | None,
-        columns: Sequence[str] | None = None,
-        names: Mapping[str, str] | None = None,
-    ) -> Table | None:
-        """A DataFrame's columns (all, or those listed that exist) as cells; None when empty."""
+    def of(cls, df: pd.DataFrame | None) -> Table | None:
+        """A DataFrame as cells (numeric columns right-aligned); None when there is nothing to show."""
         if df is None or df.empty:
             return None
-        cols = [c for c in columns if c in df.columns] if columns else list(df.columns)
+        cols = list(df.columns)
         numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in cols]
         rows = [[fmt(v) for v in row] for row in df[cols].itertuples(index=False)]
-        return cls([(names or {}).get(c, c) for c in cols], rows, numeric)
+        return cls([str(c) for c in cols], rows, numeric)
 
 
 def _studies_table(summary: ReportSummary) -> Table:
@@ -209,7 +205,8 @@ def _img(figure: ReportFigure) -> dict[str, str]:
     }
 
 
-def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure], top: int, out: Any) -> dict:
+def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure], top: int, out: Path) -> dict:
+    """The template's view of one study: its tables, verdict rows, figures and notes."""
     mine = [f for f in figures if f.study == s.label]
 
     def kind(k: str) -> list[dict[str, str]]:
@@ -299,7 +296,5 @@ def render_report(
         "expected_best": Table.of(summary.expected_best),
         "studies": [_study_section(s, run, figures, top, out) for s, run in zip(summary.studies, runs)],
         "files": [str(p.relative_to(out)) for p in files],
-        "keep": KEEP,
-        "reject": REJECT,
     }
     return _template().render(**context)
