@@ -36,8 +36,8 @@ from anynet_search.analysis import (
     holm,
     shift_tests,
 )
-from anynet_search.report import exact_shrink
 from anynet_search.spaces import DesignSpace
+from anynet_search.spaces.derive import exact_shrink
 
 #: The paper's finding for each space against the previous one, and the constraint it adds.
 CLAIMS: dict[str, tuple[str, str]] = {

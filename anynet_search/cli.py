@@ -160,8 +160,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _analyze_runs(runs: list[str | tuple[str, str]], out: str, force: bool, bins: int | None = None,
                   margin: tuple[float, str] = (0.5, "points")) -> int:
+    from anynet_search.analyze import analyze_runs
     from anynet_search.paths import check_out_dir
-    from anynet_search.report import analyze_runs
 
     check_out_dir(out)
     summary = analyze_runs(runs, out, force=force, margin=margin[0], margin_unit=margin[1],
@@ -176,12 +176,11 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _derive(args: argparse.Namespace) -> int:
-    import yaml
-
     from anynet_search.analysis import derive_constraints
+    from anynet_search.analysis.samplers import adaptive_note
     from anynet_search.paths import check_out_file, safe_file_name
-    from anynet_search.report import adaptive_note, derive_space, exact_shrink, load_run
-    from anynet_search.spaces import load_space
+    from anynet_search.results import load_run
+    from anynet_search.spaces.derive import derive_space, exact_shrink
 
     if args.out is not None:
         check_out_file(args.out)
@@ -205,10 +204,8 @@ def _derive(args: argparse.Namespace) -> int:
         return 0
     derived = derive_space(run.space, table, label=run.label)
     out = args.out or str(check_out_file(f"{safe_file_name(run.label)}_derived.yaml"))
-    with open(out, "w") as f:
-        f.write(f"# derived by anynet-search derive from {run.label}; added: {', '.join(derived.added) or 'none'}\n")
-        yaml.safe_dump(derived.data, f, sort_keys=False, default_flow_style=None, width=1000)
-    load_space(out)  # the written file must load as a space
+    added = ", ".join(derived.added) or "none"
+    derived.write(out, [f"derived by anynet-search derive from {run.label}; added: {added}"])
     print(f"derived space ({derived.log10_size_before:.2f} -> {derived.log10_size_after:.2f} log10 size): {out}")
     return 0
 

@@ -46,6 +46,8 @@ __all__ = [
     "plot_error_vs_flops",
     "plot_error_vs_param",
     "plot_history",
+    "plot_split_edf",
+    "plot_validation_curves",
 ]
 
 
@@ -273,4 +275,44 @@ def plot_history(df: pd.DataFrame) -> Figure:
     ax.set_xlabel("trial number")
     ax.set_ylabel(ERROR_LABEL)
     ax.legend(fontsize=7)
+    return fig
+
+
+def plot_split_edf(split: Mapping[str, np.ndarray], name: str) -> Figure:
+    """Small error EDFs of the models that satisfy a constraint and of the rest (`analysis.split_by_mask`)."""
+    fig, ax = _figure(4.0, 2.9)
+    for (group, errors), color in zip(split.items(), ("tab:green", "tab:gray")):
+        errors = np.asarray(errors, dtype=float)
+        if errors.size == 0:
+            continue
+        e, F = edf(errors)
+        ax.plot(e, F, drawstyle="steps-post", color=color, lw=1.6,
+                label=f"{group} (n={errors.size}, mean {errors.mean():.2f})")
+    ax.set_xlabel(ERROR_LABEL, fontsize=8)
+    ax.set_ylabel("cumulative prob.", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_title(name, fontsize=9)
+    ax.legend(loc="lower right", fontsize=7)
+    return fig
+
+
+def plot_validation_curves(curves: pd.DataFrame) -> Figure:
+    """Validation error by epoch of the best (blue) and worst (red) models (`analysis.extreme_curves`)."""
+    if not isinstance(curves, pd.DataFrame) or curves.empty:
+        raise ValueError("plot_validation_curves: needs a non-empty curves table "
+                         "(trial, rank, error, epoch, val_error)")
+    fig, ax = _figure(6.0, 3.6, legend_width=1.9)
+    shades = {"best": sns.color_palette("Blues_r", 4), "worst": sns.color_palette("Reds_r", 4)}
+    counts = {"best": 0, "worst": 0}
+    for trial, rows in curves.groupby("trial", sort=False):
+        rank = str(rows["rank"].iloc[0])
+        color = shades[rank][min(counts[rank], 2)]
+        counts[rank] += 1
+        ax.plot(rows["epoch"], rows["val_error"], "o-", color=color, ms=3, lw=1.5,
+                label=f"{rank}: trial {trial} ({float(rows['error'].iloc[0]):.2f}%)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ERROR_LABEL)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.legend(loc="upper left", bbox_to_anchor=(1 - 2.0 / 6.0, 1 - 0.4 / 3.6), fontsize=7, frameon=False)
     return fig

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -10,11 +12,13 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from anynet_search.analysis.columns import SAMPLED_PREFIX
+from anynet_search.analysis.studies import HISTORY_COLUMNS
 from anynet_search.errors import InputError
 from anynet_search.rules import STAGE_COLUMNS
-from anynet_search.study.plan import SETTINGS_ATTR
+from anynet_search.spaces import DesignSpace, SpaceError, load_space
+from anynet_search.study.plan import SETTINGS_ATTR, StudySettings
 from anynet_search.study.run_folder import folder_storage
-from anynet_search.study.storage import load_study, open_storage
+from anynet_search.study.storage import load_study, open_storage, redact
 
 STAGE_PREFIXES = STAGE_COLUMNS  # config field -> column family (d1..dN, w1..wN, ...)
 
@@ -91,3 +95,70 @@ def load_results(run: str | Path, study: str | None = None) -> pd.DataFrame:
     and `sampled_<name>` for each sampled parameter (e.g. sampled_w1, or sampled_g when the space shares g).
     """
     return trials_frame(open_run(run, study)[1])
+
+
+def histories_frame(study: optuna.Study) -> pd.DataFrame:
+    """Per-epoch validation error of every trained trial (its recorded `result.history`).
+
+    Columns trial, epoch, val_error.
+
+    Epochs count from 1. Trials that recorded no history (the dry-run objective) have no rows.
+    """
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if "infeasible" in t.user_attrs:
+            continue
+        for epoch, value in enumerate(t.user_attrs.get("result", {}).get("history") or (), start=1):
+            rows.append((t.number, epoch, float(value)))
+    return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+
+
+@dataclass
+class RunData:
+    """One loaded run: results frame, per-epoch histories, Optuna study and (when known) its design space."""
+
+    label: str
+    run: str
+    df: pd.DataFrame
+    study: optuna.Study | None = None
+    space: DesignSpace | None = None
+    space_note: str | None = None
+    histories: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=list(HISTORY_COLUMNS)))
+
+
+def display_run(run: str | Path) -> str:
+    """A run folder as given, or a storage URL with its credentials redacted."""
+    text = str(run)
+    return redact(text) if "://" in text or text.startswith("journal:") else text
+
+
+def space_of(study: optuna.Study | None, df: pd.DataFrame) -> tuple[DesignSpace | None, str | None]:
+    """The study's stored design space, else the bundled space of its name, else None and why."""
+    problem = "no Optuna study"
+    if study is not None:
+        try:
+            return StudySettings.from_study(study).design_space(), None
+        except (ValueError, TypeError) as exc:  # SpaceError is a ValueError
+            problem = str(exc).splitlines()[0]
+    names = df["space"].dropna().unique() if "space" in df.columns else []
+    if len(names) != 1:
+        return None, f"design space unknown ({problem}); exact shrink factors and derived space unavailable"
+    try:
+        space = load_space(str(names[0]))
+    except SpaceError as exc:
+        return None, (f"design space unknown ({problem}; {exc}); exact shrink factors and derived space "
+                      "unavailable")
+    return space, f"design space rebuilt from the space file {space.source} ({problem})"
+
+
+def load_run(run: str | Path, study_name: str | None = None) -> RunData:
+    """Load a run folder (or a storage URL and study name): results, histories, study and design space."""
+    _, study = open_run(run, study_name)
+    name = study.study_name
+    df = trials_frame(study)
+    if df.empty:
+        raise InputError(f"{display_run(run)}: study {name!r} has no completed trials to analyze")
+    space, note = space_of(study, df)
+    return RunData(label=name, run=display_run(run), df=df, study=study, space=space, space_note=note,
+                   histories=histories_frame(study))

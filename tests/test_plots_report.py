@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from html import escape as html_escape
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from markupsafe import escape as html_escape
 from matplotlib.figure import Figure
 
 from anynet_search import plots
@@ -23,10 +23,12 @@ from anynet_search.analysis import (
     weighted_mean,
 )
 from anynet_search.analysis.synthetic import synthetic_results
+from anynet_search.analyze import analyze_runs
 from anynet_search.regnet import fit_regnet, regnet_block_widths
-from anynet_search.report import analyze_runs, derive_space, exact_shrink
 from anynet_search.results import load_results
 from anynet_search.spaces import load_space
+from anynet_search.spaces.constraints import FitErrorAtMost, Range
+from anynet_search.spaces.derive import derive_space, exact_shrink
 from anynet_search.study.runner import RunOptions, prepare_study
 from anynet_search.study.worker import Worker
 
@@ -119,6 +121,8 @@ def test_derive_space_maps_verdicts_to_space_file_constraints(tmp_path):
         "verdict": [KEEP, KEEP, KEEP, KEEP, "reject"],
         "detail": ["b1 = ... = b4", "w1 <= ... <= w4", "16 <= w3 <= 64", "fit_error <= 0.1", "g1 = ... = g4"],
     })
+    # the objects derive_constraints records; structural ones are also known by name
+    table.attrs["rules"] = {"good_range:w3": Range("w3", 16, 64), "fit_error<=q25": FitErrorAtMost(0.1, 0.25)}
     derived = derive_space(base, table, "test")
     assert derived.added == ["shared_b", "increasing_widths", "good_range:w3"]
     assert [n for n, _ in derived.skipped] == ["fit_error<=q25"]
@@ -276,7 +280,7 @@ def test_plots_reject_bad_input(frames):
 def test_parameter_importance_ranks_the_parameter_that_drives_the_error():
     import optuna
 
-    from anynet_search.report import parameter_importance
+    from anynet_search.analysis.importance import parameter_importance
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from anynet_search.analysis._checks import require_frame
@@ -78,3 +80,21 @@ def sampled_columns(df: pd.DataFrame, family: str) -> list[str]:
         if all(c in df.columns for c in cols) and df[cols].notna().all().all():
             return cols
     return []
+
+
+def table_values(df: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Values of each named parameter as an (m, k) array, what a constraint's mask reads from a results table.
+
+    A per-stage family (d, w, b, g) gives its sampled columns when the frame has them (k = 1 when the
+    space shares it), else the built config's `<f>1..N`; any other name (a RegNet parameter such as wm)
+    gives its `sampled_<name>` column.
+    """
+    out = {}
+    for name in names:
+        cols = ((sampled_columns(df, name) or stage_columns(df, name)) if name in STAGE_FAMILIES
+                else [f"{SAMPLED_PREFIX}{name}"])
+        if not cols or any(c not in df.columns for c in cols):
+            raise ValueError(f"the results table has no columns for parameter {name!r}")
+        values = [pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) for c in cols]
+        out[name] = np.column_stack(values)
+    return out

@@ -19,6 +19,7 @@ excludes. Per candidate:
   mean error by `margin` or more" (the same permutation test; one-sided).
 - `log10_shrink`: log10(size of the space / size of the constrained space), from `shrink` when the
   caller knows it exactly, else estimated as -log10(fraction) (`shrink_source` says which).
+- `reason`: the verdict's reason in a few words; `note`: the full reason and any caveat.
 
 Verdict (`constraint_verdict`), in this order:
 
@@ -67,6 +68,7 @@ from anynet_search.analysis.ranges import good_ranges
 from anynet_search.analysis.samplers import require_unbiased_samples
 from anynet_search.analysis.weights import complexity_bins, weights_from_bins
 from anynet_search.errors import InputError
+from anynet_search.spaces.constraints import STRUCTURAL, Constraint, FitErrorAtMost, Range
 
 KEEP, NEUTRAL, REJECT = "keep", "neutral", "reject"
 VERDICTS: tuple[str, ...] = (KEEP, NEUTRAL, REJECT)
@@ -91,27 +93,21 @@ COLUMNS: tuple[str, ...] = (
     "log10_shrink",
     "shrink_source",
     "detail",
+    "reason",
     "note",
 )
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A candidate constraint: which rows satisfy it and on which rows it is evaluated."""
+    """A candidate constraint: which rows satisfy it, on which rows it is evaluated, and the rule itself."""
 
     name: str
     satisfied: np.ndarray
     evaluated: np.ndarray
     detail: str
     note: str = ""
-
-
-def _all_equal(x: np.ndarray) -> np.ndarray:
-    return np.isclose(x, x[:, :1], rtol=1e-9, atol=0.0).all(axis=1)
-
-
-def _non_decreasing(x: np.ndarray) -> np.ndarray:
-    return (np.diff(x, axis=1) >= 0).all(axis=1)
+    rule: Constraint | None = None  # its mask, exact count and space-file form
 
 
 def _family_values(df: pd.DataFrame, family: str, what: str) -> tuple[np.ndarray | None, bool, str]:
@@ -137,24 +133,21 @@ def candidate_constraints(
     m = len(df)
     everyone = np.ones(m, dtype=bool)
     n_stages = stage_count(df)
-    values = {f: _family_values(df, f, what) for f in STAGE_FAMILIES}
+    found = {f: _family_values(df, f, what) for f in STAGE_FAMILIES}
+    values = {f: x for f, (x, _, _) in found.items() if x is not None}
     out: list[Candidate] = []
-    structural = [
-        ("shared_b", "b", _all_equal, "b1 = ... = b{n}"),
-        ("shared_g", "g", _all_equal, "g1 = ... = g{n}"),
-        ("increasing_widths", "w", _non_decreasing, "w1 <= ... <= w{n}"),
-        ("increasing_depths", "d", _non_decreasing, "d1 <= ... <= d{n}"),
-    ]
     if n_stages >= 2:
-        for name, family, test, detail in structural:
-            x, shared, note = values[family]
+        for rule in STRUCTURAL.values():
+            family = rule.params[0]
+            x, shared, note = found[family]
             if x is not None:
                 note = f"the space samples one {family} for every stage" if shared else note
-                out.append(Candidate(name, test(x), everyone, detail.format(n=n_stages), note))
+                sat = rule.holds(values)
+                out.append(Candidate(rule.name, sat, everyone, rule.describe(n_stages), note, rule))
     # one parameter per sampled column: g1..gN, or g when the space shares it
     params = {}
     for family in STAGE_FAMILIES:
-        x, shared, note = values[family]
+        x, shared, note = found[family]
         if x is not None:
             names = [family] if shared else [f"{family}{i + 1}" for i in range(x.shape[1])]
             params.update({name: (x[:, i], note) for i, name in enumerate(names)})
@@ -169,10 +162,10 @@ def candidate_constraints(
         frame = pd.DataFrame({"error": error_column(df, what), **{k: v for k, (v, _) in params.items()}})
         ranges = good_ranges(frame.loc[derive], list(params))
         for r in ranges.itertuples(index=False):
-            x, note = params[r.param]
-            sat = (x >= r.lo) & (x <= r.hi)
-            notes = "; ".join(filter(None, [split, note]))
-            out.append(Candidate(f"good_range:{r.param}", sat, evaluated, f"{r.lo:g} <= {r.param} <= {r.hi:g}", notes))
+            rule = Range(str(r.param), float(r.lo), float(r.hi))
+            notes = "; ".join(filter(None, [split, params[r.param][1]]))
+            sat = rule.holds(values)
+            out.append(Candidate(rule.name, sat, evaluated, rule.describe(n_stages), notes, rule))
     if "fit_error" in df.columns:
         fit = pd.to_numeric(df["fit_error"], errors="coerce").to_numpy(dtype=float)
         known = np.isfinite(fit)
@@ -185,10 +178,9 @@ def candidate_constraints(
             for q in fit_quantiles:
                 if not 0.0 < q < 1.0:
                     raise ValueError(f"fit_quantiles must lie in (0, 1), got {q}")
-                t = float(np.quantile(fit[known], q))
-                sat = known & (np.nan_to_num(fit, nan=np.inf) <= t)
-                name = f"fit_error<=q{round(100 * q):02d}"
-                out.append(Candidate(name, sat, everyone, f"fit_error <= {t:.4g}", missing))
+                rule = FitErrorAtMost(float(np.quantile(fit[known], q)), q)
+                sat = rule.holds({"fit_error": fit})
+                out.append(Candidate(rule.name, sat, everyone, rule.describe(n_stages), missing, rule))
     return out
 
 
@@ -218,25 +210,48 @@ def constraint_verdict(
     min_n: int = 10,
 ) -> tuple[str, str]:
     """Verdict ('keep'/'neutral'/'reject') and its reason for one constraint (rule in the module docstring)."""
+    verdict, _, reason = judge(n, n_excluded, p_adjusted, mean_diff_lo, mean_diff_hi, p_not_worse,
+                               log10_shrink, alpha, margin, min_n)
+    return verdict, reason
+
+
+def judge(
+    n: int,
+    n_excluded: int,
+    p_adjusted: float,
+    mean_diff_lo: float,
+    mean_diff_hi: float,
+    p_not_worse: float,
+    log10_shrink: float,
+    alpha: float = 0.05,
+    margin: float = 0.5,
+    min_n: int = 10,
+) -> tuple[str, str, str]:
+    """`constraint_verdict` with a short reason too: (verdict, short reason, full reason)."""
     if n < min_n:
-        return NEUTRAL, f"too few models satisfy it ({n} < {min_n}) to judge"
+        return (NEUTRAL, f"too few models ({n} < {min_n})",
+                f"too few models satisfy it ({n} < {min_n}) to judge")
     if n_excluded == 0:
-        return NEUTRAL, "every evaluated model satisfies it: no excluded models to compare with"
+        return (NEUTRAL, "no model violates it",
+                "every evaluated model satisfies it: no excluded models to compare with")
     if not np.isfinite(p_not_worse):
-        return NEUTRAL, "no test of the effect"
+        return NEUTRAL, "no test of the effect", "no test of the effect"
     significant = np.isfinite(p_adjusted) and p_adjusted < alpha
     ci = f"mean diff {100 * (1 - alpha):g}% interval [{mean_diff_lo:+.3g}, {mean_diff_hi:+.3g}]"
     if significant and mean_diff_hi < 0:
-        return KEEP, f"significantly better ({ci})"
+        return KEEP, f"significantly better (p_adj {p_adjusted:.2g})", f"significantly better ({ci})"
     if significant and mean_diff_lo > 0:
-        return REJECT, f"significantly worse ({ci})"
+        return REJECT, f"significantly worse (p_adj {p_adjusted:.2g})", f"significantly worse ({ci})"
     test = f"a worsening by +{margin:.3g} points or more is rejected (p = {p_not_worse:.3g} <= {alpha / 2:g}; {ci})"
     if p_not_worse <= alpha / 2:
         if log10_shrink > 0:
-            return KEEP, f"not worse: {test}; shrinks the space 10^{log10_shrink:.2f}x"
-        return NEUTRAL, f"not worse: {test}; but does not shrink the space"
-    return NEUTRAL, (f"inconclusive: a worsening by +{margin:.3g} points is not ruled out "
-                     f"(p = {p_not_worse:.3g} > {alpha / 2:g}; {ci})")
+            return (KEEP, f"not worse (p {p_not_worse:.2g}) and shrinks the space",
+                    f"not worse: {test}; shrinks the space 10^{log10_shrink:.2f}x")
+        return (NEUTRAL, f"not worse (p {p_not_worse:.2g}) but does not shrink the space",
+                f"not worse: {test}; but does not shrink the space")
+    return NEUTRAL, f"inconclusive: +{margin:.3g} points not ruled out (p {p_not_worse:.2g})", (
+        f"inconclusive: a worsening by +{margin:.3g} points is not ruled out "
+        f"(p = {p_not_worse:.3g} > {alpha / 2:g}; {ci})")
 
 
 def resolve_margin(errors: np.ndarray, margin: float, unit: str = "points") -> tuple[float, str]:
@@ -290,8 +305,9 @@ def derive_constraints(
     'points', or 'sd' for a fraction of the errors' standard deviation) is the worsening that "not
     worse" must rule out; `n_perm` permutations per test. Refuses samples from adaptive samplers unless
     `force` (then warns and stores the warning in `.attrs["warning"]`). The columns and the verdict
-    rule are described in this module's docstring; `.attrs` holds alpha, margin (points), margin_spec
-    and min_n.
+    rule are described in this module's docstring; `.attrs` holds alpha, margin (points), margin_spec,
+    min_n and `rules` (constraint name -> its `anynet_search.spaces.constraints` object, which
+    `anynet_search.spaces.derive.derive_space` adds to a space).
 
     >>> from anynet_search.analysis.synthetic import synthetic_results
     >>> table = derive_constraints(synthetic_results(200), n_perm=200)
@@ -382,11 +398,11 @@ def derive_constraints(
     p_adj = holm(np.where(tested, [r["p_value"] for r in rows], np.nan))
     for j, row in enumerate(rows):
         row["p_adjusted"] = p_adj[j]
-        verdict, reason = constraint_verdict(
+        verdict, short, reason = judge(
             row["n"], row["n_eval"] - row["n"], p_adj[j], row["mean_diff_lo"], row["mean_diff_hi"],
             row["p_not_worse"], row["log10_shrink"], alpha, margin_points, min_n,
         )
-        row["verdict"] = verdict
+        row["verdict"], row["reason"] = verdict, short
         row["note"] = "; ".join(filter(None, [reason, row["note"]]))
     out = pd.DataFrame(rows, columns=list(COLUMNS))
     rank = out["verdict"].map({v: i for i, v in enumerate(VERDICTS)})
@@ -396,7 +412,8 @@ def derive_constraints(
         .drop(columns=["_rank", "_shrink"])
         .reset_index(drop=True)
     )
-    out.attrs.update(alpha=alpha, margin=margin_points, margin_spec=margin_spec, min_n=min_n)
+    out.attrs.update(alpha=alpha, margin=margin_points, margin_spec=margin_spec, min_n=min_n,
+                     rules={c.name: c.rule for c in candidates if c.rule is not None})
     if warning:
         out.attrs["warning"] = warning
     return out

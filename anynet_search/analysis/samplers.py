@@ -49,3 +49,13 @@ def require_unbiased_samples(df: pd.DataFrame, force: bool = False, stacklevel: 
     text = f"forced analysis of a possibly biased sample: {problem}"
     warnings.warn(text, UserWarning, stacklevel=stacklevel + 1)
     return text
+
+
+def adaptive_note(df: pd.DataFrame) -> str | None:
+    """One line saying why a study's EDF verdicts are left out (an adaptive sampler); None if random/QMC."""
+    problem = sample_bias(df)
+    if problem is None:
+        return None
+    return (f"EDF verdicts left out: {problem}, which concentrate trials where errors are low, so the error "
+            "EDF describes the search, not the design space (sample with --sampler random or qmc for EDFs, "
+            "constraints and good ranges; --force draws them anyway)")

@@ -20,6 +20,7 @@ import numpy as np
 from anynet_search.complexity import complexity
 from anynet_search.config import AnyNetConfig
 from anynet_search.spaces import sampling, schema, trial_params
+from anynet_search.spaces.constraints import Constraint, Shared, space_rules
 from anynet_search.spaces.files import read_space_file, spec_hash
 from anynet_search.spaces.params import ParamSpec, SpaceError
 from anynet_search.spaces.sampling import MAX_CANDIDATES, Batch, Sample, resolve_anynet, resolve_regnet
@@ -66,6 +67,7 @@ class DesignSpace:
         self.params: dict[str, ParamSpec] = schema.check_parameters(data.get("parameters"), self.family,
                                                                     where)
         self.shared, self.non_decreasing, self.ranges = self._check_constraints(data.get("constraints") or {}, where)
+        self.rules: list[Constraint] = space_rules(self.shared, self.non_decreasing, self.ranges)
         self.band = schema.check_band(data.get("band") or {}, where)
         if self.band:
             schema.check_band_reachable(self.band, *self._extreme_metrics(), self.resolution, where)
@@ -163,17 +165,8 @@ class DesignSpace:
         for name, k in sampling.uniform_columns(self):
             raw[name] = sampling.draw_param(self, name, uniforms[:, col:col + k])
             col += k
-        if self.family == "anynet":
-            batch = self._resolve_anynet(raw)
-            for n in sorted(self.non_decreasing):
-                batch.masks[f"non_decreasing {n}"] = np.all(np.diff(raw[n], axis=1) >= 0, axis=1)
-        else:
-            batch = self._resolve_regnet(raw)
-        for key, (lo, hi) in self.ranges.items():
-            base, stage = self._split_param_name(key)
-            v = batch.raw[base] if stage is None else batch.raw[base][:, stage - 1]
-            inside = (v >= lo) & (v <= hi)
-            batch.masks[f"range {key} in [{lo:g}, {hi:g}]"] = inside if inside.ndim == 1 else inside.all(axis=1)
+        batch = self._resolve_anynet(raw) if self.family == "anynet" else self._resolve_regnet(raw)
+        self._mask_rules(batch)
         if check_band and self.band:
             ok = np.all([m_ for m_ in batch.masks.values()], axis=0) if batch.masks else np.ones(m, dtype=bool)
             f, p, a = self._metrics(batch, ok)
@@ -187,6 +180,12 @@ class DesignSpace:
                     batch.masks[name] = inside | ~ok
                     batch.evaluated[name] = int(ok.sum())
         return batch
+
+    def _mask_rules(self, batch: Batch) -> None:
+        """Add each constraint's mask over the raw draws (shared parameters are drawn shared: no mask)."""
+        for rule in self.rules:
+            if not isinstance(rule, Shared):
+                batch.masks[rule.label] = rule.holds(batch.raw)
 
     def _resolve_anynet(self, raw: dict[str, np.ndarray]) -> Batch:
         return resolve_anynet(raw)
@@ -275,13 +274,7 @@ class DesignSpace:
             for v in np.ravel(arr):
                 self.params[n].index_of(v)
         batch = self._resolve_regnet(raw) if self.family == "regnet" else self._resolve_anynet(raw)
-        if self.family == "anynet":
-            for n in sorted(self.non_decreasing):
-                batch.masks[f"non_decreasing {n}"] = np.all(np.diff(raw[n], axis=1) >= 0, axis=1)
-        for key, (lo, hi) in self.ranges.items():
-            base, stage = self._split_param_name(key)
-            v = raw[base] if stage is None else raw[base][:, stage - 1]
-            batch.masks[f"range {key} in [{lo:g}, {hi:g}]"] = np.all(np.atleast_2d((v >= lo) & (v <= hi)), axis=-1)
+        self._mask_rules(batch)
         failed = [k for k, m in batch.masks.items() if not m[0]]
         if failed:
             raise InfeasibleConfig(f"violates {failed[0]}")

@@ -1,0 +1,106 @@
+"""Per-study numbers a report shows: error summary, expected best error, EDF comparisons, constraint splits,
+and the per-epoch validation curves of the best and worst models. Pandas in, pandas (or dicts) out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from anynet_search.analysis._checks import check_positive_int, error_column
+from anynet_search.analysis.best import default_ns, expected_best_error
+from anynet_search.analysis.compare import compare_edfs
+from anynet_search.analysis.edf import weighted_mean, weighted_median
+
+#: Columns of a per-epoch history table (`anynet_search.results.histories_frame`).
+HISTORY_COLUMNS: tuple[str, ...] = ("trial", "epoch", "val_error")
+
+
+def error_summary(df: pd.DataFrame, weights: np.ndarray | None = None) -> dict[str, Any]:
+    """n, best/median/mean validation error, the best model's trial and its test error, median test error."""
+    e = pd.to_numeric(df["error"], errors="coerce").to_numpy(dtype=float)
+    best = int(np.nanargmin(e))
+    test = pd.to_numeric(df["test_error"], errors="coerce") if "test_error" in df.columns else None
+    return {
+        "n": int(e.size),
+        "best_error": float(e[best]),
+        "median_error": weighted_median(e, weights),
+        "mean_error": weighted_mean(e, weights),
+        "best_trial": int(df["trial"].iloc[best]) if "trial" in df.columns else best,
+        "best_test_error": float(test.iloc[best]) if test is not None else float("nan"),
+        "median_test_error": float(test.median()) if test is not None else float("nan"),
+    }
+
+
+def expected_best_table(
+    frames: Mapping[str, pd.DataFrame], weights: Mapping[str, np.ndarray]
+) -> pd.DataFrame:
+    """Expected best validation error of n random models per study (n = 1, 2, 4, ... up to the least m)."""
+    ns = default_ns(min(len(df) for df in frames.values()))
+    table = pd.DataFrame({"n": ns})
+    for label, df in frames.items():
+        res = expected_best_error(df["error"].to_numpy(dtype=float), ns=ns, weights=weights.get(label))
+        table[label] = res["expected_min"].to_numpy()
+    return table
+
+
+def compare_studies(
+    frames: Mapping[str, pd.DataFrame], strata: Mapping[str, np.ndarray], seed: int = 0
+) -> pd.DataFrame | None:
+    """Each study's EDF against the first one's (KS test and mean/median differences; < 0: better).
+
+    With `strata` (complexity bins over the shared range) the comparison is complexity-normalized and
+    its p-value a permutation test within bins. None for fewer than two studies.
+    """
+    labels = list(frames)
+    if len(labels) < 2:
+        return None
+    base = labels[0]
+    rows = []
+    for label in labels[1:]:
+        res = compare_edfs(
+            frames[label]["error"].to_numpy(dtype=float),
+            frames[base]["error"].to_numpy(dtype=float),
+            strata.get(label),
+            strata.get(base),
+            seed=seed,
+        )
+        rows.append({"study": label, "versus": base, **res.as_dict()})
+    return pd.DataFrame(rows)
+
+
+def split_by_mask(df: pd.DataFrame, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Validation errors of the models a constraint's mask selects ('satisfy') and of the rest ('violate')."""
+    errors = error_column(df, "split_by_mask")
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != errors.shape:
+        raise ValueError(f"split_by_mask: the mask has {mask.size} entries, the frame {errors.size} rows")
+    return {"satisfy": errors[mask], "violate": errors[~mask]}
+
+
+def extreme_curves(df: pd.DataFrame, histories: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+    """Per-epoch validation errors of the `k` best and `k` worst models (by final validation error).
+
+    `histories` has one row per (trial, epoch) with `val_error`; the result adds `rank` ('best' or
+    'worst') and the model's final `error`, best models first. Trials without a history are left out;
+    a model among both the best and the worst (fewer than 2k models) counts as best.
+    """
+    k = check_positive_int(k, "k")
+    missing = [c for c in HISTORY_COLUMNS if c not in histories.columns]
+    if missing:
+        raise ValueError(f"extreme_curves: the history table lacks column(s) {missing}")
+    have = df[df["trial"].isin(set(histories["trial"]))].sort_values(["error", "trial"], kind="stable")
+    best = have.head(k)
+    worst = have.iloc[max(k, len(have) - k) :].iloc[::-1]
+    picks = pd.concat([best.assign(rank="best"), worst.assign(rank="worst")], ignore_index=True)
+    curves = picks[["trial", "rank", "error"]].merge(histories[list(HISTORY_COLUMNS)], on="trial", how="left")
+    order = {t: i for i, t in enumerate(picks["trial"])}
+    return (
+        curves.assign(_o=curves["trial"].map(order))
+        .sort_values(["_o", "epoch"], kind="stable")
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
