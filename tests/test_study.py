@@ -94,6 +94,14 @@ def _kill_one_worker_mid_trial(study, url, n):
     assert len(retried) == 1 and retried[0].params == died[0].params
 
 
+def test_the_objective_is_named_validation_error_for_dashboards(tmp_path):
+    study, *_ = prepare_study(opts(tmp_path, trials=2))
+    assert study.metric_names == ["validation error (%)"]
+    journal = tmp_path / "runs" / study.study_name / "journal.log"
+    reopened = optuna.load_study(study_name=study.study_name, storage=_storage(f"journal:{journal}"))
+    assert reopened.metric_names == ["validation error (%)"]
+
+
 def test_sigkilled_worker_loses_and_duplicates_nothing(tmp_path):
     study, settings, url, _ = prepare_study(opts(tmp_path, trials=6))
     _kill_one_worker_mid_trial(study, url, 6)

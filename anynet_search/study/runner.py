@@ -6,6 +6,7 @@ import dataclasses
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from anynet_search.train import TrainConfig
 # trials the journal was 33.4 MiB, took 47-55 s to write and 3.4 s to load (benchmarks/RESULTS.md, section 5),
 # so 100,000 is ~10x that. The paper trains 500 models per design space.
 MAX_TRIALS = 100_000
+METRIC_NAME = "validation error (%)"  # what every trial's value is
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,9 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     if study is None:
         study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
                                     pruner=pruner)
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2; nothing for a user to act on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC_NAME])  # optuna-dashboard and Optuna's plots label the objective
     write_record(run_dir, url, name)  # the run folder finds a study kept outside it (SQL, a journal elsewhere)
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:  # new (or created by a run that stopped before storing its settings)
