@@ -191,8 +191,7 @@ class Postgres:
 
 
 def _record() -> dict:
-    """A finished trial's user attributes, shaped like a worker's (config, complexity, result); parameters are
-    left out (their distributions would have to match the space's)."""
+    """A finished trial's user attributes, shaped like a worker's (config, complexity, result)."""
     cfg = {"depths": [1, 2, 3, 4], "widths": [16, 32, 64, 128], "bottleneck_ratios": [1] * 4,
            "group_widths": [8] * 4, "strides": [1, 2, 2, 2], "stem_type": "cifar", "stem_width": 16}
     result = {"val_error": 12.5, "test_error": 13.0, "train_seconds": 0.0, "eval_seconds": 0.0, "epochs": 0,
@@ -203,15 +202,53 @@ def _record() -> dict:
     return attrs
 
 
+class _ParamRecorder:
+    """Stands in for an Optuna trial in `DesignSpace.suggest`: records each parameter's distribution and returns
+    the ticket's planned value, so a prefilled trial carries its parameters as a worker's would."""
+
+    def __init__(self, fixed: dict) -> None:
+        from optuna import distributions as d
+
+        self.d, self.fixed, self.params = d, fixed, {}
+
+    def _take(self, name: str, dist):  # noqa: ANN001, ANN202
+        value = self.fixed[name]
+        self.params[name] = (dist, value)
+        return value
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False):  # noqa: ANN201
+        return self._take(name, self.d.IntDistribution(low, high, step=step, log=log))
+
+    def suggest_float(self, name: str, low: float, high: float, step=None, log: bool = False):  # noqa: ANN001, ANN201
+        return self._take(name, self.d.FloatDistribution(low, high, step=step, log=log))
+
+    def suggest_categorical(self, name: str, choices: list):  # noqa: ANN201
+        return self._take(name, self.d.CategoricalDistribution(choices))
+
+
+def _planned_params(study, space, trial) -> dict:  # noqa: ANN001
+    """name -> (distribution, value) of a ticket's planned config."""
+    recorder = _ParamRecorder(trial.system_attrs["fixed_params"])
+    space.suggest(recorder)
+    return recorder.params
+
+
 def prefill(study, count: int) -> None:
     """Complete the study's first `count` tickets directly in the storage, in bulk (benchmark only)."""
     import datetime as dt
 
+    from optuna.distributions import distribution_to_json
     from optuna.storages import JournalStorage
     from optuna.trial import TrialState
 
+    from anynet_search.study.plan import StudySettings
+
     storage = study._storage
     tickets = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[:count]
+    space = StudySettings.from_study(study).design_space()
+    # real finished trials carry their parameters: Optuna's journal replay of a new parameter scans the study
+    # for the first trial that has it, which a study of parameterless trials makes O(N) per parameter
+    planned = {t._trial_id: _planned_params(study, space, t) for t in tickets}
     now = dt.datetime.now(dt.timezone.utc)
     if isinstance(storage, JournalStorage):
         from optuna.storages.journal._storage import JournalOperation as Op
@@ -222,6 +259,10 @@ def prefill(study, count: int) -> None:
             tid, stamp = t._trial_id, now.isoformat(timespec="microseconds")
             logs.append({"op_code": Op.SET_TRIAL_STATE_VALUES, "worker_id": "prefill", "trial_id": tid,
                          "state": TrialState.RUNNING, "values": None, "datetime_start": stamp})
+            for pname, (dist, value) in planned[tid].items():
+                logs.append({"op_code": Op.SET_TRIAL_PARAM, "worker_id": "prefill", "trial_id": tid,
+                             "param_name": pname, "param_value_internal": dist.to_internal_repr(value),
+                             "distribution": distribution_to_json(dist)})
             for key, value in attrs.items():
                 logs.append({"op_code": Op.SET_TRIAL_USER_ATTR, "worker_id": "prefill", "trial_id": tid,
                              "user_attr": {key: value}})
@@ -244,6 +285,10 @@ def prefill(study, count: int) -> None:
         row.state, row.datetime_start, row.datetime_complete = TrialState.COMPLETE, naive, naive
         session.add(models.TrialValueModel(trial_id=tid, objective=0, value=12.5,
                                            value_type=models.TrialValueModel.TrialValueType.FINITE))
+        for pname, (dist, value) in planned[tid].items():
+            session.add(models.TrialParamModel(trial_id=tid, param_name=pname,
+                                               param_value=dist.to_internal_repr(value),
+                                               distribution_json=distribution_to_json(dist)))
         for key, value in attrs.items():
             session.add(models.TrialUserAttributeModel(trial_id=tid, key=key, value_json=json.dumps(value)))
     session.commit()
