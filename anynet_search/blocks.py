@@ -59,21 +59,35 @@ class SqueezeExcite(nn.Module):
 class Shortcut(nn.Sequential):
     """Projection shortcut: 1x1 conv with the block's stride, then BN.
 
-    The stride is taken as a strided slice before a stride-1 1x1 conv. For kernel 1 and padding 0 this is
-    the same function with the same parameters and counts, but it avoids oneDNN's backward-weights kernel
-    for strided 1x1 convs in channels-last, which overruns its workspace (heap corruption, or silently wrong
-    weight gradients) when the input has fewer than 16 channels and the batch size is odd (oneDNN #6035).
+    With fewer than `SLICE_BELOW` input channels the stride is taken as a strided slice before a stride-1 1x1
+    conv: for kernel 1 and padding 0 the same function with the same parameters and counts, but it avoids
+    oneDNN's backward-weights kernel for strided 1x1 convs in channels-last, which overruns its workspace
+    (heap corruption, or silently wrong weight gradients) when the input has fewer than 16 channels and the
+    batch size is odd (oneDNN #6035). Wider inputs keep the strided conv: the slice costs about 5% of a
+    RegNetX-200MF training step on the CPU (benchmarks/RESULTS.md, section 1).
     """
 
+    SLICE_BELOW = 16
+
     def __init__(self, w_in: int, w_out: int, stride: int) -> None:
-        super().__init__(*conv_bn(w_in, w_out, 1))
-        self.stride = stride
+        slice_step = stride if stride > 1 and w_in < self.SLICE_BELOW else 1
+        super().__init__(*conv_bn(w_in, w_out, 1, stride=stride // slice_step))
+        self.slice = slice_step
+
+    @property
+    def stride(self) -> int:
+        """The block's stride, however it is taken."""
+        return self.slice * self[0].stride[0]
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1x1 projection (with its stride) before BN."""
+        if self.slice > 1:
+            x = x[:, :, :: self.slice, :: self.slice]
+        return self[0](x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Projected (and subsampled) input."""
-        if self.stride > 1:
-            x = x[:, :, :: self.stride, :: self.stride]
-        return super().forward(x)
+        return self[1](self.project(x))
 
 
 class XBlock(nn.Module):

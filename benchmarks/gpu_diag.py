@@ -27,11 +27,12 @@ VARIANTS = [(s, b, m) for s, b, m in itertools.product(["slice", "conv"], [True,
 
 
 def use_conv_shortcut() -> None:
-    """Patch the model's shortcut back to one stride-2 1x1 conv (the form before the strided slice)."""
+    """Patch the model's shortcut back to one stride-2 1x1 conv for every input width (no strided slice)."""
     from anynet_search import blocks
 
     def forward(self, x):  # noqa: ANN001, ANN202
-        self[0].stride = (self.stride, self.stride)
+        if self.slice > 1:
+            self[0].stride, self.slice = (self.slice, self.slice), 1
         return nn.Sequential.forward(self, x)
 
     blocks.Shortcut.forward = forward
