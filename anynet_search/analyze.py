@@ -262,29 +262,16 @@ def _study_report(
         report.shrink = exact_shrink(run.space, names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the forced-analysis warning is shown in the report
+        options = dict(shrink=report.shrink or None, force=force, seed=seed, margin=margin[0],
+                       margin_unit=margin[1])
         try:
-            report.constraints = derive_constraints(
-                df,
-                shrink=report.shrink or None,
-                force=force,
-                bins=bins,
-                seed=seed,
-                margin=margin[0],
-                margin_unit=margin[1],
-            )
+            report.constraints = derive_constraints(df, bins=bins, **options)
         except ValueError as exc:
             if bins is None:
                 report.constraints_note = f"no constraints derived: {exc}"
-            else:
+            else:  # retry on the raw EDFs: the complexity normalization is what failed
                 try:
-                    report.constraints = derive_constraints(
-                        df,
-                        shrink=report.shrink or None,
-                        force=force,
-                        seed=seed,
-                        margin=margin[0],
-                        margin_unit=margin[1],
-                    )
+                    report.constraints = derive_constraints(df, **options)
                     report.constraints_note = (
                         f"complexity normalization failed ({exc}); constraints judged on raw EDFs"
                     )
