@@ -1,51 +1,30 @@
-"""Short-schedule trainer for sampled networks: device-resident data, SGD + cosine, cheap failure detection.
+"""Trainer settings, results and recorded failures, and the small pure helpers of the training recipe.
 
-One call of `train` is one trial's training: the whole data set lives on the device, every epoch draws a
-seeded permutation there and slices it into batches, augmentation runs batched through `augment_batch`
-with a seeded device generator, and the only host syncs are one every `DIVERGENCE_CHECK_EVERY` steps (the
-finite-loss check) and the per-epoch evaluation. Failures that a sweep records instead of crashing on are
+The training loop itself is `anynet_search.training.trainer` (`train`, `train_task`, `evaluate`); those
+names stay importable from here. Failures that a sweep records instead of crashing on are
 `TrialFailure`s: `DivergedError` (non-finite loss or outputs) and `OutOfMemoryError` (CUDA OOM, memory
-released before raising). `optuna.TrialPruned` raised by the `report` callback propagates untouched.
+released before raising).
 
 Defaults (`TrainConfig()`) were chosen on the `digits` set at 16x16 px with a small CNN and AnyNet models
 of 90K-2M parameters: 8 epochs, batch 64, peak lr 0.3 (used as given, not scaled with the batch size),
 half a warmup epoch, random crop with `resolution // 8` px zero padding, label smoothing 0.1, Nesterov
 momentum 0.9, weight decay 5e-4 on conv/linear weights only.
-
-Example (not a doctest: training takes seconds)::
-
-    from anynet_search.data import load_dataset
-    from anynet_search.model import build_model
-
-    data = load_dataset("digits", resolution=16)
-    seed_everything(0)
-    model = build_model(cfg)  # or any (B, C, H, W) -> (B, classes) module
-    result = train(model, data, TrainConfig(), device="cuda" if torch.cuda.is_available() else "cpu")
-    result.val_error, result.test_error  # percent
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gc
 import math
 import numbers
 import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from anynet_search.augment import augment_batch
 from anynet_search.errors import InputError
-
-if TYPE_CHECKING:
-    from anynet_search.data import DataSplits
 
 __all__ = [
     "DIVERGENCE_CHECK_EVERY",
@@ -61,11 +40,8 @@ __all__ = [
     "plan_batches",
     "seed_everything",
     "train",
+    "train_task",
 ]
-
-DIVERGENCE_CHECK_EVERY = 10
-"""Steps between two finite-loss checks (each is one host sync); also checked at every epoch end."""
-
 
 # ----------------------------------------------------------------------------------------------- config
 
@@ -84,14 +60,16 @@ class TrainConfig:
       4 px at 32 px, the CIFAR standard); 0 disables cropping. Horizontal flips follow `DataSplits.flip`.
     - `amp` (bf16 autocast) only takes effect on CUDA; CPU always trains in fp32.
     - `channels_last` (model and inputs in NHWC) applies on every device (faster on CPU too).
-    - `cuda_graphs` (CUDA only) captures the training step (forward, loss, backward, SGD step) of the
-      full-size batches in one CUDA graph after a few eager warm-up steps and replays it: the same math
-      without the per-kernel launch cost that dominates small models. Other batch shapes run eagerly.
+    - `cuda_graphs` (CUDA only; on by default) captures the whole training step (batch gather, augmentation,
+      forward, loss, backward, SGD step with the learning rate read from the device) in one CUDA graph after
+      a few eager warm-up steps, and the evaluation pass in another, and replays them: the same math without
+      the per-kernel launch cost that dominates small models, and no host synchronization inside an
+      epoch. A capture that fails falls back to eager steps for that trial (its result says why).
     - `cudnn_benchmark` (CUDA only) lets cuDNN time its algorithms for each new convolution shape. Off by
       default: every sampled architecture brings new shapes, so the timing is paid again in every trial
       (measured in benchmarks/RESULTS.md).
     - `compile` wraps the model in `torch.compile` (each sampled architecture compiles anew, so it only
-      pays off for long runs); it excludes `cuda_graphs`.
+      pays off for long runs); it turns `cuda_graphs` off.
     """
 
     epochs: int = 8
@@ -106,7 +84,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     amp: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True  # NHWC model and inputs, all devices
-    cuda_graphs: bool = False  # CUDA only
+    cuda_graphs: bool = True  # CUDA only
     cudnn_benchmark: bool = False  # CUDA only
     compile: bool = False
 
@@ -140,8 +118,8 @@ class TrainConfig:
         for name in ("nesterov", "amp", "channels_last", "cuda_graphs", "cudnn_benchmark", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.compile and self.cuda_graphs:
-            raise InputError("compile and cuda_graphs exclude each other; set one of them")
+        if self.compile and self.cuda_graphs:  # a compiled model is not captured: compile replaces graphs
+            object.__setattr__(self, "cuda_graphs", False)
 
     def resolved_crop_pad(self, resolution: int) -> int:
         """Crop padding in pixels for images of side `resolution` (`resolution // 8` when unset)."""
@@ -165,6 +143,7 @@ class TrainResult:
     final_train_loss: float
     peak_memory_mb: float | None = None  # CUDA: peak allocated memory of the run (data set included)
     step_mode: str = "eager"  # eager, cuda_graph, compiled, or why a CUDA graph fell back to eager
+    # CUDA: the device's peak while this trial ran is shared with the trials in flight beside it
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict copy (history as a list), for trial records."""
@@ -239,322 +218,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return groups
 
 
-def plan_batches(num_samples: int, batch_size: int) -> list[tuple[int, int]]:
-    """(start, stop) of each batch of an epoch; drops a last batch under half a batch (or of 1)."""
-    if batch_size < 2:
-        raise ValueError(f"batch_size must be >= 2 (BatchNorm), got {batch_size}")
-    if num_samples < 2:
-        raise ValueError(f"need at least 2 training samples, got {num_samples}")
-    full, rest = divmod(num_samples, batch_size)
-    bounds = [(i * batch_size, (i + 1) * batch_size) for i in range(full)]
-    if rest >= 2 and (rest * 2 >= batch_size or full == 0):
-        bounds.append((full * batch_size, num_samples))
-    return bounds
+# The trainer lives in training.trainer (which imports this module's config and failures); its names stay
+# importable from here.
+_TRAINER_NAMES = ("DIVERGENCE_CHECK_EVERY", "evaluate", "plan_batches", "train", "train_task")
 
 
-def _nonfinite_kind(value: torch.Tensor | float) -> str:
-    v = float(value)
-    return "nan" if math.isnan(v) else "inf"
+def __getattr__(name: str) -> Any:
+    if name in _TRAINER_NAMES:
+        from anynet_search.training import trainer
 
-
-def evaluate(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int = 1024,
-    device: str | torch.device | None = None,
-    amp: bool = False,
-) -> float:
-    """Top-1 error in percent of `model` on (x, y) in eval mode; NaN if any output is non-finite.
-
-    Batches are moved to `device` (default: x's device); `amp` enables bf16 autocast on CUDA only. One
-    host sync at the end. The model's train/eval mode is restored afterwards.
-    """
-    n = int(x.shape[0])
-    if n == 0 or int(y.shape[0]) != n:
-        raise ValueError(f"need matching non-empty x and y, got {tuple(x.shape)} and {tuple(y.shape)}")
-    dev = torch.device(device) if device is not None else x.device
-    use_amp = amp and dev.type == "cuda"
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-            wrong = torch.zeros((), dtype=torch.int64, device=dev)
-            finite = torch.ones((), dtype=torch.bool, device=dev)
-            for start in range(0, n, batch_size):
-                xb = x[start : start + batch_size].to(dev, non_blocking=True)
-                yb = y[start : start + batch_size].to(dev, non_blocking=True)
-                logits = model(xb)
-                finite &= torch.isfinite(logits).all()
-                wrong += (logits.argmax(dim=1) != yb).sum()
-            ok, wrong_count = bool(finite.item()), int(wrong.item())
-    finally:
-        model.train(was_training)
-    return 100.0 * wrong_count / n if ok else float("nan")
-
-
-# ----------------------------------------------------------------------------------------------- train
-
-
-@dataclass
-class _Progress:
-    """Where the run is, for failure messages raised outside the training frame."""
-
-    stage: str = "setup"
-    epoch: int = 0
-    step: int = 0
-
-    def where(self) -> str:
-        if self.stage == "train":
-            return f"epoch {self.epoch} step {self.step}"
-        return f"{self.stage}, epoch {self.epoch}" if self.epoch else self.stage
-
-
-def _release_device_memory(model: nn.Module, device: torch.device) -> None:
-    """Move the model back to the CPU and return cached device memory to the driver."""
-    try:
-        model.to("cpu")
-    except RuntimeError:  # pragma: no cover - a broken CUDA context; nothing more to free
-        pass
-    gc.collect()
-    if device.type == "cuda" and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def train(
-    model: nn.Module,
-    data: DataSplits,
-    cfg: TrainConfig,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    report: Callable[[int, float], None] | None = None,
-) -> TrainResult:
-    """Train `model` on `data.train_*` per `cfg`, validating each epoch; errors in percent.
-
-    The caller seeds and builds the model (see `seed_everything`); `seed` drives the epoch permutations
-    and the augmentation, so the same initial weights, seed and device give a bitwise-identical result
-    on CPU. After each epoch `report(epoch, val_error)` is called with epoch = 1..cfg.epochs (for Optuna
-    pass `lambda e, v: trial.report(v, e)`: its argument order is the reverse); whatever it raises (e.g.
-    `optuna.TrialPruned`) propagates. Raises `DivergedError` on a non-finite loss (detected
-    within `DIVERGENCE_CHECK_EVERY` steps) or non-finite outputs, and `OutOfMemoryError` on device OOM
-    after moving the model back to the CPU and emptying the CUDA cache. On success the model stays on
-    `device` in eval mode.
-    """
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
-    progress = _Progress()
-    try:
-        return _train(model, data, cfg, dev, seed, report, progress)
-    except torch.OutOfMemoryError as exc:
-        detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), "out of memory")
-        reason = f"out of memory at batch size {cfg.batch_size} ({progress.where()}) on {dev}: {detail}"
-    # Outside the except block the traceback (and the training frame's tensors) is gone; now free memory.
-    _release_device_memory(model, dev)
-    raise OutOfMemoryError(reason)
-
-
-class _EagerStep:
-    """One optimization step run op by op: forward, label-smoothed cross entropy, backward, SGD step."""
-
-    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, use_amp: bool, device_type: str,
-                 label_smoothing: float) -> None:
-        self.net, self.optimizer = net, optimizer
-        self.use_amp, self.device_type, self.label_smoothing = use_amp, device_type, label_smoothing
-        self.mode = "eager"
-
-    def loss(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """Forward and loss (autocast without its cast cache, which a CUDA graph cannot hold)."""
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.use_amp,
-                            cache_enabled=False):
-            logits = self.net(xb)
-        return F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
-
-    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, set_to_none: bool = True) -> torch.Tensor:
-        """Train on one batch; returns the batch's loss (a detached device scalar)."""
-        loss = self.loss(xb, yb)
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
-
-
-class _GraphedStep(_EagerStep):
-    """The step of full-size batches captured once in a CUDA graph and replayed; other shapes run eagerly.
-
-    The first `WARMUP_STEPS` full batches train eagerly on a side stream (cuDNN picks its algorithms, the
-    momentum buffers appear), then the step is captured and every later full batch only copies its inputs
-    into the graph's static tensors and replays it. The learning rate is a device tensor that the fused SGD
-    kernel reads, so the caller updates it in place each step. A capture that fails falls back to eager
-    steps for the rest of the run and says why in `mode`.
-    """
-
-    WARMUP_STEPS = 3
-
-    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, use_amp: bool, device_type: str,
-                 label_smoothing: float, batch_size: int) -> None:
-        super().__init__(net, optimizer, use_amp, device_type, label_smoothing)
-        self.batch_size, self.warm = batch_size, 0
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self.fell_back = False
-
-    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, set_to_none: bool = True) -> torch.Tensor:
-        """Train on one batch; returns its loss (for captured steps, the graph's static loss tensor)."""
-        if self.fell_back or xb.shape[0] != self.batch_size:
-            # after capture the gradients live in the graph's memory: zero them in place, never drop them
-            return super().__call__(xb, yb, set_to_none=self.graph is None)
-        if self.graph is None and self.warm < self.WARMUP_STEPS:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                loss = super().__call__(xb, yb)
-            torch.cuda.current_stream().wait_stream(side)
-            self.warm += 1
-            return loss
-        if self.graph is None:
-            try:
-                self._capture(xb, yb)
-            except RuntimeError as exc:
-                if isinstance(exc, torch.OutOfMemoryError):
-                    raise
-                self.graph, self.static, self.fell_back = None, None, True
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                self.mode = f"eager (CUDA graph capture failed: {first[:200]})"
-                return super().__call__(xb, yb)
-        else:
-            static_x, static_y, _ = self.static  # type: ignore[misc]
-            static_x.copy_(xb, non_blocking=True)
-            static_y.copy_(yb, non_blocking=True)
-        self.graph.replay()  # type: ignore[union-attr]
-        return self.static[2]  # type: ignore[index]
-
-    def _capture(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
-        static_x, static_y = xb.clone(), yb.clone()
-        self.optimizer.zero_grad(set_to_none=True)  # backward in the graph allocates the gradients itself
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            loss = self.loss(static_x, static_y)
-            loss.backward()
-            self.optimizer.step()
-        self.graph, self.static, self.mode = graph, (static_x, static_y, loss.detach()), "cuda_graph"
-
-
-def _train(
-    model: nn.Module,
-    data: DataSplits,
-    cfg: TrainConfig,
-    dev: torch.device,
-    seed: int,
-    report: Callable[[int, float], None] | None,
-    progress: _Progress,
-) -> TrainResult:
-    on_cuda = dev.type == "cuda"
-    use_amp = cfg.amp and on_cuda and torch.cuda.is_bf16_supported()
-    use_graphs = cfg.cuda_graphs and on_cuda
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    if on_cuda:
-        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-        torch.cuda.reset_peak_memory_stats(dev)
-
-    model.to(device=dev, memory_format=memory_format)
-    splits = data.to(dev)
-    train_x, train_y = splits.train_x, splits.train_y
-    val_x = splits.val_x.contiguous(memory_format=memory_format)
-    test_x = splits.test_x.contiguous(memory_format=memory_format)
-    net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
-
-    # A CUDA graph replays the SGD kernel with the arguments it was captured with: there the learning rate
-    # is a device tensor updated in place, read by the fused kernel.
-    lr_tensor = torch.tensor(cfg.lr, dtype=torch.float32, device=dev) if use_graphs else None
-    optimizer = torch.optim.SGD(
-        param_groups(model, cfg.weight_decay),
-        lr=lr_tensor if lr_tensor is not None else cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov,
-        # One fused kernel per step on CUDA; the multi-tensor path elsewhere (~2x faster than the loop on
-        # CPU).
-        fused=True if on_cuda else None,
-        foreach=None if on_cuda else True,
-    )
-    n_train = int(train_x.shape[0])
-    batches = plan_batches(n_train, cfg.batch_size)
-    steps_per_epoch = len(batches)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = min(total_steps // 2, round(cfg.warmup_epochs * steps_per_epoch))
-    pad = cfg.resolved_crop_pad(splits.resolution)
-    flip = bool(splits.flip)
-    augment = pad > 0 or flip
-    generator = make_generator(seed, dev)
-    args = (net, optimizer, use_amp, dev.type, cfg.label_smoothing)
-    train_step = _GraphedStep(*args, batch_size=cfg.batch_size) if use_graphs else _EagerStep(*args)
-    if cfg.compile:
-        train_step.mode = "compiled"
-
-    history: list[float] = []
-    train_seconds = eval_seconds = 0.0
-    final_train_loss = float("nan")
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
-        progress.stage, progress.epoch = "train", epoch
-        t0 = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
-        perm = torch.randperm(n_train, generator=generator, device=dev)
-        for i, (start, stop) in enumerate(batches, start=1):
-            progress.step = i
-            idx = perm[start:stop]
-            xb = train_x.index_select(0, idx)
-            yb = train_y.index_select(0, idx)
-            if augment:
-                xb = augment_batch(xb, pad, flip, generator=generator)
-            if memory_format is torch.channels_last:
-                xb = xb.contiguous(memory_format=memory_format)
-            lr = lr_at(step, total_steps, warmup_steps, cfg.lr)
-            if lr_tensor is not None:
-                lr_tensor.fill_(lr)
-            else:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            loss_sum += train_step(xb, yb)
-            step += 1
-            if i % DIVERGENCE_CHECK_EVERY == 0 and not bool(torch.isfinite(loss_sum)):
-                raise DivergedError(f"loss became {_nonfinite_kind(loss_sum)} at epoch {epoch} step {i}")
-        mean_loss = float((loss_sum / steps_per_epoch).item())  # also the epoch's device sync
-        if not math.isfinite(mean_loss):
-            raise DivergedError(
-                f"loss became {_nonfinite_kind(mean_loss)} at epoch {epoch} step {steps_per_epoch}"
-            )
-        final_train_loss = mean_loss
-        t1 = time.perf_counter()
-        train_seconds += t1 - t0
-
-        progress.stage = "validation"
-        val_error = evaluate(net, val_x, splits.val_y, cfg.eval_batch_size, dev, use_amp)
-        eval_seconds += time.perf_counter() - t1
-        if not math.isfinite(val_error):
-            raise DivergedError(f"model outputs became nan/inf on the validation set after epoch {epoch}")
-        history.append(val_error)
-        if report is not None:
-            progress.stage = "report"
-            report(epoch, val_error)
-
-    progress.stage = "test"
-    t2 = time.perf_counter()
-    test_error = evaluate(net, test_x, splits.test_y, cfg.eval_batch_size, dev, use_amp)
-    eval_seconds += time.perf_counter() - t2
-    if not math.isfinite(test_error):
-        raise DivergedError("model outputs became nan/inf on the test set after training")
-    model.eval()
-    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if on_cuda else None
-    return TrainResult(
-        val_error=history[-1],
-        test_error=test_error,
-        train_seconds=train_seconds,
-        eval_seconds=eval_seconds,
-        epochs=cfg.epochs,
-        history=tuple(history),
-        final_train_loss=final_train_loss,
-        peak_memory_mb=peak,
-        step_mode=train_step.mode,
-    )
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-import anynet_search.train as train_mod
+import anynet_search.training.programs as programs_mod
+import anynet_search.training.trainer as train_mod
 from anynet_search.data import DataSplits, load_dataset
 from anynet_search.train import (
     DIVERGENCE_CHECK_EVERY,
@@ -267,22 +268,23 @@ def test_plan_batches_drops_tiny_remainders_and_never_makes_size_one() -> None:
 def test_augmentation_uses_crop_pad_and_dataset_flip(
     small_digits: DataSplits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[tuple[int, bool, str]] = []
-    real = train_mod.augment_batch
+    calls: list[tuple[int, bool, int]] = []
+    real = programs_mod.shift_flip
 
-    def spy(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-        assert generator is not None
-        calls.append((pad, flip, str(generator.device)))
-        return real(x, pad, flip, generator=generator)
+    def spy(x: torch.Tensor, pad: int, offsets: torch.Tensor | None, mirror: torch.Tensor | None) -> torch.Tensor:
+        if offsets is not None:  # every crop lies inside the padded image
+            assert int(offsets.min()) >= 0 and int(offsets.max()) <= 2 * pad
+        calls.append((pad, mirror is not None, x.shape[0]))
+        return real(x, pad, offsets, mirror)
 
-    monkeypatch.setattr(train_mod, "augment_batch", spy)
+    monkeypatch.setattr(programs_mod, "shift_flip", spy)
     train(small_cnn(), small_digits, TrainConfig(epochs=1, batch_size=64))
-    assert calls and set(calls) == {(16 // 8, False, "cpu")}  # digits: pad = resolution // 8, no flips
+    assert calls and set(calls) == {(16 // 8, False, 64)}  # digits: pad = resolution // 8, no flips
 
     calls.clear()
     flipped = dataclasses.replace(small_digits, flip=True)
     train(small_cnn(), flipped, TrainConfig(epochs=1, batch_size=64, crop_pad=3))
-    assert set(calls) == {(3, True, "cpu")}
+    assert set(calls) == {(3, True, 64)}
 
     calls.clear()
     train(small_cnn(), small_digits, TrainConfig(epochs=1, batch_size=64, crop_pad=0))

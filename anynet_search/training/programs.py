@@ -1,0 +1,286 @@
+"""The training step and the evaluation pass as fixed programs over static tensors: run eagerly, or captured
+once into a CUDA graph and replayed.
+
+Everything a training step reads that changes from step to step (which images, their crop offsets and
+flips, the learning rate) lives in tensors allocated once per trial and indexed by step counters that live
+on the device. So one Python function is the whole step (batch gather, augmentation, forward, loss,
+backward, SGD) and the same function either runs op by op (the CPU; a CUDA warm-up; `cuda_graphs=false`)
+or is captured into a CUDA graph whose replay is one launch with no host synchronization. The random
+draws of an epoch (permutation, crop offsets, flips) are made at its start from the trial's own generator,
+outside any graph, so eager and graphed runs of one seed see the same batches.
+
+A graph is captured on the current (non-default) stream in "thread_local" mode into the trial's own
+memory pool, without the device-wide synchronization and cache flush of `torch.cuda.graph`: other trials'
+work keeps running on their streams meanwhile. Every tensor a replay leaves behind (gradients, momentum,
+batch-norm statistics, the loss and error accumulators) is allocated outside the graphs, so the graphs of
+one trial can share a pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anynet_search.augment import draw_mirror, draw_offsets, shift_flip
+
+WARMUP_STEPS = 3  # eager full-size steps before the capture: cuDNN/cuBLAS set-up, momentum buffers exist
+CAPTURE_MODE = "thread_local"
+
+
+def plan_batches(num_samples: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of an epoch; drops a last batch under half a batch (or of 1)."""
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be >= 2 (BatchNorm), got {batch_size}")
+    if num_samples < 2:
+        raise ValueError(f"need at least 2 training samples, got {num_samples}")
+    full, rest = divmod(num_samples, batch_size)
+    bounds = [(i * batch_size, (i + 1) * batch_size) for i in range(full)]
+    if rest >= 2 and (rest * 2 >= batch_size or full == 0):
+        bounds.append((full * batch_size, num_samples))
+    return bounds
+
+
+def capture_graph(body: Callable[[], None], pool: tuple[int, int] | None) -> torch.cuda.CUDAGraph:
+    """`body`'s kernels captured on the current stream into a graph (nothing runs until it is replayed)."""
+    graph = torch.cuda.CUDAGraph()
+    graph.capture_begin(pool=pool, capture_error_mode=CAPTURE_MODE)
+    try:
+        body()
+    except BaseException:
+        with contextlib.suppress(Exception):  # end the capture so the stream works again; the body's error wins
+            graph.capture_end()
+        raise
+    graph.capture_end()
+    return graph
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _Captured:
+    """One program body, eager until `warmup` runs have happened, then captured once and replayed."""
+
+    def __init__(self, body: Callable[[], None], warmup: int, graphs: GraphPolicy | None) -> None:
+        self.body, self.warmup, self.graphs = body, warmup, graphs
+        self.runs = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def __call__(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.graphs is not None and self.graphs.active and self.runs >= self.warmup:
+            try:
+                self.graph = capture_graph(self.body, self.graphs.pool)
+            except torch.OutOfMemoryError:
+                raise
+            except RuntimeError as exc:
+                self.graphs.fail(exc)
+                self.body()
+            else:
+                self.graph.replay()
+        else:
+            self.body()
+        self.runs += 1
+
+
+class GraphPolicy:
+    """Whether a trial's programs are captured; the first failed capture turns capturing off for the trial."""
+
+    def __init__(self) -> None:
+        self.pool = torch.cuda.graph_pool_handle()
+        self.active = True
+        self.failure: str | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        """Record why a capture failed; every program of the trial runs eagerly from now on."""
+        self.active = False
+        self.failure = first_line(exc)[:200]
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """What a training step needs besides the model, the optimizer and the data."""
+
+    batch_size: int
+    pad: int
+    flip: bool
+    use_amp: bool
+    label_smoothing: float
+    channels_last: bool
+
+
+class TrainProgram:
+    """One trial's training step over static tensors: `start_epoch` draws the epoch, `full()` and `tail()` run
+    one step of the full and the partial batch size. Per-step learning rates come from `lrs` (a device tensor
+    read by the fused SGD kernel when `lr_tensor` is given, the param groups' floats otherwise)."""
+
+    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, train_x: torch.Tensor,
+                 train_y: torch.Tensor, settings: StepSettings, lrs: list[float], lr_tensor: torch.Tensor | None,
+                 graphs: GraphPolicy | None) -> None:
+        self.net, self.optimizer, self.s = net, optimizer, settings
+        self.train_x, self.train_y = train_x, train_y
+        dev = train_x.device
+        self.device = dev
+        b = settings.batch_size
+        sizes = [stop - start for start, stop in plan_batches(int(train_x.shape[0]), b)]
+        self.n_full = sizes.count(b)
+        self.n_tail = 0 if sizes[-1] == b else sizes[-1]
+        self.steps_per_epoch = len(sizes)
+        used = self.n_full * b + self.n_tail
+        self.order = torch.zeros(used, dtype=torch.long, device=dev)
+        self.offsets = torch.zeros(used, 2, dtype=torch.long, device=dev) if settings.pad else None
+        self.mirror = torch.zeros(used, 1, dtype=torch.bool, device=dev) if settings.flip else None
+        self.i = torch.zeros(1, dtype=torch.long, device=dev)  # full batches done this epoch
+        self.rows = torch.arange(b, device=dev)
+        self.g = torch.zeros(1, dtype=torch.long, device=dev)  # steps done in the run
+        self.loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
+        self.lrs = lrs
+        self.lr_tensor = lr_tensor
+        self.lr_table = torch.tensor(lrs, dtype=torch.float32, device=dev) if lr_tensor is not None else None
+        self.steps = 0  # steps queued so far (the host's copy of g)
+        self._full = _Captured(self._full_body, WARMUP_STEPS, graphs)
+        self._tail = _Captured(self._tail_body, 1, graphs)
+
+    # ----------------------------------------------------------------------------------------- epoch draws
+    def start_epoch(self, generator: torch.Generator) -> None:
+        """Draw the epoch's permutation, crop offsets and flips (in that order) and reset the epoch's counters."""
+        n, dev, used = int(self.train_x.shape[0]), self.device, int(self.order.shape[0])
+        self.order.copy_(torch.randperm(n, generator=generator, device=dev)[:used])
+        if self.offsets is not None:
+            self.offsets.copy_(draw_offsets(used, self.s.pad, generator, dev))
+        if self.mirror is not None:
+            self.mirror.copy_(draw_mirror(used, generator, dev))
+        self.i.zero_()
+        self.loss_sum.zero_()
+
+    # --------------------------------------------------------------------------------------------- a step
+    def _step(self, idx: torch.Tensor, offsets: torch.Tensor | None, mirror: torch.Tensor | None) -> None:
+        s = self.s
+        xb = self.train_x.index_select(0, idx)
+        yb = self.train_y.index_select(0, idx)
+        if offsets is not None or mirror is not None:
+            xb = shift_flip(xb, s.pad, offsets, mirror)
+        if s.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=s.use_amp, cache_enabled=False):
+            logits = self.net(xb)
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=s.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=False)  # gradients keep their storage: a graph reuses it
+        loss.backward()
+        if self.lr_table is not None:
+            self.lr_tensor.copy_(self.lr_table.index_select(0, self.g).view(()))  # type: ignore[union-attr]
+        self.optimizer.step()
+        self.loss_sum.add_(loss.detach())
+        self.g.add_(1)
+
+    def _full_body(self) -> None:
+        span = self.i * self.s.batch_size + self.rows  # this step's rows of the epoch's draws
+        self._step(self.order.index_select(0, span),
+                   None if self.offsets is None else self.offsets.index_select(0, span),
+                   None if self.mirror is None else self.mirror.index_select(0, span))
+        self.i.add_(1)
+
+    def _tail_body(self) -> None:
+        start = self.n_full * self.s.batch_size
+        self._step(self.order[start:], None if self.offsets is None else self.offsets[start:],
+                   None if self.mirror is None else self.mirror[start:])
+
+    def _host_lr(self) -> None:
+        if self.lr_table is None:
+            lr = self.lrs[self.steps]
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
+    def full(self) -> None:
+        """Queue one step on the next full batch of the epoch."""
+        self._host_lr()
+        self._full()
+        self.steps += 1
+
+    def tail(self) -> None:
+        """Queue the epoch's last, partial batch (only when `n_tail`)."""
+        self._host_lr()
+        self._tail()
+        self.steps += 1
+
+    @property
+    def graphed(self) -> bool:
+        """Whether the full-batch step runs as a CUDA graph."""
+        return self._full.graph is not None
+
+
+class EvalProgram:
+    """Top-1 errors of the model on one split, accumulated on the device.
+
+    Eagerly it runs the split's exact slices. Graphed, every batch is copied into a static buffer of
+    `batch` rows and the captured forward pass counts only the first `valid` rows, so the last, smaller
+    batch replays the same graph. `wrong` and `finite` accumulate until `reset()`.
+    """
+
+    def __init__(self, net: nn.Module, batch: int, sample_shape: tuple[int, ...], dtype: torch.dtype,
+                 device: torch.device, use_amp: bool, channels_last: bool, graphs: GraphPolicy | None) -> None:
+        self.net, self.batch, self.device, self.use_amp = net, batch, device, use_amp
+        self.memory_format = torch.channels_last if channels_last and len(sample_shape) == 3 \
+            else torch.contiguous_format
+        self.wrong = torch.zeros((), dtype=torch.long, device=device)
+        self.finite = torch.ones((), dtype=torch.bool, device=device)
+        self.graphs = graphs
+        self.x = self.y = self.valid = self.rows = None
+        if graphs is not None:
+            self.x = torch.zeros((batch, *sample_shape), dtype=dtype, device=device).contiguous(
+                memory_format=self.memory_format)
+            self.y = torch.zeros(batch, dtype=torch.long, device=device)
+            self.valid = torch.zeros((), dtype=torch.long, device=device)
+            self.rows = torch.arange(batch, device=device)
+        self._captured = _Captured(self._static_body, 1, graphs)
+
+    def reset(self) -> None:
+        """Zero the accumulators."""
+        self.wrong.zero_()
+        self.finite.fill_(True)
+
+    def _count(self, logits: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None) -> None:
+        wrong = logits.argmax(dim=1) != y
+        finite = torch.isfinite(logits).all(dim=1)
+        if keep is not None:
+            wrong &= keep
+            finite |= ~keep
+        self.wrong.add_(wrong.sum())
+        self.finite.logical_and_(finite.all())
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp,
+                                             cache_enabled=False):
+            return self.net(x)
+
+    def _static_body(self) -> None:
+        self._count(self._forward(self.x), self.y, self.rows < self.valid)  # type: ignore[operator]
+
+    def run(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Queue the evaluation of (x, y) (model already in eval mode); adds to `wrong` and `finite`."""
+        n = int(x.shape[0])
+        for start in range(0, n, self.batch):
+            stop = min(start + self.batch, n)
+            if self.graphs is None or not self.graphs.active:
+                xb = x[start:stop].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+                self._count(self._forward(xb), y[start:stop].to(self.device, non_blocking=True), None)
+                continue
+            m = stop - start
+            self.x[:m].copy_(x[start:stop], non_blocking=True)  # type: ignore[index]
+            self.y[:m].copy_(y[start:stop], non_blocking=True)  # type: ignore[index]
+            self.valid.fill_(m)  # type: ignore[union-attr]
+            self._captured()
+
+
+def balanced_batch(n: int, limit: int) -> int:
+    """The batch size <= `limit` that splits `n` items into the fewest, nearly equal batches."""
+    return max(1, math.ceil(n / math.ceil(max(n, 1) / limit)))
