@@ -27,20 +27,15 @@ from torch import nn
 from anynet_search.errors import InputError
 
 __all__ = [
-    "DIVERGENCE_CHECK_EVERY",
     "DivergedError",
     "OutOfMemoryError",
     "TrainConfig",
     "TrainResult",
     "TrialFailure",
-    "evaluate",
     "lr_at",
     "make_generator",
     "param_groups",
-    "plan_batches",
     "seed_everything",
-    "train",
-    "train_task",
 ]
 
 # ----------------------------------------------------------------------------------------------- config
