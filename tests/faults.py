@@ -74,3 +74,31 @@ def pruned_often_objective(trial: Any, cfg: Any, settings: Any, resolution: int,
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
     return value
+
+
+def stepped_objective(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) -> Any:
+    """The dry objective as a task that yields ANYNET_TEST_STEPS times (default 20), so that a worker keeps
+    several trials in flight at once. The slot in ANYNET_TEST_POISON_SLOT (attempt 0) raises a sticky CUDA error
+    half-way, and from then on every call in this process raises it too, as after a real illegal memory access;
+    the slot in ANYNET_TEST_OOM_SLOT (attempt 0) runs out of memory whenever other trials are in flight beside it."""
+    return _stepped(trial, cfg, settings, resolution, device)
+
+
+def _stepped(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) -> Any:
+    global _poisoned
+    from anynet_search.train import OutOfMemoryError
+    from anynet_search.training.engine import Delay
+
+    slot, first = str(trial.user_attrs.get("slot")), trial.user_attrs.get("attempt", 0) == 0
+    steps = int(os.environ.get("ANYNET_TEST_STEPS", "20"))
+    for step in range(steps):
+        if _poisoned:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        if step == steps // 2 and first and slot == os.environ.get("ANYNET_TEST_POISON_SLOT"):
+            _poisoned = True
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        if step == steps // 2 and first and slot == os.environ.get("ANYNET_TEST_OOM_SLOT") \
+                and not trial.user_attrs.get("solo"):
+            raise OutOfMemoryError("out of memory at batch size 64 (epoch 1 step 3) on cuda:0: Tried to allocate")
+        yield Delay(0.005)
+    return pseudo_error(trial, cfg, settings, resolution, device)

@@ -19,6 +19,9 @@ from anynet_search.study import RunOptions, Worker, prepare_study, run_study
 from anynet_search.study.objective import run_trial
 from anynet_search.study.storage import open_storage
 from anynet_search.train import DivergedError, OutOfMemoryError, TrainConfig, seed_everything, train
+from anynet_search.training.engine import InFlight
+from anynet_search.training.fences import drive
+from anynet_search.training.trainer import train_task
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -51,7 +54,7 @@ def test_training_runs_in_bf16_and_channels_last_on_the_gpu(data):
     assert weight.is_contiguous(memory_format=torch.channels_last)
     assert 0.0 <= result.val_error < 90.0 and len(result.history) == 2
     assert result.peak_memory_mb is not None and result.peak_memory_mb > 0
-    assert result.step_mode == "eager"
+    assert result.step_mode == "cuda_graph"  # the whole step is one CUDA graph by default
 
 
 def _run(data, cuda_graphs, **kw):
@@ -170,3 +173,88 @@ def test_a_killed_gpu_worker_is_requeued(tmp_path):
     assert sorted(t.user_attrs["slot"] for t in done) == [0, 1, 2, 3]
     retried = [t for t in done if t.user_attrs.get("retry_of") == died[0].number]
     assert len(retried) == 1 and retried[0].params == died[0].params
+
+
+# ------------------------------------------------------------------------------- trials in flight on streams
+
+
+@pytest.fixture
+def deterministic():
+    torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic = False
+
+
+def _task(seed, data, **kw):
+    seed_everything(seed)
+    model = build_model(SMALL)
+    cfg = TrainConfig(**{"epochs": 2, "batch_size": 64, "amp": False, **kw})
+    return model, train_task(model, data, cfg, "cuda:0", seed=seed, reset_peak=False)
+
+
+def _alone(seed, data, **kw):
+    model, task = _task(seed, data, **kw)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        result = drive(task)
+    torch.cuda.synchronize()
+    return result, [p.detach().cpu() for p in model.parameters()]
+
+
+def _in_flight(data, seeds, **per_seed):
+    engine = InFlight("cuda:0", len(seeds))
+    models = {}
+    for seed in seeds:
+        models[seed], task = _task(seed, data, **per_seed.get(seed, {}))
+        engine.start(seed, task)
+    ended = {f.key: f for f in engine.run_all()}
+    torch.cuda.synchronize()
+    return ended, {k: [p.detach().cpu() for p in m.parameters()] for k, m in models.items()}
+
+
+def test_trials_in_flight_on_streams_give_what_one_at_a_time_gives(data, deterministic):
+    alone = {seed: _alone(seed, data) for seed in (1, 2, 3)}
+    ended, weights = _in_flight(data, (1, 2, 3))
+    for seed, (result, w) in alone.items():
+        f = ended[seed]
+        assert f.error is None and f.value.step_mode == "cuda_graph"
+        assert f.value.history == result.history and f.value.test_error == result.test_error
+        for a, b in zip(w, weights[seed]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_diverging_trial_among_those_in_flight_leaves_the_others_intact(data, deterministic):
+    alone = {seed: _alone(seed, data) for seed in (1, 3)}
+    ended, weights = _in_flight(data, (1, 2, 3), **{2: {"lr": 1e6}})
+    assert isinstance(ended[2].error, DivergedError)
+    for seed in (1, 3):
+        assert ended[seed].value.history == alone[seed][0].history
+        for a, b in zip(alone[seed][1], weights[seed]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+class _SyncsInForward(torch.nn.Module):
+    """A model whose forward reads a value on the host: fine eagerly, impossible inside a CUDA graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        seed_everything(0)
+        self.inner = build_model(SMALL)
+
+    def forward(self, x):
+        out = self.inner(x)
+        if float(out.detach().abs().max()) < 0:  # a host sync
+            raise AssertionError
+        return out
+
+
+def test_a_failed_capture_falls_back_to_eager_for_that_trial_only(data):
+    model = _SyncsInForward()
+    result = train(model, data, TrainConfig(epochs=2, batch_size=64), device="cuda", seed=0)
+    assert result.step_mode.startswith("eager (CUDA graph capture failed")
+    assert 0.0 <= result.val_error <= 100.0 and len(result.history) == 2
+    after = train(build_model(SMALL), data, TrainConfig(epochs=1, batch_size=64), device="cuda", seed=0)
+    assert after.step_mode == "cuda_graph"  # the next trial captures again
