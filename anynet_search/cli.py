@@ -35,7 +35,7 @@ def _positive_int(text: str) -> int:
 
 
 def _describe(args: argparse.Namespace) -> int:
-    from anynet_search.describe import describe_config, resolve_config
+    from anynet_search.models.describe import describe_config, resolve_config
 
     print(describe_config(resolve_config(args.config), args.resolution))
     return 0

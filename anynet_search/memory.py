@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anynet_search.complexity import Complexity, complexity, largest_activation
-from anynet_search.config import AnyNetConfig
 from anynet_search.errors import InputError
+from anynet_search.models.complexity import Complexity, complexity, largest_activation
+from anynet_search.models.config import AnyNetConfig
 from anynet_search.spaces import DesignSpace
 from anynet_search.train import TrainConfig, TrialFailure
 

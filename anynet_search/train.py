@@ -15,7 +15,7 @@ momentum 0.9, weight decay 5e-4 on conv/linear weights only.
 Example (not a doctest: training takes seconds)::
 
     from anynet_search.data import load_dataset
-    from anynet_search.model import build_model
+    from anynet_search.models.model import build_model
 
     data = load_dataset("digits", resolution=16)
     seed_everything(0)

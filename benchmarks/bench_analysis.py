@@ -48,7 +48,7 @@ from anynet_search.analysis import (  # noqa: E402
 )
 from anynet_search.analysis.importance import IMPORTANCE_MAX_TRIALS, parameter_importance  # noqa: E402
 from anynet_search.analyze import analyze_runs  # noqa: E402
-from anynet_search.complexity import complexity  # noqa: E402
+from anynet_search.models.complexity import complexity  # noqa: E402
 from anynet_search.results import load_results  # noqa: E402
 from anynet_search.spaces import load_space  # noqa: E402
 from anynet_search.study.objective import config_record  # noqa: E402

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line, table, warn_if_busy  # noqa: E402
 
 from anynet_search import complexity, regnet  # noqa: E402
-from anynet_search.zoo import REGNET_PARAMS  # noqa: E402
+from anynet_search.models.zoo import REGNET_PARAMS  # noqa: E402
 
 try:
     import torchvision

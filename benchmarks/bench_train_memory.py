@@ -28,8 +28,8 @@ import torch.nn.functional as F  # noqa: E402
 from _common import machine_line, table  # noqa: E402
 
 from anynet_search import AnyNetConfig, build_model, complexity, regnet_zoo  # noqa: E402
-from anynet_search.complexity import largest_activation  # noqa: E402
 from anynet_search.memory import SAVED_BYTES_PER_ACT, config_memory, human_bytes  # noqa: E402
+from anynet_search.models.complexity import largest_activation  # noqa: E402
 from anynet_search.spaces import load_space  # noqa: E402
 from anynet_search.train import TrainConfig  # noqa: E402
 

@@ -28,7 +28,7 @@ VARIANTS = [(s, b, m) for s, b, m in itertools.product(["slice", "conv"], [True,
 
 def use_conv_shortcut() -> None:
     """Patch the model's shortcut back to one stride-2 1x1 conv for every input width (no strided slice)."""
-    from anynet_search import blocks
+    from anynet_search.models import blocks
 
     def forward(self, x):  # noqa: ANN001, ANN202
         if self.slice > 1:

@@ -11,7 +11,7 @@ import pytest
 import anynet_search
 import anynet_search.study
 
-HEAVY = ("torch", "multiprocessing", "anynet_search.train", "anynet_search.model", "anynet_search.study.worker",
+HEAVY = ("torch", "multiprocessing", "anynet_search.train", "anynet_search.models.model", "anynet_search.study.worker",
          "anynet_search.study.runner")
 
 

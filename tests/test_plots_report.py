@@ -24,7 +24,7 @@ from anynet_search.analysis import (
 )
 from anynet_search.analysis.synthetic import synthetic_results
 from anynet_search.analyze import analyze_runs
-from anynet_search.regnet import fit_regnet, regnet_block_widths
+from anynet_search.models.regnet import fit_regnet, regnet_block_widths
 from anynet_search.results import load_results
 from anynet_search.spaces import load_space
 from anynet_search.spaces.constraints import FitErrorAtMost, Range

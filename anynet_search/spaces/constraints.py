@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from anynet_search.rules import (
+from anynet_search.models.rules import (
     STAGE_FAMILIES,  # per-stage families: a stage's value is `<family><stage>`, e.g. w3
 )
 

@@ -1,7 +1,7 @@
 """Sampling a design space: uniforms -> grid values -> resolved stage arrays -> accepted samples.
 
 Vectorized rejection sampling: candidates are drawn from the unconstrained distribution in large numpy
-batches, resolved into per-stage arrays by the design rules (`anynet_search.rules`), judged by the
+batches, resolved into per-stage arrays by the design rules (`anynet_search.models.rules`), judged by the
 space's masks (`DesignSpace._candidates`: its constraints and complexity band) and the survivors kept
 in draw order. Keeping exactly the survivors is the unconstrained law conditioned on the constraints.
 """
@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from anynet_search.complexity import complexity_arrays
-from anynet_search.config import AnyNetConfig
-from anynet_search.rules import QUANTUM, bottleneck_width, compatible, quantized_widths
+from anynet_search.models.complexity import complexity_arrays
+from anynet_search.models.config import AnyNetConfig
+from anynet_search.models.rules import QUANTUM, bottleneck_width, compatible, quantized_widths
 from anynet_search.spaces.params import SpaceError
 from anynet_search.spaces.schema import ANYNET_PARAMS, REGNET_PARAMS
 from anynet_search.spaces.trial_params import params_of

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from anynet_search.complexity import complexity
-from anynet_search.config import AnyNetConfig
+from anynet_search.models.complexity import complexity
+from anynet_search.models.config import AnyNetConfig
 from anynet_search.spaces import sampling, schema, trial_params
 from anynet_search.spaces.constraints import Constraint, Shared, space_rules
 from anynet_search.spaces.files import read_space_file, spec_hash

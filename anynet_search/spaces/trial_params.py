@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from anynet_search.config import AnyNetConfig
+from anynet_search.models.config import AnyNetConfig
 from anynet_search.spaces.schema import ANYNET_PARAMS, REGNET_PARAMS
 
 if TYPE_CHECKING:  # space.py and sampling.py import this module
