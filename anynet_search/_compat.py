@@ -28,6 +28,7 @@ MOVED: dict[str, str] = {
     for new_package, olds in {
         "models": ("config", "blocks", "registry", "rules", "counts", "complexity", "model", "regnet",
                    "regnet_targets", "zoo", "describe"),
+        "training": ("data", "augment", "train", "memory"),
     }.items()
     for old in olds
     for new in [f"{new_package}.{old}"]

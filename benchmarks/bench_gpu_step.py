@@ -28,7 +28,7 @@ from _common import machine_line, table  # noqa: E402
 
 from anynet_search import build_model, complexity  # noqa: E402
 from anynet_search.spaces import load_space  # noqa: E402
-from anynet_search.train import _EagerStep, _GraphedStep, param_groups  # noqa: E402
+from anynet_search.training.train import _EagerStep, _GraphedStep, param_groups  # noqa: E402
 
 TRAIN_IMAGES = 45_000
 

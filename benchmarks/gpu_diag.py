@@ -52,9 +52,9 @@ def child(index: int, shortcut: str, bench: bool, mode: str) -> None:
 
     torch.set_num_threads(1)
     from anynet_search import build_model
-    from anynet_search.data import load_dataset
     from anynet_search.spaces import load_space
-    from anynet_search.train import TrainConfig, seed_everything, train
+    from anynet_search.training.data import load_dataset
+    from anynet_search.training.train import TrainConfig, seed_everything, train
 
     if shortcut == "conv":
         use_conv_shortcut()

@@ -11,8 +11,8 @@ import pytest
 import anynet_search
 import anynet_search.study
 
-HEAVY = ("torch", "multiprocessing", "anynet_search.train", "anynet_search.models.model", "anynet_search.study.worker",
-         "anynet_search.study.runner")
+HEAVY = ("torch", "multiprocessing", "anynet_search.training.train", "anynet_search.models.model",
+         "anynet_search.study.worker", "anynet_search.study.runner")
 
 
 def imported_modules(code: str) -> set[str]:

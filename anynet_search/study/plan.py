@@ -22,7 +22,7 @@ import optuna
 from anynet_search.spaces import DesignSpace, Sample
 
 if TYPE_CHECKING:  # the trainer imports torch; settings are read where no model is trained (results, status)
-    from anynet_search.train import TrainConfig
+    from anynet_search.training.train import TrainConfig
 
 SETTINGS_ATTR = "anynet_search"
 EDF_SAMPLERS = ("random", "qmc")
@@ -70,7 +70,7 @@ class StudySettings:
 
     def train_config(self) -> TrainConfig:
         """The study's training hyperparameters."""
-        from anynet_search.train import TrainConfig
+        from anynet_search.training.train import TrainConfig
 
         return TrainConfig(**self.train)
 

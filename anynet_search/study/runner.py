@@ -14,9 +14,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
-from anynet_search.data import load_dataset
 from anynet_search.errors import InputError
-from anynet_search.memory import check_space_fits
 from anynet_search.paths import check_out_dir, check_out_file, check_study_name
 from anynet_search.spaces import load_space
 from anynet_search.study.optuna_adapter import trial_index
@@ -39,7 +37,9 @@ from anynet_search.study.storage import (
     redact,
 )
 from anynet_search.study.supervise import EXIT_FAILING, WorkerPool, WorkerSpec
-from anynet_search.train import TrainConfig
+from anynet_search.training.data import load_dataset
+from anynet_search.training.memory import check_space_fits
+from anynet_search.training.train import TrainConfig
 
 # Each trial is a ticket queued in the storage up front, and every open replays the whole journal: at 10,000
 # trials the journal was 33.4 MiB, took 47-55 s to write and 3.4 s to load (benchmarks/RESULTS.md, section 5),

@@ -14,7 +14,7 @@ momentum 0.9, weight decay 5e-4 on conv/linear weights only.
 
 Example (not a doctest: training takes seconds)::
 
-    from anynet_search.data import load_dataset
+    from anynet_search.training.data import load_dataset
     from anynet_search.models.model import build_model
 
     data = load_dataset("digits", resolution=16)
@@ -41,11 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anynet_search.augment import augment_batch
 from anynet_search.errors import InputError
+from anynet_search.training.augment import augment_batch
 
 if TYPE_CHECKING:
-    from anynet_search.data import DataSplits
+    from anynet_search.training.data import DataSplits
 
 __all__ = [
     "DIVERGENCE_CHECK_EVERY",
