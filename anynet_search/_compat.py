@@ -29,6 +29,7 @@ MOVED: dict[str, str] = {
         "models": ("config", "blocks", "registry", "rules", "counts", "complexity", "model", "regnet",
                    "regnet_targets", "zoo", "describe"),
         "training": ("data", "augment", "train", "memory"),
+        "reporting": ("results", "plots", "analyze", "report", "export", "status"),
     }.items()
     for old in olds
     for new in [f"{new_package}.{old}"]

@@ -47,9 +47,9 @@ from anynet_search.analysis import (  # noqa: E402
     normalized_weights,
 )
 from anynet_search.analysis.importance import IMPORTANCE_MAX_TRIALS, parameter_importance  # noqa: E402
-from anynet_search.analyze import analyze_runs  # noqa: E402
 from anynet_search.models.complexity import complexity  # noqa: E402
-from anynet_search.results import load_results  # noqa: E402
+from anynet_search.reporting.analyze import analyze_runs  # noqa: E402
+from anynet_search.reporting.results import load_results  # noqa: E402
 from anynet_search.spaces import load_space  # noqa: E402
 from anynet_search.study.objective import config_record  # noqa: E402
 from anynet_search.study.plan import SETTINGS_ATTR, StudySettings  # noqa: E402

@@ -25,7 +25,6 @@ import torch
 import yaml
 
 from anynet_search import AnyNetConfig, complexity, load_config, regnet_zoo
-from anynet_search.export import PYCLS_BLOCKS, PYCLS_STEMS, export_top
 from anynet_search.models.regnet_targets import (
     TARGETS,
     StageLayout,
@@ -34,6 +33,7 @@ from anynet_search.models.regnet_targets import (
     layout_of,
     stage_layout,
 )
+from anynet_search.reporting.export import PYCLS_BLOCKS, PYCLS_STEMS, export_top
 
 
 def _module(name: str):

@@ -24,7 +24,7 @@ def imported_modules(code: str) -> set[str]:
 
 
 @pytest.mark.parametrize("code", ["import anynet_search.analysis",
-                                  "from anynet_search.results import load_results",
+                                  "from anynet_search.reporting.results import load_results",
                                   "import anynet_search"])
 def test_analysis_and_results_do_not_import_torch_or_the_trainer(code):
     mods = imported_modules(code)

@@ -172,7 +172,7 @@ def test_a_full_disk_anywhere_is_one_line_naming_the_file(monkeypatch, capsys, t
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "report" / "report.html"))
 
-    monkeypatch.setattr("anynet_search.analyze.analyze_runs", full)
+    monkeypatch.setattr("anynet_search.reporting.analyze.analyze_runs", full)
     monkeypatch.setattr("anynet_search.paths.check_out_dir", lambda path, option="--out": path)
     assert main(["analyze", str(tmp_path), "--out", str(tmp_path / "report")]) == 2
     err = capsys.readouterr().err

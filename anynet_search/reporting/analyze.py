@@ -1,10 +1,10 @@
 """Analyze one or more studies: load them, compute every number, draw the figures, write the report's files.
 
-`analyze_runs` loads every run (`anynet_search.results.load_run`), computes all numbers first (pure
+`analyze_runs` loads every run (`anynet_search.reporting.results.load_run`), computes all numbers first (pure
 functions from `anynet_search.analysis`), derives a space from the kept constraints
-(`anynet_search.spaces.derive`), then draws the figures (`anynet_search.plots`) and writes:
+(`anynet_search.spaces.derive`), then draws the figures (`anynet_search.reporting.plots`) and writes:
 
-- `report.html`: rendered by `anynet_search.report` from its template; opens offline (figures are
+- `report.html`: rendered by `anynet_search.reporting.report` from its template; opens offline (figures are
   inlined PNGs, no external CSS, JavaScript or fonts);
 - `figures/*.png`: every figure of the report;
 - `results.csv`: the tidy results of every study (one row per trained model);
@@ -32,7 +32,6 @@ import optuna
 import pandas as pd
 from matplotlib.figure import Figure
 
-from anynet_search import plots
 from anynet_search.analysis import (
     KEEP,
     NEUTRAL,
@@ -57,10 +56,11 @@ from anynet_search.analysis.studies import (
     extreme_curves,
     split_by_mask,
 )
-from anynet_search.export import configs_for, export_top
 from anynet_search.paths import safe_file_name
-from anynet_search.report import render_report
-from anynet_search.results import RunData, load_run
+from anynet_search.reporting import plots
+from anynet_search.reporting.export import configs_for, export_top
+from anynet_search.reporting.report import render_report
+from anynet_search.reporting.results import RunData, load_run
 from anynet_search.spaces.constraints import STRUCTURAL
 from anynet_search.spaces.derive import DerivedSpace, derive_space, exact_shrink
 from anynet_search.study.plan import StudySettings

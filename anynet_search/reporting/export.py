@@ -44,7 +44,7 @@ from anynet_search.models.config import AnyNetConfig
 from anynet_search.models.regnet import fit_regnet, regnet
 from anynet_search.models.regnet_targets import RULES, StageLayout, find_params, layout_of
 from anynet_search.models.rules import STAGE_COLUMNS
-from anynet_search.results import open_run, trials_frame
+from anynet_search.reporting.results import open_run, trials_frame
 from anynet_search.study.plan import StudySettings
 from anynet_search.study.storage import redact
 

@@ -1,6 +1,6 @@
 """Render the report page: `templates/report.html.j2` (Jinja2, autoescaped), `templates/report.css` inlined.
 
-Rendering only: every number comes computed from `anynet_search.analyze.analyze_runs`; this module
+Rendering only: every number comes computed from `anynet_search.reporting.analyze.analyze_runs`; this module
 formats them into table cells and places the figures (inlined as base64 PNGs, so the page opens offline).
 """
 
@@ -23,8 +23,8 @@ from markupsafe import Markup
 from anynet_search.analysis import param_columns, stage_columns
 
 if TYPE_CHECKING:
-    from anynet_search.analyze import ReportFigure, ReportSummary, StudyReport
-    from anynet_search.results import RunData
+    from anynet_search.reporting.analyze import ReportFigure, ReportSummary, StudyReport
+    from anynet_search.reporting.results import RunData
 
 __all__ = ["ERROR_NOTE", "render_report"]
 
@@ -39,7 +39,7 @@ TEMPLATE, CSS = "report.html.j2", "report.css"
 @lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
     """The page template, read through importlib.resources (works from a wheel and a zip)."""
-    folder = resources.files("anynet_search") / "templates"
+    folder = resources.files("anynet_search.reporting") / "templates"
     env = jinja2.Environment(
         autoescape=True,
         undefined=jinja2.StrictUndefined,
