@@ -47,8 +47,8 @@ def _spaces(args: argparse.Namespace) -> int:
     if args.action == "show":
         if not args.name:
             raise CliError("spaces show needs a space name or file")
+        from anynet_search.training.interface import TrainConfig
         from anynet_search.training.memory import free_memory, human_bytes, space_memory_range
-        from anynet_search.training.train import TrainConfig
 
         space = load_space(args.name)
         print(space.describe())
@@ -84,7 +84,7 @@ def _train_value(raw: str) -> object:
 def _train_overrides(values: list[str]) -> tuple[tuple[str, object], ...]:
     import dataclasses
 
-    from anynet_search.training.train import TrainConfig
+    from anynet_search.training.interface import TrainConfig
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     out = []

@@ -28,7 +28,9 @@ from _common import machine_line, table  # noqa: E402
 
 from anynet_search import build_model, complexity  # noqa: E402
 from anynet_search.spaces import load_space  # noqa: E402
-from anynet_search.training.train import _EagerStep, _GraphedStep, param_groups  # noqa: E402
+from anynet_search.training.steps import GraphedStep  # noqa: E402
+from anynet_search.training.steps import make_step as trainer_step  # noqa: E402
+from anynet_search.training.train import param_groups  # noqa: E402
 
 TRAIN_IMAGES = 45_000
 
@@ -42,8 +44,7 @@ def make_step(cfg, mode: str, batch: int):  # noqa: ANN001, ANN201
     opt = torch.optim.SGD(param_groups(model, 5e-4), lr=lr, momentum=0.9, nesterov=True, fused=True)
     net = torch.compile(model) if mode == "compile" else model
     torch.backends.cudnn.benchmark = mode != "eager, no cudnn.benchmark"
-    args = (net, opt, True, "cuda", 0.1)
-    return _GraphedStep(*args, batch_size=batch) if graphs else _EagerStep(*args)
+    return trainer_step(net, opt, True, "cuda", 0.1, graph_batch_size=batch if graphs else None)
 
 
 def time_mode(cfg, mode: str, batch: int, steps: int) -> dict:  # noqa: ANN001
@@ -54,7 +55,7 @@ def time_mode(cfg, mode: str, batch: int, steps: int) -> dict:  # noqa: ANN001
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     step = make_step(cfg, mode, batch)
-    for _ in range(_GraphedStep.WARMUP_STEPS + 2):  # warm-up (graph: capture and first replay)
+    for _ in range(GraphedStep.WARMUP_STEPS + 2):  # warm-up (graph: capture and first replay)
         step(x, y)
     torch.cuda.synchronize()
     setup = time.perf_counter() - t0

@@ -22,7 +22,7 @@ from anynet_search.models.complexity import complexity
 from anynet_search.models.config import AnyNetConfig
 from anynet_search.study.objective import record_result
 from anynet_search.study.plan import StudySettings
-from anynet_search.training.train import TrainResult
+from anynet_search.training.interface import TrainResult
 
 
 def pseudo_error(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, resolution: int,

@@ -15,14 +15,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 
 from anynet_search.spaces import DesignSpace, Sample
-
-if TYPE_CHECKING:  # the trainer imports torch; settings are read where no model is trained (results, status)
-    from anynet_search.training.train import TrainConfig
+from anynet_search.training.interface import TrainConfig  # torch-free: settings are read where nothing trains
 
 SETTINGS_ATTR = "anynet_search"
 EDF_SAMPLERS = ("random", "qmc")
@@ -70,8 +68,6 @@ class StudySettings:
 
     def train_config(self) -> TrainConfig:
         """The study's training hyperparameters."""
-        from anynet_search.training.train import TrainConfig
-
         return TrainConfig(**self.train)
 
 

@@ -38,8 +38,8 @@ from anynet_search.study.storage import (
 )
 from anynet_search.study.supervise import EXIT_FAILING, WorkerPool, WorkerSpec
 from anynet_search.training.data import load_dataset
+from anynet_search.training.interface import TrainConfig
 from anynet_search.training.memory import check_space_fits
-from anynet_search.training.train import TrainConfig
 
 # Each trial is a ticket queued in the storage up front, and every open replays the whole journal: at 10,000
 # trials the journal was 33.4 MiB, took 47-55 s to write and 3.4 s to load (benchmarks/RESULTS.md, section 5),

@@ -51,7 +51,7 @@ from anynet_search.study.plan import (
     planned_sample,
 )
 from anynet_search.study.storage import load_study, open_storage
-from anynet_search.training.train import TrialFailure
+from anynet_search.training.interface import TrialFailure
 
 HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 60.0

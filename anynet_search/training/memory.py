@@ -23,7 +23,7 @@ from anynet_search.errors import InputError
 from anynet_search.models.complexity import Complexity, complexity, largest_activation
 from anynet_search.models.config import AnyNetConfig
 from anynet_search.spaces import DesignSpace
-from anynet_search.training.train import TrainConfig, TrialFailure
+from anynet_search.training.interface import TrainConfig, TrialFailure
 
 FP32_BYTES = 4
 PARAM_COPIES = 3  # weight, gradient, momentum buffer

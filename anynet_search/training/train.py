@@ -7,10 +7,10 @@ finite-loss check) and the per-epoch evaluation. Failures that a sweep records i
 `TrialFailure`s: `DivergedError` (non-finite loss or outputs) and `OutOfMemoryError` (CUDA OOM, memory
 released before raising). `optuna.TrialPruned` raised by the `report` callback propagates untouched.
 
-Defaults (`TrainConfig()`) were chosen on the `digits` set at 16x16 px with a small CNN and AnyNet models
-of 90K-2M parameters: 8 epochs, batch 64, peak lr 0.3 (used as given, not scaled with the batch size),
-half a warmup epoch, random crop with `resolution // 8` px zero padding, label smoothing 0.1, Nesterov
-momentum 0.9, weight decay 5e-4 on conv/linear weights only.
+The types it takes and gives (`TrainConfig`, `TrainResult`, the failures, with the defaults' rationale) live
+in `interface` and the step of each batch (eager, or a replayed CUDA graph) in `steps`; this module is the
+loop around them and exports the types too, so `from anynet_search.training.train import TrainConfig,
+train` is the whole trainer.
 
 Example (not a doctest: training takes seconds)::
 
@@ -26,10 +26,8 @@ Example (not a doctest: training takes seconds)::
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import math
-import numbers
 import random
 import time
 from collections.abc import Callable
@@ -38,11 +36,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from anynet_search.errors import InputError
 from anynet_search.training.augment import augment_batch
+from anynet_search.training.interface import (
+    DivergedError,
+    OutOfMemoryError,
+    TrainConfig,
+    TrainResult,
+    TrialFailure,
+)
+from anynet_search.training.steps import make_step
 
 if TYPE_CHECKING:
     from anynet_search.training.data import DataSplits
@@ -65,131 +69,6 @@ __all__ = [
 
 DIVERGENCE_CHECK_EVERY = 10
 """Steps between two finite-loss checks (each is one host sync); also checked at every epoch end."""
-
-
-# ----------------------------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters of one short training run; recorded with every trial via `to_dict`.
-
-    The defaults are chosen for the default study (`anynet_xa_tiny` on `digits` at 16 px, 0.3-1.5 MF).
-
-    - `lr` is the peak learning rate, used as given (no automatic batch-size scaling); when you change
-      `batch_size`, scale `lr` linearly yourself.
-    - `warmup_epochs` may be fractional; warmup is linear from ~0 to `lr`, then cosine to ~0, per step.
-      Warmup is capped at half the run, so very short runs (1-2 epochs) still decay.
-    - `crop_pad`: zero padding of the random crop in pixels; `None` means `resolution // 8` (2 px at 16 px,
-      4 px at 32 px, the CIFAR standard); 0 disables cropping. Horizontal flips follow `DataSplits.flip`.
-    - `amp` (bf16 autocast) only takes effect on CUDA; CPU always trains in fp32.
-    - `channels_last` (model and inputs in NHWC) applies on every device (faster on CPU too).
-    - `cuda_graphs` (CUDA only) captures the training step (forward, loss, backward, SGD step) of the
-      full-size batches in one CUDA graph after a few eager warm-up steps and replays it: the same math
-      without the per-kernel launch cost that dominates small models. Other batch shapes run eagerly.
-    - `cudnn_benchmark` (CUDA only) lets cuDNN time its algorithms for each new convolution shape. Off by
-      default: every sampled architecture brings new shapes, so the timing is paid again in every trial
-      (measured in benchmarks/RESULTS.md).
-    - `compile` wraps the model in `torch.compile` (each sampled architecture compiles anew, so it only
-      pays off for long runs); it excludes `cuda_graphs`.
-    """
-
-    epochs: int = 8
-    batch_size: int = 64
-    lr: float = 0.3
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    warmup_epochs: float = 0.5
-    crop_pad: int | None = None
-    eval_batch_size: int = 1024
-    amp: bool = True  # bf16 autocast, CUDA only
-    channels_last: bool = True  # NHWC model and inputs, all devices
-    cuda_graphs: bool = False  # CUDA only
-    cudnn_benchmark: bool = False  # CUDA only
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        """Reject values that cannot train, naming the bad field (InputError, a ValueError)."""
-        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "warmup_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise InputError(f"{name} must be a finite number, got {value!r}")
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
-            raise InputError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 2:
-            raise InputError(f"batch_size must be an integer >= 2 (BatchNorm), got {self.batch_size!r}")
-        eval_batch = self.eval_batch_size
-        if not isinstance(eval_batch, int) or isinstance(eval_batch, bool) or eval_batch < 1:
-            raise InputError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size!r}")
-        if not self.lr > 0:
-            raise InputError(f"lr must be positive, got {self.lr!r}")
-        if not 0 <= self.momentum < 1:
-            raise InputError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if self.nesterov and self.momentum == 0:
-            raise InputError("nesterov requires momentum > 0")
-        if not self.weight_decay >= 0:
-            raise InputError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not 0 <= self.label_smoothing < 1:
-            raise InputError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        if not 0 <= self.warmup_epochs <= self.epochs:
-            raise InputError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs!r}")
-        if self.crop_pad is not None and (not isinstance(self.crop_pad, int) or self.crop_pad < 0):
-            raise InputError(f"crop_pad must be None or an integer >= 0, got {self.crop_pad!r}")
-        for name in ("nesterov", "amp", "channels_last", "cuda_graphs", "cudnn_benchmark", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.compile and self.cuda_graphs:
-            raise InputError("compile and cuda_graphs exclude each other; set one of them")
-
-    def resolved_crop_pad(self, resolution: int) -> int:
-        """Crop padding in pixels for images of side `resolution` (`resolution // 8` when unset)."""
-        return resolution // 8 if self.crop_pad is None else self.crop_pad
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict copy of every field, for trial records (round-trips via `TrainConfig(**d)`)."""
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Outcome of one successful run; errors in percent, `val_error` is the last epoch's."""
-
-    val_error: float
-    test_error: float
-    train_seconds: float
-    eval_seconds: float
-    epochs: int
-    history: tuple[float, ...]
-    final_train_loss: float
-    peak_memory_mb: float | None = None  # CUDA: peak allocated memory of the run (data set included)
-    step_mode: str = "eager"  # eager, cuda_graph, compiled, or why a CUDA graph fell back to eager
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict copy (history as a list), for trial records."""
-        d = dataclasses.asdict(self)
-        d["history"] = list(self.history)
-        return d
-
-
-# ---------------------------------------------------------------------------------------------- failures
-
-
-class TrialFailure(RuntimeError):
-    """A failure that the sweep records as the trial's outcome (with `reason`) instead of crashing."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class DivergedError(TrialFailure):
-    """The training loss (or the model's evaluation output) became NaN or infinite."""
-
-
-class OutOfMemoryError(TrialFailure):
-    """The device ran out of memory; model and optimizer were released from it before raising."""
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -354,91 +233,6 @@ def train(
     raise OutOfMemoryError(reason)
 
 
-class _EagerStep:
-    """One optimization step run op by op: forward, label-smoothed cross entropy, backward, SGD step."""
-
-    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, use_amp: bool, device_type: str,
-                 label_smoothing: float) -> None:
-        self.net, self.optimizer = net, optimizer
-        self.use_amp, self.device_type, self.label_smoothing = use_amp, device_type, label_smoothing
-        self.mode = "eager"
-
-    def loss(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """Forward and loss (autocast without its cast cache, which a CUDA graph cannot hold)."""
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.use_amp,
-                            cache_enabled=False):
-            logits = self.net(xb)
-        return F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
-
-    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, set_to_none: bool = True) -> torch.Tensor:
-        """Train on one batch; returns the batch's loss (a detached device scalar)."""
-        loss = self.loss(xb, yb)
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
-
-
-class _GraphedStep(_EagerStep):
-    """The step of full-size batches captured once in a CUDA graph and replayed; other shapes run eagerly.
-
-    The first `WARMUP_STEPS` full batches train eagerly on a side stream (cuDNN picks its algorithms, the
-    momentum buffers appear), then the step is captured and every later full batch only copies its inputs
-    into the graph's static tensors and replays it. The learning rate is a device tensor that the fused SGD
-    kernel reads, so the caller updates it in place each step. A capture that fails falls back to eager
-    steps for the rest of the run and says why in `mode`.
-    """
-
-    WARMUP_STEPS = 3
-
-    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, use_amp: bool, device_type: str,
-                 label_smoothing: float, batch_size: int) -> None:
-        super().__init__(net, optimizer, use_amp, device_type, label_smoothing)
-        self.batch_size, self.warm = batch_size, 0
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self.fell_back = False
-
-    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, set_to_none: bool = True) -> torch.Tensor:
-        """Train on one batch; returns its loss (for captured steps, the graph's static loss tensor)."""
-        if self.fell_back or xb.shape[0] != self.batch_size:
-            # after capture the gradients live in the graph's memory: zero them in place, never drop them
-            return super().__call__(xb, yb, set_to_none=self.graph is None)
-        if self.graph is None and self.warm < self.WARMUP_STEPS:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                loss = super().__call__(xb, yb)
-            torch.cuda.current_stream().wait_stream(side)
-            self.warm += 1
-            return loss
-        if self.graph is None:
-            try:
-                self._capture(xb, yb)
-            except RuntimeError as exc:
-                if isinstance(exc, torch.OutOfMemoryError):
-                    raise
-                self.graph, self.static, self.fell_back = None, None, True
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                self.mode = f"eager (CUDA graph capture failed: {first[:200]})"
-                return super().__call__(xb, yb)
-        else:
-            static_x, static_y, _ = self.static  # type: ignore[misc]
-            static_x.copy_(xb, non_blocking=True)
-            static_y.copy_(yb, non_blocking=True)
-        self.graph.replay()  # type: ignore[union-attr]
-        return self.static[2]  # type: ignore[index]
-
-    def _capture(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
-        static_x, static_y = xb.clone(), yb.clone()
-        self.optimizer.zero_grad(set_to_none=True)  # backward in the graph allocates the gradients itself
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            loss = self.loss(static_x, static_y)
-            loss.backward()
-            self.optimizer.step()
-        self.graph, self.static, self.mode = graph, (static_x, static_y, loss.detach()), "cuda_graph"
-
 
 def _train(
     model: nn.Module,
@@ -486,8 +280,8 @@ def _train(
     flip = bool(splits.flip)
     augment = pad > 0 or flip
     generator = make_generator(seed, dev)
-    args = (net, optimizer, use_amp, dev.type, cfg.label_smoothing)
-    train_step = _GraphedStep(*args, batch_size=cfg.batch_size) if use_graphs else _EagerStep(*args)
+    train_step = make_step(net, optimizer, use_amp, dev.type, cfg.label_smoothing,
+                           graph_batch_size=cfg.batch_size if use_graphs else None)
     if cfg.compile:
         train_step.mode = "compiled"
 
