@@ -36,7 +36,10 @@ MOVED: dict[str, str] = {
 }
 
 #: module that stayed -> (the module its names moved to, those names)
-MOVED_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {}
+MOVED_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
+    f"{PACKAGE}.study.worker": (f"{PACKAGE}.study.reaper", ("DIED", "HEARTBEAT_SECONDS", "MAX_DEATHS",
+                                                            "STALE_SECONDS", "death_reason", "pid_alive")),
+}
 
 
 def _warn(old: str, new: str) -> None:
