@@ -206,7 +206,7 @@ class DesignSpace:
         `rng` is a numpy Generator, or a scipy QMC engine of dimension `self.dimension` (quasi-random
         candidates; rejection keeps the conditioned law, with lower discrepancy than random draws).
         """
-        return sampling.iter_samples(self, rng, n, max_candidates)
+        return sampling.iter_samples(self, self._candidates, rng, n, max_candidates)
 
     def sample(self, rng: np.random.Generator) -> AnyNetConfig:
         """One config from the constrained distribution."""
