@@ -160,10 +160,9 @@ def enqueue_ticket(study: optuna.Study, settings: StudySettings, space: DesignSp
     study.enqueue_trial(params, user_attrs=ticket_attrs(slot, attempt, retry_of, deaths))
 
 
-def enqueue_all(study: optuna.Study, settings: StudySettings, space: DesignSpace,
-                first_slot: int = 0) -> None:
-    """Tickets for slots first_slot .. N-1 (a new study, or one whose N was raised), written in bulk."""
-    from anynet_search.study.optuna_adapter import enqueue_many
-
-    enqueue_many(study, [(_ticket_params(settings, space, slot, 0), ticket_attrs(slot, 0))
-                         for slot in range(first_slot, settings.n_trials)])
+def planned_tickets(settings: StudySettings, space: DesignSpace,
+                    first_slot: int = 0) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(parameters, user attributes) of the tickets for slots first_slot .. N-1 (a new study, or one whose N
+    was raised), for `optuna_adapter.enqueue_many` to write in bulk."""
+    return [(_ticket_params(settings, space, slot, 0), ticket_attrs(slot, 0))
+            for slot in range(first_slot, settings.n_trials)]
