@@ -1,8 +1,8 @@
 """Old import paths of the modules that moved into folders keep working for one release, with a warning.
 
 `install()` (called by the package's `__init__`) adds a finder for the old paths in `MOVED`: importing
-`anynet_search.complexity` imports `anynet_search.models.complexity`, warns once with a DeprecationWarning
-that names the new path, and binds the old name to the *same* module object, so
+`anynet_search.complexity` imports `anynet_search.models.complexity`, warns (at the first import) with a
+DeprecationWarning that names the new path, and binds the old name to the *same* module object, so
 `anynet_search.complexity` (as a module in `sys.modules`) is `anynet_search.models.complexity` and
 monkeypatching either patches both. Names that left a module which stayed (see `MOVED_NAMES`) are served
 by that module's `__getattr__` (`moved_names`) with the same warning. Delete this module, its call in
@@ -22,18 +22,15 @@ from typing import Any
 
 PACKAGE = "anynet_search"
 
-#: old module path -> new module path
-MOVED: dict[str, str] = {
-    f"{PACKAGE}.{old}": f"{PACKAGE}.{new}"
-    for new_package, olds in {
-        "models": ("config", "blocks", "registry", "rules", "counts", "complexity", "model", "regnet",
-                   "regnet_targets", "zoo", "describe"),
-        "training": ("data", "augment", "train", "memory"),
-        "reporting": ("results", "plots", "analyze", "report", "export", "status"),
-    }.items()
-    for old in olds
-    for new in [f"{new_package}.{old}"]
+_FOLDERS = {
+    "models": ("config", "blocks", "registry", "rules", "counts", "complexity", "model", "regnet",
+               "regnet_targets", "zoo", "describe"),
+    "training": ("data", "augment", "train", "memory"),
+    "reporting": ("results", "plots", "analyze", "report", "export", "status"),
 }
+#: old module path -> new module path (each module kept its name in its folder)
+MOVED: dict[str, str] = {f"{PACKAGE}.{old}": f"{PACKAGE}.{folder}.{old}"
+                         for folder, olds in _FOLDERS.items() for old in olds}
 
 #: module that stayed -> (the module its names moved to, those names)
 MOVED_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -91,7 +88,8 @@ class _Package(types.ModuleType):
     `anynet_search.complexity`, with the module `anynet_search.models.complexity`."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and not isinstance(self.__dict__.get(name, value), types.ModuleType):
+        bound = self.__dict__.get(name, value)
+        if isinstance(value, types.ModuleType) and not isinstance(bound, types.ModuleType):
             return
         super().__setattr__(name, value)
 
