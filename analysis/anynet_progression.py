@@ -24,7 +24,7 @@ from typing import Any
 from progression_numbers import label, progression_numbers
 from progression_render import plot_progression, render_markdown
 
-from anynet_search.results import load_results, open_run
+from anynet_search.reporting.results import load_results, open_run
 from anynet_search.study import RunOptions, run_study
 from anynet_search.study.plan import StudySettings
 from anynet_search.study.runner import default_study_name

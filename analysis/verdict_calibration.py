@@ -33,7 +33,7 @@ from anynet_search.analysis import compare_edfs, complexity_bins, shift_tests
 from anynet_search.analysis.bootstrap import effective_sample_size, resample_counts
 from anynet_search.analysis.edf import edf_at
 from anynet_search.analysis.weights import weights_from_bins
-from anynet_search.results import load_results
+from anynet_search.reporting.results import load_results
 
 HERE = Path(__file__).resolve().parent
 MARGIN, ALPHA = 0.5, 0.05

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-# the names that are also submodules (complexity, regnet) must be bound here, not lazily: importing the
-# submodule anywhere would otherwise leave the module object under the function's name
-from anynet_search.complexity import Complexity, complexity
-from anynet_search.config import AnyNetConfig, load_config, save_config
-from anynet_search.regnet import RegNetFit, fit_regnet, regnet
+from anynet_search import _compat
+from anynet_search.models.complexity import Complexity, complexity
+from anynet_search.models.config import AnyNetConfig, load_config, save_config
+from anynet_search.models.regnet import RegNetFit, fit_regnet, regnet
+from anynet_search.models.zoo import regnet_zoo
 from anynet_search.spaces import DesignSpace, list_spaces, load_space
-from anynet_search.zoo import regnet_zoo
 
 if TYPE_CHECKING:
-    from anynet_search.model import build_model
+    from anynet_search.models.model import build_model
 
-_LAZY = {"build_model": "anynet_search.model"}
+_LAZY = {"build_model": "anynet_search.models.model"}
+
+_compat.install()  # the old module paths (anynet_search.train, ...) work for one more release, with a warning
 
 __all__ = [
     "AnyNetConfig",

@@ -35,7 +35,7 @@ def _positive_int(text: str) -> int:
 
 
 def _describe(args: argparse.Namespace) -> int:
-    from anynet_search.describe import describe_config, resolve_config
+    from anynet_search.models.describe import describe_config, resolve_config
 
     print(describe_config(resolve_config(args.config), args.resolution))
     return 0
@@ -47,8 +47,8 @@ def _spaces(args: argparse.Namespace) -> int:
     if args.action == "show":
         if not args.name:
             raise CliError("spaces show needs a space name or file")
-        from anynet_search.memory import free_memory, human_bytes, space_memory_range
-        from anynet_search.train import TrainConfig
+        from anynet_search.training.interface import TrainConfig
+        from anynet_search.training.memory import free_memory, human_bytes, space_memory_range
 
         space = load_space(args.name)
         print(space.describe())
@@ -84,7 +84,7 @@ def _train_value(raw: str) -> object:
 def _train_overrides(values: list[str]) -> tuple[tuple[str, object], ...]:
     import dataclasses
 
-    from anynet_search.train import TrainConfig
+    from anynet_search.training.interface import TrainConfig
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     out = []
@@ -150,7 +150,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from anynet_search.status import study_status
+    from anynet_search.reporting.status import study_status
 
     if args.run is None and (args.study is None or args.storage is None):
         raise CliError("status needs a run folder, or --study NAME --storage URL")
@@ -160,8 +160,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _analyze_runs(runs: list[str | tuple[str, str]], out: str, force: bool, bins: int | None = None,
                   margin: tuple[float, str] = (0.5, "points")) -> int:
-    from anynet_search.analyze import analyze_runs
     from anynet_search.paths import check_out_dir
+    from anynet_search.reporting.analyze import analyze_runs
 
     check_out_dir(out)
     summary = analyze_runs(runs, out, force=force, margin=margin[0], margin_unit=margin[1],
@@ -179,7 +179,7 @@ def _derive(args: argparse.Namespace) -> int:
     from anynet_search.analysis import derive_constraints
     from anynet_search.analysis.samplers import adaptive_note
     from anynet_search.paths import check_out_file, safe_file_name
-    from anynet_search.results import load_run
+    from anynet_search.reporting.results import load_run
     from anynet_search.spaces.derive import derive_space, exact_shrink
 
     if args.out is not None:
@@ -211,8 +211,8 @@ def _derive(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from anynet_search.export import export_run
     from anynet_search.paths import check_out_dir
+    from anynet_search.reporting.export import export_run
 
     check_out_dir(args.out)
     for path in export_run(args.run, args.top, args.format, args.out, study=args.study):

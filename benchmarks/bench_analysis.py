@@ -47,14 +47,14 @@ from anynet_search.analysis import (  # noqa: E402
     normalized_weights,
 )
 from anynet_search.analysis.importance import IMPORTANCE_MAX_TRIALS, parameter_importance  # noqa: E402
-from anynet_search.analyze import analyze_runs  # noqa: E402
-from anynet_search.complexity import complexity  # noqa: E402
-from anynet_search.results import load_results  # noqa: E402
+from anynet_search.models.complexity import complexity  # noqa: E402
+from anynet_search.reporting.analyze import analyze_runs  # noqa: E402
+from anynet_search.reporting.results import load_results  # noqa: E402
 from anynet_search.spaces import load_space  # noqa: E402
 from anynet_search.study.objective import config_record  # noqa: E402
 from anynet_search.study.plan import SETTINGS_ATTR, StudySettings  # noqa: E402
 from anynet_search.study.storage import default_storage_url, load_study, open_storage  # noqa: E402
-from anynet_search.train import TrainConfig  # noqa: E402
+from anynet_search.training.train import TrainConfig  # noqa: E402
 
 SPACE = "anynet_xa_tiny"
 

@@ -26,7 +26,7 @@ from _common import machine_line, table, warn_if_busy  # noqa: E402
 
 from anynet_search import build_model, complexity  # noqa: E402
 from anynet_search.spaces import load_space  # noqa: E402
-from anynet_search.train import param_groups  # noqa: E402
+from anynet_search.training.train import param_groups  # noqa: E402
 
 SHAPES = ((8, 16), (16, 8), (24, 16), (32, 8), (64, 4), (128, 2))  # (channels, pixels per side), batch 64
 

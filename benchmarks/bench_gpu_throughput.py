@@ -48,7 +48,7 @@ from anynet_search.study import RunOptions, run_study  # noqa: E402
 from anynet_search.study.plan import planned_sample  # noqa: E402
 from anynet_search.study.progress import ProgressView  # noqa: E402
 from anynet_search.study.storage import open_storage  # noqa: E402
-from anynet_search.train import param_groups  # noqa: E402
+from anynet_search.training.train import param_groups  # noqa: E402
 
 TRAIN_IMAGES = 45_000
 

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import linear_fit, machine_line, table, warn_if_busy  # noqa: E402
 
 from anynet_search import build_model, complexity, regnet_zoo  # noqa: E402
-from anynet_search.augment import augment_batch  # noqa: E402
 from anynet_search.spaces import load_space  # noqa: E402
-from anynet_search.train import param_groups  # noqa: E402
+from anynet_search.training.augment import augment_batch  # noqa: E402
+from anynet_search.training.train import param_groups  # noqa: E402
 
 
 def matmul_peak(threads: int, n: int, seconds: float) -> float:

@@ -5,7 +5,7 @@ For each RegNet (d, w0, wa, wm, g, b, se) it builds our model from `regnet(...)`
 widths and parameter count, and times full training steps (forward, label-smoothed cross entropy,
 backward, SGD with Nesterov momentum and weight decay: the trainer's step) on random data:
 
-- CPU, fp32: our model in channels-last (what `anynet_search.train` uses) and NCHW; torchvision in NCHW
+- CPU, fp32: our model in channels-last (what `anynet_search.training.train` uses) and NCHW; torchvision in NCHW
   (its default) and channels-last;
 - CUDA (only when `torch.cuda.is_available()`): bf16 autocast + channels-last for both.
 
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line, table, warn_if_busy  # noqa: E402
 
 from anynet_search import complexity, regnet  # noqa: E402
-from anynet_search.zoo import REGNET_PARAMS  # noqa: E402
+from anynet_search.models.zoo import REGNET_PARAMS  # noqa: E402
 
 try:
     import torchvision

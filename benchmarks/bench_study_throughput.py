@@ -49,13 +49,13 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line, table, warn_if_busy  # noqa: E402
 
-from anynet_search.config import AnyNetConfig  # noqa: E402
-from anynet_search.data import load_dataset  # noqa: E402
-from anynet_search.model import build_model  # noqa: E402
+from anynet_search.models.config import AnyNetConfig  # noqa: E402
+from anynet_search.models.model import build_model  # noqa: E402
 from anynet_search.study import RunOptions, run_study  # noqa: E402
 from anynet_search.study.progress import ProgressView  # noqa: E402
 from anynet_search.study.storage import load_study, open_storage  # noqa: E402
-from anynet_search.train import TrainConfig, lr_at, seed_everything  # noqa: E402
+from anynet_search.training.data import load_dataset  # noqa: E402
+from anynet_search.training.train import TrainConfig, lr_at, seed_everything  # noqa: E402
 
 SPACE, DATASET = "anynet_xa_tiny", "digits"
 

@@ -1,4 +1,4 @@
-"""Training memory per counted act: calibrates and checks `anynet_search.memory` (the too-large-model check).
+"""Training memory per counted act: calibrates and checks `anynet_search.training.memory` (the too-large-model check).
 
 Part 1 (exact, no timing noise): for configs sampled from several bundled spaces plus hand-picked ones
 (published RegNets, res stem, basic/vanilla blocks, SE), one forward pass in train mode, channels-last,
@@ -28,10 +28,10 @@ import torch.nn.functional as F  # noqa: E402
 from _common import machine_line, table  # noqa: E402
 
 from anynet_search import AnyNetConfig, build_model, complexity, regnet_zoo  # noqa: E402
-from anynet_search.complexity import largest_activation  # noqa: E402
-from anynet_search.memory import SAVED_BYTES_PER_ACT, config_memory, human_bytes  # noqa: E402
+from anynet_search.models.complexity import largest_activation  # noqa: E402
 from anynet_search.spaces import load_space  # noqa: E402
-from anynet_search.train import TrainConfig  # noqa: E402
+from anynet_search.training.memory import SAVED_BYTES_PER_ACT, config_memory, human_bytes  # noqa: E402
+from anynet_search.training.train import TrainConfig  # noqa: E402
 
 SPACES = ("anynet_xa_tiny", "anynet_xe_tiny", "regnet_y_tiny", "anynet_xa_cifar", "regnet_x_cifar")
 
@@ -74,7 +74,7 @@ CHILD = r"""
 import json, sys, torch
 import torch.nn.functional as F
 from anynet_search import AnyNetConfig, build_model
-from anynet_search.train import param_groups
+from anynet_search.training.train import param_groups
 cfg = AnyNetConfig.from_dict(json.loads(sys.argv[1])); r, batch, eval_batch = map(int, sys.argv[2:5])
 torch.set_num_threads(1)
 model = build_model(cfg).to(memory_format=torch.channels_last).train()

@@ -86,8 +86,8 @@ def stepped_objective(trial: Any, cfg: Any, settings: Any, resolution: int, devi
 
 def _stepped(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) -> Any:
     global _poisoned
-    from anynet_search.train import OutOfMemoryError
     from anynet_search.training.engine import Delay
+    from anynet_search.training.interface import OutOfMemoryError
 
     slot, first = str(trial.user_attrs.get("slot")), trial.user_attrs.get("attempt", 0) == 0
     steps = int(os.environ.get("ANYNET_TEST_STEPS", "20"))

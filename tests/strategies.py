@@ -3,7 +3,7 @@
 from hypothesis import strategies as st
 
 from anynet_search import AnyNetConfig
-from anynet_search.regnet import adjust_compatibility
+from anynet_search.models.regnet import adjust_compatibility
 
 
 @st.composite

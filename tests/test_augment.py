@@ -1,4 +1,4 @@
-"""Tests for anynet_search.augment: random zero-padded crops and flips, checked against a slow reference."""
+"""Tests for anynet_search.training.augment: random zero-padded crops and flips, checked against a slow reference."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anynet_search.augment import augment_batch
+from anynet_search.training.augment import augment_batch
 
 
 def reference_crop(img: torch.Tensor, pad: int, dy: int, dx: int, mirror: bool) -> torch.Tensor:

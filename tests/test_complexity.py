@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from anynet_search import AnyNetConfig, build_model, complexity, regnet_zoo
-from anynet_search.blocks import SqueezeExcite
-from anynet_search.complexity import complexity_arrays
+from anynet_search.models.blocks import SqueezeExcite
+from anynet_search.models.complexity import complexity_arrays
 
 PUBLISHED = json.loads((Path(__file__).parent / "data" / "published_complexity.json").read_text())
 

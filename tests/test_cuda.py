@@ -14,14 +14,20 @@ import torch
 from optuna.trial import TrialState
 
 from anynet_search import AnyNetConfig, build_model
-from anynet_search.data import load_dataset
 from anynet_search.study import RunOptions, Worker, prepare_study, run_study
 from anynet_search.study.objective import run_trial
 from anynet_search.study.storage import open_storage
-from anynet_search.train import DivergedError, OutOfMemoryError, TrainConfig, seed_everything, train
+from anynet_search.training.data import load_dataset
 from anynet_search.training.engine import InFlight
 from anynet_search.training.fences import drive
-from anynet_search.training.trainer import train_task
+from anynet_search.training.train import (
+    DivergedError,
+    OutOfMemoryError,
+    TrainConfig,
+    seed_everything,
+    train,
+    train_task,
+)
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -1,4 +1,4 @@
-"""Tests for anynet_search.data: specs, splits, normalization, CIFAR pickles (safely) and image folders."""
+"""Tests for anynet_search.training.data: specs, splits, normalization, CIFAR pickles (safely) and image folders."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from anynet_search.data import DatasetError, DataSplits, dataset_names, load_dataset, synthetic_images
+from anynet_search.training.data import (
+    DatasetError,
+    DataSplits,
+    dataset_names,
+    load_dataset,
+    synthetic_images,
+)
 
 TENSORS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from anynet_search.analysis import derive_constraints
-from anynet_search.results import load_results
+from anynet_search.reporting.results import load_results
 from anynet_search.spaces import load_space
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from anynet_search import AnyNetConfig, load_config, regnet, regnet_zoo
-from anynet_search.export import (
+from anynet_search.reporting.export import (
     FORMATS,
     config_from_row,
     configs_for,
@@ -20,7 +20,7 @@ from anynet_search.export import (
     pycls_config,
     regnet_params,
 )
-from anynet_search.results import load_results, resolve_run
+from anynet_search.reporting.results import load_results, resolve_run
 from anynet_search.study.plan import StudySettings
 from anynet_search.study.runner import RunOptions, prepare_study
 from anynet_search.study.storage import load_study, open_storage
@@ -178,7 +178,7 @@ def test_export_errors_are_one_line(run_dir, tmp_path):
 
 
 def test_open_run_resolves_folders_and_urls_with_one_storage_open(run_dir, study, tmp_path, monkeypatch):
-    from anynet_search import results
+    from anynet_search.reporting import results
 
     opened = []
     real_open = results.open_storage

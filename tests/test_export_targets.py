@@ -25,8 +25,7 @@ import torch
 import yaml
 
 from anynet_search import AnyNetConfig, complexity, load_config, regnet_zoo
-from anynet_search.export import PYCLS_BLOCKS, PYCLS_STEMS, export_top
-from anynet_search.regnet_targets import (
+from anynet_search.models.regnet_targets import (
     TARGETS,
     StageLayout,
     compatible,
@@ -34,6 +33,7 @@ from anynet_search.regnet_targets import (
     layout_of,
     stage_layout,
 )
+from anynet_search.reporting.export import PYCLS_BLOCKS, PYCLS_STEMS, export_top
 
 
 def _module(name: str):
@@ -321,7 +321,7 @@ def test_json_records_carry_the_same_entries(tmp_path):
 
 
 def test_anynet_search_target_is_the_package_rule():
-    from anynet_search.regnet import adjust_compatibility, regnet
+    from anynet_search.models.regnet import adjust_compatibility, regnet
 
     rng = np.random.default_rng(2)
     raw = rng.integers(1, 200, 400) * 8

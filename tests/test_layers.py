@@ -11,8 +11,8 @@ import pytest
 import anynet_search
 import anynet_search.study
 
-HEAVY = ("torch", "multiprocessing", "anynet_search.train", "anynet_search.model", "anynet_search.study.worker",
-         "anynet_search.study.runner")
+HEAVY = ("torch", "multiprocessing", "anynet_search.training.train", "anynet_search.models.model",
+         "anynet_search.study.worker", "anynet_search.study.runner")
 
 
 def imported_modules(code: str) -> set[str]:
@@ -24,7 +24,7 @@ def imported_modules(code: str) -> set[str]:
 
 
 @pytest.mark.parametrize("code", ["import anynet_search.analysis",
-                                  "from anynet_search.results import load_results",
+                                  "from anynet_search.reporting.results import load_results",
                                   "import anynet_search"])
 def test_analysis_and_results_do_not_import_torch_or_the_trainer(code):
     mods = imported_modules(code)

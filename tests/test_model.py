@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from anynet_search import AnyNetConfig, build_model, regnet_zoo
-from anynet_search.blocks import ResBasicBlock, XBlock
+from anynet_search.models.blocks import ResBasicBlock, XBlock
 
 
 def small(block_type="x", **kw):

@@ -44,7 +44,8 @@ def test_wheel_ships_every_space_and_works_from_the_zip(tmp_path):
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("anynet_search/search_spaces/")}
     assert {f"anynet_search/search_spaces/{n}.yaml" for n in anynet_search.list_spaces()} == shipped
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"anynet_search/templates/report.html.j2", "anynet_search/templates/report.css"} <= names
+    templates = "anynet_search/reporting/templates"
+    assert {f"{templates}/report.html.j2", f"{templates}/report.css"} <= names
 
     # imported straight from the wheel (zipimport): no file system path for the spaces, only importlib.resources
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import anynet_search as a; "
@@ -56,7 +57,7 @@ def test_wheel_ships_every_space_and_works_from_the_zip(tmp_path):
                    f"{anynet_search.load_space('anynet_xe_tiny').log10_size:.2f}"]
 
     # the report's template and CSS load from the zip too (importlib.resources, no file system path)
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import anynet_search.report as r; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import anynet_search.reporting.report as r; "
             "assert r.__file__.startswith(sys.argv[1]), r.__file__; t = r._template(); "
             "print('table.verdicts' in str(t.globals['css']))")
     out = subprocess.run([sys.executable, "-c", code, str(wheel)], cwd=tmp_path, capture_output=True,

@@ -12,7 +12,6 @@ import yaml
 from markupsafe import escape as html_escape
 from matplotlib.figure import Figure
 
-from anynet_search import plots
 from anynet_search.analysis import (
     KEEP,
     VERDICTS,
@@ -23,9 +22,10 @@ from anynet_search.analysis import (
     weighted_mean,
 )
 from anynet_search.analysis.synthetic import synthetic_results
-from anynet_search.analyze import analyze_runs
-from anynet_search.regnet import fit_regnet, regnet_block_widths
-from anynet_search.results import load_results
+from anynet_search.models.regnet import fit_regnet, regnet_block_widths
+from anynet_search.reporting import plots
+from anynet_search.reporting.analyze import analyze_runs
+from anynet_search.reporting.results import load_results
 from anynet_search.spaces import load_space
 from anynet_search.spaces.constraints import FitErrorAtMost, Range
 from anynet_search.spaces.derive import derive_space, exact_shrink

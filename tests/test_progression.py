@@ -10,7 +10,7 @@ from unittest import mock
 
 import pytest
 
-from anynet_search.results import load_results, open_run
+from anynet_search.reporting.results import load_results, open_run
 from anynet_search.study.plan import StudySettings
 from anynet_search.study.runner import RunOptions, prepare_study
 from anynet_search.study.worker import Worker

@@ -5,12 +5,13 @@ import pytest
 from test_complexity import measured
 from torch import nn
 
-from anynet_search import AnyNetConfig, build_model, complexity, load_space, registry
-from anynet_search.blocks import conv_bn
-from anynet_search.counts import conv_counts
-from anynet_search.describe import describe_config
-from anynet_search.export import pycls_config
-from anynet_search.rules import conv_out
+from anynet_search import AnyNetConfig, build_model, complexity, load_space
+from anynet_search.models import registry
+from anynet_search.models.blocks import conv_bn
+from anynet_search.models.counts import conv_counts
+from anynet_search.models.describe import describe_config
+from anynet_search.models.rules import conv_out
+from anynet_search.reporting.export import pycls_config
 
 
 class SingleConvBlock(nn.Sequential):

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anynet_search import fit_regnet, regnet, regnet_zoo
-from anynet_search.regnet import adjust_compatibility, regnet_block_widths, stages_from_block_widths
+from anynet_search.models.regnet import adjust_compatibility, regnet_block_widths, stages_from_block_widths
 
 
 def test_published_regnetx_200mf_structure():

@@ -7,12 +7,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from anynet_search import plots
 from anynet_search.analysis import edf
 from anynet_search.analysis.studies import extreme_curves, split_by_mask
-from anynet_search.analyze import analyze_runs
-from anynet_search.report import _verdict_rows
-from anynet_search.results import histories_frame
+from anynet_search.reporting import plots
+from anynet_search.reporting.analyze import analyze_runs
+from anynet_search.reporting.report import _verdict_rows
+from anynet_search.reporting.results import histories_frame
 from anynet_search.study.runner import RunOptions, prepare_study
 from anynet_search.study.worker import Worker
 

@@ -20,16 +20,16 @@ import torch.nn.functional as F
 from anynet_search import AnyNetConfig, build_model, complexity, regnet_zoo
 from anynet_search import cli as cli_module
 from anynet_search.cli import CliError, main
-from anynet_search.data import DatasetError
 from anynet_search.errors import AnynetSearchError, InputError, StorageFullError
-from anynet_search.memory import SAVED_BYTES_PER_ACT, check_fits, config_memory
 from anynet_search.paths import check_study_name
 from anynet_search.spaces import SpaceError, load_space
 from anynet_search.study import RunOptions, Worker, prepare_study, redact
 from anynet_search.study import objective as objective_module
 from anynet_search.study.journal import JournalCorruptError
 from anynet_search.study.runner import MAX_TRIALS
-from anynet_search.train import TrainConfig
+from anynet_search.training.data import DatasetError
+from anynet_search.training.memory import SAVED_BYTES_PER_ACT, check_fits, config_memory
+from anynet_search.training.train import TrainConfig
 
 # ------------------------------------------------------------------------------------------ redaction
 SECRET_URLS = [
@@ -115,14 +115,14 @@ def test_a_config_too_large_for_the_device_is_refused_before_it_is_built(monkeyp
     assert estimate.total > 100 * 2**30  # ~40,000 blocks: far beyond any machine here
     with pytest.raises(Exception, match=r"model too large: needs about .* to train at batch 64") as info:
         check_fits(cfg, 16, TrainConfig(), "cpu")
-    from anynet_search.train import TrialFailure
+    from anynet_search.training.train import TrialFailure
 
     assert isinstance(info.value, TrialFailure)  # a recorded trial failure, not a crash
 
 
 def test_a_too_large_trial_is_a_recorded_failure_and_never_built(tmp_path, monkeypatch):
     study, *_ = prepare_study(RunOptions(trials=2, out=str(tmp_path), dataset="synthetic:64", study="tight"))
-    monkeypatch.setattr("anynet_search.memory.free_memory", lambda device: 1024)  # a device with 1 KiB free
+    monkeypatch.setattr("anynet_search.training.memory.free_memory", lambda device: 1024)  # a device with 1 KiB free
     monkeypatch.setattr(objective_module, "build_model", lambda cfg: pytest.fail("built a model that cannot fit"))
     Worker(study).run(max_trials=1)
     failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
@@ -172,7 +172,7 @@ def test_a_full_disk_anywhere_is_one_line_naming_the_file(monkeypatch, capsys, t
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "report" / "report.html"))
 
-    monkeypatch.setattr("anynet_search.analyze.analyze_runs", full)
+    monkeypatch.setattr("anynet_search.reporting.analyze.analyze_runs", full)
     monkeypatch.setattr("anynet_search.paths.check_out_dir", lambda path, option="--out": path)
     assert main(["analyze", str(tmp_path), "--out", str(tmp_path / "report")]) == 2
     err = capsys.readouterr().err

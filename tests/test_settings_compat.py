@@ -5,7 +5,7 @@ import sys
 
 import optuna
 
-from anynet_search.results import open_run
+from anynet_search.reporting.results import open_run
 from anynet_search.study.plan import SETTINGS_ATTR, StudySettings
 from anynet_search.study.storage import open_storage
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from anynet_search.blocks import Shortcut
+from anynet_search.models.blocks import Shortcut
 
 
 @pytest.mark.parametrize("w_in,w_out,stride,size,batch", [(8, 8, 2, 16, 49), (3, 16, 2, 15, 33),
@@ -42,8 +42,8 @@ def test_odd_batches_train_in_channels_last_on_two_threads():
     # a subprocess: the crash this guards against is heap corruption that kills the interpreter
     code = textwrap.dedent("""
         import torch
-        from anynet_search.config import AnyNetConfig
-        from anynet_search.model import build_model
+        from anynet_search.models.config import AnyNetConfig
+        from anynet_search.models.model import build_model
         torch.set_num_threads(2)
         torch.manual_seed(0)
         cfg = AnyNetConfig(depths=(1, 1), widths=(8, 16), bottleneck_ratios=(1, 1), group_widths=(8, 8),

@@ -17,7 +17,7 @@ from anynet_search.spaces import load_space
 from anynet_search.study import RunOptions, Worker, prepare_study, redact, run_study
 from anynet_search.study.plan import StudySettings, stream_seed
 from anynet_search.study.worker import StudyFailing
-from anynet_search.train import OutOfMemoryError
+from anynet_search.training.train import OutOfMemoryError
 
 DRY = "anynet_search.study.dry_run:pseudo_error"
 

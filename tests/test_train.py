@@ -1,4 +1,4 @@
-"""Tests for anynet_search.train: learning, determinism, schedule, param groups, failures, callbacks."""
+"""Tests for anynet_search.training.train: learning, determinism, schedule, param groups, failures, callbacks."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 import anynet_search.training.programs as programs_mod
-import anynet_search.training.trainer as train_mod
-from anynet_search.data import DataSplits, load_dataset
-from anynet_search.train import (
+import anynet_search.training.train as train_mod
+from anynet_search.training.data import DataSplits, load_dataset
+from anynet_search.training.train import (
     DIVERGENCE_CHECK_EVERY,
     DivergedError,
     OutOfMemoryError,

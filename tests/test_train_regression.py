@@ -3,8 +3,8 @@
 import torch
 
 from anynet_search import AnyNetConfig, build_model
-from anynet_search.data import load_dataset
-from anynet_search.train import TrainConfig, seed_everything, train
+from anynet_search.training.data import load_dataset
+from anynet_search.training.train import TrainConfig, seed_everything, train
 
 # recorded on the reference machine (2-core x86_64 CPU, torch 2.13.0, 1 thread) when the defaults were set
 REFERENCE_VAL_ERROR = 4.86

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from anynet_search.analysis._checks import require_frame
-from anynet_search.rules import (
+from anynet_search.models.rules import (
     STAGE_FAMILIES,  # depth, width, bottleneck ratio, group width, in listing order
 )
 

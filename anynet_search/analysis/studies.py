@@ -15,7 +15,7 @@ from anynet_search.analysis.best import default_ns, expected_best_error
 from anynet_search.analysis.compare import compare_edfs
 from anynet_search.analysis.edf import weighted_mean, weighted_median
 
-#: Columns of a per-epoch history table (`anynet_search.results.histories_frame`).
+#: Columns of a per-epoch history table (`anynet_search.reporting.results.histories_frame`).
 HISTORY_COLUMNS: tuple[str, ...] = ("trial", "epoch", "val_error")
 
 

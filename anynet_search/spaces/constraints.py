@@ -27,15 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from anynet_search.rules import (
+from anynet_search.models.rules import (
     STAGE_FAMILIES,  # per-stage families: a stage's value is `<family><stage>`, e.g. w3
 )
+from anynet_search.spaces.view import SpaceView
 
-if TYPE_CHECKING:  # the space module imports this one
+if TYPE_CHECKING:
     import pandas as pd
-
-    from anynet_search.spaces.space import DesignSpace
-
 
 
 def split_param(name: str) -> tuple[str, int | None]:
@@ -104,11 +102,11 @@ class Constraint(ABC):
         new["constraints"] = cons
         return new
 
-    def log10_count(self, space: DesignSpace) -> float:
+    def log10_count(self, space: SpaceView) -> float:
         """Exact log10 number of the space's parameter tuples that satisfy it (SpaceError if it cannot)."""
         return type(space)(self.add_to(space.data), space.source).log10_size
 
-    def log10_shrink(self, space: DesignSpace) -> float:
+    def log10_shrink(self, space: SpaceView) -> float:
         """Exact log10(|space| / |space with it|) >= 0; SpaceError/ValueError if the space cannot hold it."""
         return max(0.0, float(space.log10_size - self.log10_count(space)))
 

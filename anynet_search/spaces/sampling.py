@@ -1,28 +1,26 @@
 """Sampling a design space: uniforms -> grid values -> resolved stage arrays -> accepted samples.
 
 Vectorized rejection sampling: candidates are drawn from the unconstrained distribution in large numpy
-batches, resolved into per-stage arrays by the design rules (`anynet_search.rules`), judged by the
-space's masks (`DesignSpace._candidates`: its constraints and complexity band) and the survivors kept
+batches, resolved into per-stage arrays by the design rules (`anynet_search.models.rules`), judged by the
+space's masks (`DesignSpace._candidates`, passed in as `candidates`: its constraints and complexity band) and the survivors kept
 in draw order. Keeping exactly the survivors is the unconstrained law conditioned on the constraints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from anynet_search.complexity import complexity_arrays
-from anynet_search.config import AnyNetConfig
-from anynet_search.rules import QUANTUM, bottleneck_width, compatible, quantized_widths
+from anynet_search.models.complexity import complexity_arrays
+from anynet_search.models.config import AnyNetConfig
+from anynet_search.models.rules import QUANTUM, bottleneck_width, compatible, quantized_widths
 from anynet_search.spaces.params import SpaceError
 from anynet_search.spaces.schema import ANYNET_PARAMS, REGNET_PARAMS
 from anynet_search.spaces.trial_params import params_of
-
-if TYPE_CHECKING:  # space.py imports this module
-    from anynet_search.spaces.space import DesignSpace
+from anynet_search.spaces.view import SpaceView
 
 MAX_CANDIDATES = 20_000_000
 
@@ -50,14 +48,14 @@ class Batch:
 
 
 # ------------------------------------------------------------------------------------ drawing
-def uniform_columns(space: DesignSpace) -> list[tuple[str, int]]:
+def uniform_columns(space: SpaceView) -> list[tuple[str, int]]:
     """(parameter, number of uniforms) per draw: one per stage, one for shared and RegNet parameters."""
     if space.family == "regnet":
         return [(n, 1) for n in REGNET_PARAMS]
     return [(n, 1 if n in space.shared else space.stages) for n in ANYNET_PARAMS]
 
 
-def draw_param(space: DesignSpace, name: str, u: np.ndarray) -> np.ndarray:
+def draw_param(space: SpaceView, name: str, u: np.ndarray) -> np.ndarray:
     """Grid values from uniforms u of shape (m, k) by inverse CDF; shared parameters use p(v)^stages."""
     spec = space.params[name]
     vals = np.asarray(spec.values)
@@ -126,9 +124,10 @@ def batch_config(batch: Batch, i: int, fixed: dict[str, Any]) -> AnyNetConfig:
 
 
 # ------------------------------------------------------------------------------------ accepting
-def iter_samples(space: DesignSpace, rng: Any, n: int,
+def iter_samples(space: SpaceView, candidates: Callable[[np.ndarray], Batch], rng: Any, n: int,
                  max_candidates: int = MAX_CANDIDATES) -> Iterator[Sample]:
-    """Yield n accepted samples of `space` in draw order (see `DesignSpace.iter_samples`)."""
+    """Yield n accepted samples of `space` in draw order (see `DesignSpace.iter_samples`); `candidates`
+    resolves and judges a batch of uniforms."""
     drawn = accepted = 0
     rejects: dict[str, int] = {}
     judged: dict[str, int] = {}
@@ -137,7 +136,7 @@ def iter_samples(space: DesignSpace, rng: Any, n: int,
         if drawn >= max_candidates:
             raise SpaceError(starved_message(space.name, drawn, accepted, rejects, judged))
         uniforms = rng.random(size) if hasattr(rng, "fast_forward") else rng.random((size, space.dimension))
-        batch = space._candidates(uniforms)
+        batch = candidates(uniforms)
         keep = np.all(list(batch.masks.values()), axis=0) if batch.masks else np.ones(size, dtype=bool)
         for key, mask in batch.masks.items():
             rejects[key] = rejects.get(key, 0) + int((~mask).sum())
@@ -147,7 +146,7 @@ def iter_samples(space: DesignSpace, rng: Any, n: int,
             if accepted == n:
                 break
             accepted += 1
-            yield Sample(params_of(space, batch, int(i)), batch_config(batch, int(i), space.fixed))
+            yield Sample(params_of(space, batch.raw, int(i)), batch_config(batch, int(i), space.fixed))
         size = min(size * 4, 1 << 18)
 
 

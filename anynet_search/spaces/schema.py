@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from anynet_search.config import AnyNetConfig
-from anynet_search.rules import QUANTUM
+from anynet_search.models.config import AnyNetConfig
+from anynet_search.models.rules import QUANTUM
 from anynet_search.spaces.params import ParamSpec, SpaceError, make_param
 
 ANYNET_PARAMS = ("d", "w", "b", "g")

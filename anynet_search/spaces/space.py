@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from anynet_search.complexity import complexity
-from anynet_search.config import AnyNetConfig
+from anynet_search.models.complexity import complexity
+from anynet_search.models.config import AnyNetConfig
 from anynet_search.spaces import sampling, schema, trial_params
 from anynet_search.spaces.constraints import Constraint, Shared, space_rules
 from anynet_search.spaces.files import read_space_file, spec_hash
@@ -206,7 +206,7 @@ class DesignSpace:
         `rng` is a numpy Generator, or a scipy QMC engine of dimension `self.dimension` (quasi-random
         candidates; rejection keeps the conditioned law, with lower discrepancy than random draws).
         """
-        return sampling.iter_samples(self, rng, n, max_candidates)
+        return sampling.iter_samples(self, self._candidates, rng, n, max_candidates)
 
     def sample(self, rng: np.random.Generator) -> AnyNetConfig:
         """One config from the constrained distribution."""

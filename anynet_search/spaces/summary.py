@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from anynet_search.spaces.schema import METRICS, fmt_number
-
-if TYPE_CHECKING:  # space.py imports this module
-    from anynet_search.spaces.space import DesignSpace
+from anynet_search.spaces.view import SpaceView
 
 
-def summary(space: DesignSpace) -> str:
+def summary(space: SpaceView) -> str:
     """One line from the space's real ranges, e.g. `anynet, 4 stages at 16 px: d 1..4, w 8..128, ...`."""
     parts = []
     for p in space.params.values():
@@ -26,7 +22,7 @@ def summary(space: DesignSpace) -> str:
     return f"{space.family}, {space.stages} stages at {space.resolution} px: {'; '.join(parts)}; {band}"
 
 
-def describe(space: DesignSpace) -> str:
+def describe(space: SpaceView) -> str:
     """Multi-line description: fixed parts, parameters, constraints, band, complexity range and size."""
     lines = [f"{space.name}: {space.description}", f"  source: {space.source}",
              f"  family: {space.family}, stages: {space.stages}, resolution: {space.resolution} px",

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-from anynet_search.config import AnyNetConfig
+import numpy as np
+
+from anynet_search.models.config import AnyNetConfig
 from anynet_search.spaces.schema import ANYNET_PARAMS, REGNET_PARAMS
-
-if TYPE_CHECKING:  # space.py and sampling.py import this module
-    from anynet_search.spaces.sampling import Batch
-    from anynet_search.spaces.space import DesignSpace
+from anynet_search.spaces.view import SpaceView
 
 
-def param_names(space: DesignSpace) -> list[str]:
+def param_names(space: SpaceView) -> list[str]:
     """Names `suggest` registers parameters under: one per shared or RegNet parameter, else one a stage."""
     if space.family == "regnet":
         return list(REGNET_PARAMS)
@@ -20,7 +20,7 @@ def param_names(space: DesignSpace) -> list[str]:
             for s in range(1 if n in space.shared else space.stages)]
 
 
-def suggest(space: DesignSpace, trial: Any) -> AnyNetConfig:
+def suggest(space: SpaceView, trial: Any) -> AnyNetConfig:
     """Register every parameter with an Optuna trial; the config `DesignSpace.config_from_params` gives."""
     values = {}
     for name in param_names(space):
@@ -29,10 +29,11 @@ def suggest(space: DesignSpace, trial: Any) -> AnyNetConfig:
     return space.config_from_params(values)
 
 
-def params_of(space: DesignSpace, batch: Batch, i: int) -> dict[str, Any]:
-    """Row i's raw values under the names `suggest` uses (what Optuna records for the trial)."""
+def params_of(space: SpaceView, raw: Mapping[str, np.ndarray], i: int) -> dict[str, Any]:
+    """Row i of a batch's raw values (`sampling.Batch.raw`) under the names `suggest` uses (what Optuna
+    records for the trial)."""
     out = {}
-    for name, arr in batch.raw.items():
+    for name, arr in raw.items():
         spec = space.params[name]
         cast = int if spec.is_int else float
         if arr.ndim == 1:

@@ -18,11 +18,11 @@ import zlib
 import numpy as np
 import optuna
 
-from anynet_search.complexity import complexity
-from anynet_search.config import AnyNetConfig
+from anynet_search.models.complexity import complexity
+from anynet_search.models.config import AnyNetConfig
 from anynet_search.study.objective import record_result
 from anynet_search.study.plan import StudySettings
-from anynet_search.train import TrainResult
+from anynet_search.training.interface import TrainResult
 
 
 def pseudo_error(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, resolution: int,

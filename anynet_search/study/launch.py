@@ -27,9 +27,9 @@ import optuna
 from anynet_search.errors import InputError
 from anynet_search.study.optuna_adapter import trial_index
 from anynet_search.study.progress import ProgressView, Snapshot
+from anynet_search.study.reaper import pid_alive
 from anynet_search.study.runner import RunOptions, RunOutcome, prepare_study
 from anynet_search.study.storage import redact
-from anynet_search.study.worker import pid_alive
 
 FOLLOW_SECONDS = 2.0
 JOBS_ATTR = "anynet_search:jobs:"

@@ -9,15 +9,15 @@ from typing import Any
 import optuna
 import torch
 
-from anynet_search.complexity import complexity
-from anynet_search.config import AnyNetConfig
-from anynet_search.data import DataSplits, load_dataset
-from anynet_search.memory import check_fits
-from anynet_search.model import build_model
-from anynet_search.regnet import fit_regnet
+from anynet_search.models.complexity import complexity
+from anynet_search.models.config import AnyNetConfig
+from anynet_search.models.model import build_model
+from anynet_search.models.regnet import fit_regnet
 from anynet_search.study.interrupts import shielded
 from anynet_search.study.plan import EDF_SAMPLERS, StudySettings
-from anynet_search.train import TrainResult, seed_everything, train
+from anynet_search.training.data import DataSplits, load_dataset
+from anynet_search.training.memory import check_fits
+from anynet_search.training.train import TrainResult, seed_everything, train
 
 
 @lru_cache(maxsize=2)

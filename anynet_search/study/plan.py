@@ -15,14 +15,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 
 from anynet_search.spaces import DesignSpace, Sample
-
-if TYPE_CHECKING:  # the trainer imports torch; settings are read where no model is trained (results, status)
-    from anynet_search.train import TrainConfig
+from anynet_search.training.interface import TrainConfig  # torch-free: settings are read where nothing trains
 
 SETTINGS_ATTR = "anynet_search"
 EDF_SAMPLERS = ("random", "qmc")
@@ -70,8 +68,6 @@ class StudySettings:
 
     def train_config(self) -> TrainConfig:
         """The study's training hyperparameters."""
-        from anynet_search.train import TrainConfig
-
         return TrainConfig(**self.train)
 
 
@@ -164,10 +160,9 @@ def enqueue_ticket(study: optuna.Study, settings: StudySettings, space: DesignSp
     study.enqueue_trial(params, user_attrs=ticket_attrs(slot, attempt, retry_of, deaths))
 
 
-def enqueue_all(study: optuna.Study, settings: StudySettings, space: DesignSpace,
-                first_slot: int = 0) -> None:
-    """Tickets for slots first_slot .. N-1 (a new study, or one whose N was raised), written in bulk."""
-    from anynet_search.study.optuna_adapter import enqueue_many
-
-    enqueue_many(study, [(_ticket_params(settings, space, slot, 0), ticket_attrs(slot, 0))
-                         for slot in range(first_slot, settings.n_trials)])
+def planned_tickets(settings: StudySettings, space: DesignSpace,
+                    first_slot: int = 0) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(parameters, user attributes) of the tickets for slots first_slot .. N-1 (a new study, or one whose N
+    was raised), for `optuna_adapter.enqueue_many` to write in bulk."""
+    return [(_ticket_params(settings, space, slot, 0), ticket_attrs(slot, 0))
+            for slot in range(first_slot, settings.n_trials)]

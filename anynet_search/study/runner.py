@@ -14,19 +14,17 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
-from anynet_search.data import load_dataset
 from anynet_search.errors import InputError
-from anynet_search.memory import check_space_fits
 from anynet_search.paths import check_out_dir, check_out_file, check_study_name
 from anynet_search.spaces import load_space
-from anynet_search.study.optuna_adapter import trial_index
+from anynet_search.study.optuna_adapter import enqueue_many, trial_index
 from anynet_search.study.plan import (
     SAMPLERS,
     SETTINGS_ATTR,
     StudySettings,
-    enqueue_all,
     make_pruner,
     make_sampler,
+    planned_tickets,
 )
 from anynet_search.study.progress import ProgressView, Snapshot
 from anynet_search.study.run_folder import write_record
@@ -39,7 +37,9 @@ from anynet_search.study.storage import (
     redact,
 )
 from anynet_search.study.supervise import EXIT_FAILING, WorkerPool, WorkerSpec
-from anynet_search.train import TrainConfig
+from anynet_search.training.data import load_dataset
+from anynet_search.training.interface import TrainConfig
+from anynet_search.training.memory import check_space_fits
 
 # Each trial is a ticket queued in the storage up front, and every open replays the whole journal: at 10,000
 # trials the journal was 33.4 MiB, took 47-55 s to write and 3.4 s to load (benchmarks/RESULTS.md, section 5),
@@ -198,12 +198,12 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:  # new (or created by a run that stopped before storing its settings)
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
-        enqueue_all(study, settings, space)
+        enqueue_many(study, planned_tickets(settings, space))
         return study, settings, url, run_dir
     old = StudySettings.from_dict(stored)
     if settings.n_trials > old.n_trials:
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
-        enqueue_all(study, settings, space, first_slot=old.n_trials)
+        enqueue_many(study, planned_tickets(settings, space, first_slot=old.n_trials))
     else:
         settings = old
     return study, settings, url, run_dir

@@ -4,7 +4,7 @@ and is replaced by a new worker.
 `anynet-search run` supervises its local workers, and each task of a cluster job supervises one worker.
 A worker that dies while running a trial (a config that crashes the process, the out-of-memory killer)
 gets its trial marked failed with the signal that killed it, and a new worker takes its place. The config
-is tried again once and recorded as failed after its second death (`worker.MAX_DEATHS`), so a crashing
+is tried again once and recorded as failed after its second death (`reaper.MAX_DEATHS`), so a crashing
 config costs at most two worker lives and the study goes on.
 """
 

@@ -1,16 +1,9 @@
 """A worker: pops tickets from the study's storage and runs them until the study has N completed trials.
 
-Fault tolerance works on every storage (the journal file has no heartbeat of its own): each running trial
-records its host, pid and a heartbeat refreshed by a background thread. A worker that finds a RUNNING
-trial whose process is gone (same host) or whose heartbeat is stale (any host) marks it failed and
-enqueues a ticket with the same config. Marking is atomic in the storage (RUNNING -> FAIL succeeds once),
-so exactly one replacement is made; a worker that was only slow finds its trial finished and drops its
-result, so nothing is duplicated. A worker started by a supervisor (`anynet-search run`, a cluster job)
-leaves a dead sibling's trial to the supervisor, which knows the signal that killed it. A config whose
-worker died twice is recorded as failed and its slot moves on to the next config.
-
-Per-trial storage work does not grow with the study: tickets are popped, and recent outcomes read, through
-cursors (`optuna_adapter.TrialIndex`); dead workers are looked for on a timer, not per trial.
+Each running trial has a heartbeat, and a worker records the trials of workers that died (`reaper`: the
+fault tolerance of every storage). Per-trial storage work does not grow with the study: tickets are popped,
+and recent outcomes read, through cursors (`optuna_adapter.TrialIndex`); dead workers are looked for on a
+timer, not per trial.
 """
 
 from __future__ import annotations
@@ -21,8 +14,6 @@ import gc
 import importlib
 import os
 import socket
-import sys
-import threading
 import time
 import traceback
 import zlib
@@ -36,10 +27,11 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from anynet_search._compat import moved_names
 from anynet_search.spaces import DesignSpace, InfeasibleConfig
 from anynet_search.study.interrupts import STATE, interruptible
 from anynet_search.study.objective import config_record, run_trial
-from anynet_search.study.optuna_adapter import Outcome, storage_of, trial_id_of, trial_index
+from anynet_search.study.optuna_adapter import Outcome, storage_of, trial_index
 from anynet_search.study.plan import (
     EDF_SAMPLERS,
     INFEASIBLE_VALUE,
@@ -50,22 +42,20 @@ from anynet_search.study.plan import (
     make_sampler,
     planned_sample,
 )
+from anynet_search.study.reaper import REQUEUED, Heartbeat, Reaping
 from anynet_search.study.storage import load_study, open_storage
-from anynet_search.train import TrialFailure
+from anynet_search.training.interface import TrialFailure
 
-HEARTBEAT_SECONDS = 5.0
-STALE_SECONDS = 60.0
 REAP_SECONDS = 30.0  # a busy worker looks for dead ones this often (a heartbeat goes stale after 60 s anyway)
 IDLE_REAP_SECONDS = 2.0  # an idle worker looks more often: cheap near the end, where only a few trials are unfinished
 MAX_IDLE_POLL = 4.0  # idle polling backs off to this many seconds (thousands of idle cluster workers)
 FAILURE_STREAK = 10  # this many failures in a row (and no success among them) stops the study
 INFEASIBLE_STREAK = 200
-MAX_DEATHS = 2  # a config that killed its worker this often is recorded as failed and its slot moves on
-DIED = "worker died"
 INTERRUPTED = "interrupted"
-REQUEUED = "config re-enqueued"
 
 Objective = Callable[[optuna.Trial, Any, StudySettings, int, str], float]
+
+__getattr__ = moved_names(__name__)  # pid_alive, death_reason and the heartbeat constants moved to reaper
 
 
 class StudyFailing(RuntimeError):
@@ -89,12 +79,6 @@ def poisons_device(exc: BaseException) -> bool:
     return ("AcceleratorError" in text or "CUDA error" in text) and "out of memory" not in text
 
 
-def death_reason(cause: str, deaths: int) -> str:
-    """Failure reason of a trial whose worker died (`cause`: 'signal 9', 'process gone', ...)."""
-    if deaths >= MAX_DEATHS:
-        return f"{DIED} ({cause}) twice on this config"
-    return f"{DIED} ({cause}): {REQUEUED}"
-
 
 def counts_as_failure(outcome: Outcome) -> bool:
     """Whether a finished trial takes part in the failure streaks (a re-enqueued config does not)."""
@@ -108,43 +92,6 @@ class WorkerSummary:
     completed: int = 0
     failed: int = 0
     infeasible: int = 0
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this host runs (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child not yet reaped by its parent is a zombie: dead for our purpose
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-class _Heartbeat(threading.Thread):
-    """Refreshes the trial's heartbeat until stopped or until the trial is finished by someone else."""
-
-    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
-        super().__init__(daemon=True)
-        self.storage, self.trial_id, self.done = storage, trial_id, threading.Event()
-
-    def run(self) -> None:
-        """Beat every HEARTBEAT_SECONDS."""
-        while not self.done.wait(HEARTBEAT_SECONDS):
-            try:
-                self.storage.set_trial_system_attr(self.trial_id, "heartbeat", time.time())
-            except (UpdateFinishedTrialError, RuntimeError, ValueError):
-                return
-            except Exception:  # noqa: BLE001 - a storage hiccup must not kill training; the next beat retries
-                continue
-
-    def stop(self) -> None:
-        """Stop beating."""
-        self.done.set()
 
 
 def _load_libc() -> Any:
@@ -189,7 +136,7 @@ def resolve_objective(objective: str | Objective | None) -> Objective:
     return getattr(importlib.import_module(module), name)
 
 
-class Worker:
+class Worker(Reaping):
     """Runs a study's tickets on one device."""
 
     def __init__(self, study: optuna.Study, device: str = "cpu", objective: str | Objective | None = None,
@@ -240,61 +187,6 @@ class Worker:
         if state != TrialState.COMPLETE:
             self._replace(trial, same_config, deaths=int(trial.user_attrs.get("deaths", 0)))
         return True
-
-    def mark_dead(self, trial: optuna.trial.FrozenTrial, cause: str) -> bool:
-        """Record that the worker running `trial` died of `cause` and enqueue what comes next; False if the
-        trial had finished meanwhile. After MAX_DEATHS deaths on one config the slot moves on to its next
-        config, and a message naming the config is added to `killed_configs`."""
-        deaths = int(trial.user_attrs.get("deaths", 0)) + 1
-        reason = death_reason(cause, deaths)
-        try:
-            self.storage.set_trial_user_attr(trial_id_of(trial), "failure", reason)
-        except UpdateFinishedTrialError:
-            return False
-        if not self.index.fail_running(trial_id_of(trial)):
-            return False
-        final = deaths >= MAX_DEATHS
-        self._replace(trial, same_config=not final, deaths=deaths)
-        if final:
-            slot = trial.user_attrs.get("slot")
-            config = trial.params or trial.system_attrs.get("fixed_params") or "not sampled before the deaths"
-            self.killed_configs.append(f"trial {trial.number} (slot {slot}): {reason}; recorded as failed, the "
-                                       f"slot moves on to its next config. The config: {config}")
-        return True
-
-    def _death_cause(self, trial: optuna.trial.FrozenTrial, now: float) -> str | None:
-        """Why the trial's worker counts as dead, or None while it may be alive (or a supervisor will tell)."""
-        sys_attrs = trial.system_attrs
-        host, pid = sys_attrs.get("host"), sys_attrs.get("pid")
-        beat = sys_attrs.get("heartbeat")
-        started = trial.datetime_start.timestamp() if trial.datetime_start else now
-        silent = now - (beat if beat is not None else started)
-        if host == self.host and pid is not None:  # this host: the process table is the truth
-            if pid == os.getpid() or pid_alive(int(pid)):
-                return None
-            supervisor = sys_attrs.get("supervisor")
-            if (supervisor is not None and supervisor != os.getpid() and pid_alive(int(supervisor))
-                    and silent <= STALE_SECONDS):
-                return None  # its supervisor records it, with the signal that killed it
-            return "process gone"
-        return f"no heartbeat for {silent:.0f} s" if silent > STALE_SECONDS else None
-
-    def reap_dead_trials(self, full: bool = False) -> int:
-        """Mark RUNNING trials of dead workers failed and enqueue what comes next; returns how many."""
-        now, reaped, before = time.time(), 0, len(self.killed_configs)
-        for t in self.index.running(full=full):
-            cause = self._death_cause(t, now)
-            if cause is not None and self.mark_dead(t, cause):
-                reaped += 1
-        for message in self.killed_configs[before:]:
-            print(f"anynet-search worker {self.worker_id}: {message}", file=sys.stderr, flush=True)
-        return reaped
-
-    def reap_worker(self, pid: int, cause: str) -> int:
-        """A supervisor's call: record the death of its worker process `pid` (this host) on its trials."""
-        mine = [t for t in self.index.running() if t.system_attrs.get("host") == self.host
-                and t.system_attrs.get("pid") == pid]
-        return sum(self.mark_dead(t, cause) for t in mine)
 
     def check_failing(self, trial: optuna.trial.FrozenTrial) -> None:
         """StudyFailing if the trial just finished and the ones finished before it all failed (a study that can
@@ -372,7 +264,7 @@ class Worker:
         self.storage.set_trial_system_attr(trial_id, "worker", self.worker_id)
         if self.supervisor is not None:
             self.storage.set_trial_system_attr(trial_id, "supervisor", self.supervisor)
-        heartbeat = _Heartbeat(self.storage, trial_id)
+        heartbeat = Heartbeat(self.storage, trial_id)
         heartbeat.start()
         try:
             state = self._run(trial)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anynet_search.augment import draw_mirror, draw_offsets, shift_flip
+from anynet_search.training.augment import draw_mirror, draw_offsets, shift_flip
 
 WARMUP_STEPS = 3  # eager full-size steps before the capture: cuDNN/cuBLAS set-up, momentum buffers exist
 CAPTURE_MODE = "thread_local"

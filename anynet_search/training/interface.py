@@ -1,9 +1,6 @@
-"""Trainer settings, results and recorded failures, and the small pure helpers of the training recipe.
-
-The training loop itself is `anynet_search.training.trainer` (`train`, `train_task`, `evaluate`); those
-names stay importable from here. Failures that a sweep records instead of crashing on are
-`TrialFailure`s: `DivergedError` (non-finite loss or outputs) and `OutOfMemoryError` (CUDA OOM, memory
-released before raising).
+"""What the trainer takes, gives and fails with: `TrainConfig` in, `TrainResult` out, `TrialFailure` when a
+trial fails in a way the sweep records instead of crashing on. Torch-free, so study settings and results are
+read without importing the trainer; every trainer (`train.train`, or another engine) keeps to these types.
 
 Defaults (`TrainConfig()`) were chosen on the `digits` set at 16x16 px with a small CNN and AnyNet models
 of 90K-2M parameters: 8 epochs, batch 64, peak lr 0.3 (used as given, not scaled with the batch size),
@@ -16,29 +13,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import random
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-from torch import nn
-
 from anynet_search.errors import InputError
 
-__all__ = [
-    "DivergedError",
-    "OutOfMemoryError",
-    "TrainConfig",
-    "TrainResult",
-    "TrialFailure",
-    "lr_at",
-    "make_generator",
-    "param_groups",
-    "seed_everything",
-]
-
-# ----------------------------------------------------------------------------------------------- config
+__all__ = ["DivergedError", "OutOfMemoryError", "TrainConfig", "TrainResult", "TrialFailure"]
 
 
 @dataclass(frozen=True)
@@ -136,9 +116,10 @@ class TrainResult:
     epochs: int
     history: tuple[float, ...]
     final_train_loss: float
-    peak_memory_mb: float | None = None  # CUDA: peak allocated memory of the run (data set included)
+    # CUDA: peak allocated memory of the device while the run lasted (data set included); in a study worker that
+    # keeps several trials in flight it is the worker's peak, shared with the trials beside this one
+    peak_memory_mb: float | None = None
     step_mode: str = "eager"  # eager, cuda_graph, compiled, or why a CUDA graph fell back to eager
-    # CUDA: the device's peak while this trial ran is shared with the trials in flight beside it
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict copy (history as a list), for trial records."""
@@ -165,62 +146,3 @@ class DivergedError(TrialFailure):
 class OutOfMemoryError(TrialFailure):
     """The device ran out of memory; model and optimizer were released from it before raising."""
 
-
-# --------------------------------------------------------------------------------------------- helpers
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and all CUDA devices) global generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A fresh torch.Generator on `device` seeded with `seed` (independent of the global RNG)."""
-    return torch.Generator(device=torch.device(device)).manual_seed(seed)
-
-
-def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float) -> float:
-    """Learning rate of 0-based `step`: linear warmup from ~0 to `peak_lr`, then cosine decay to ~0."""
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"warmup_steps must be in [0, total_steps], got {warmup_steps}")
-    if step < 0:
-        raise ValueError(f"step must be >= 0, got {step}")
-    if step < warmup_steps:
-        return peak_lr * (step + 1) / warmup_steps
-    decay_steps = total_steps - warmup_steps
-    progress = min(1.0, (step - warmup_steps) / decay_steps) if decay_steps > 0 else 1.0
-    return peak_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Optimizer groups: weight decay on params with ndim > 1 (conv/linear weights), none on norm/bias."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups: list[dict[str, Any]] = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    if not groups:
-        raise ValueError("model has no trainable parameters")
-    return groups
-
-
-# The trainer lives in training.trainer (which imports this module's config and failures); its names stay
-# importable from here.
-_TRAINER_NAMES = ("DIVERGENCE_CHECK_EVERY", "evaluate", "plan_batches", "train", "train_task")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _TRAINER_NAMES:
-        from anynet_search.training import trainer
-
-        return getattr(trainer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

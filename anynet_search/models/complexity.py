@@ -2,8 +2,8 @@
 
 The arithmetic is written once over numpy arrays so the same code counts one config (`complexity`) or
 a whole batch of candidate configs at once (`complexity_arrays`, used by the design-space sampler).
-Conventions follow pycls (see `anynet_search.counts`, which counts each layer and block type; the stem and
-block counters are looked up in `anynet_search.registry`); acts include the res stem's max-pool output, as
+Conventions follow pycls (see `anynet_search.models.counts`, which counts each layer and block type; the stem and
+block counters are looked up in `anynet_search.models.registry`); acts include the res stem's max-pool output, as
 pycls counts it, so the published ResNet/ResNeXt numbers are reproduced too.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anynet_search import registry, rules
-from anynet_search.config import AnyNetConfig
-from anynet_search.counts import conv_counts
+from anynet_search.models import registry, rules
+from anynet_search.models.config import AnyNetConfig
+from anynet_search.models.counts import conv_counts
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anynet_search.complexity import Complexity, complexity, largest_activation
-from anynet_search.config import AnyNetConfig
 from anynet_search.errors import InputError
+from anynet_search.models.complexity import Complexity, complexity, largest_activation
+from anynet_search.models.config import AnyNetConfig
 from anynet_search.spaces import DesignSpace
-from anynet_search.train import TrainConfig, TrialFailure
+from anynet_search.training.interface import TrainConfig, TrialFailure
 
 FP32_BYTES = 4
 PARAM_COPIES = 3  # weight, gradient, momentum buffer

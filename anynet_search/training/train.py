@@ -8,14 +8,17 @@ behind) and each epoch's validation error. Nothing inside an epoch blocks the ho
 such task to its end. On the CPU the same code runs eagerly and every fence is done at once, so the
 checks act at the step they are queued and the run is bitwise reproducible.
 
-Failures the sweep records are `TrialFailure`s: `DivergedError` (non-finite loss or outputs) and
+The types it takes and gives (`TrainConfig`, `TrainResult`, the failures) live in `interface`, the step
+and evaluation programs in `programs`; this module is the loop around them and exports the types too, so
+`from anynet_search.training.train import TrainConfig, train` is the whole trainer. Failures the sweep
+records are `TrialFailure`s: `DivergedError` (non-finite loss or outputs) and
 `OutOfMemoryError` (device OOM, memory released before raising). `optuna.TrialPruned` raised by the
 `report` callback propagates untouched.
 
 Example (not a doctest: training takes seconds)::
 
-    from anynet_search.data import load_dataset
-    from anynet_search.model import build_model
+    from anynet_search.training.data import load_dataset
+    from anynet_search.models.model import build_model
 
     data = load_dataset("digits", resolution=16)
     seed_everything(0)
@@ -28,24 +31,24 @@ from __future__ import annotations
 
 import gc
 import math
+import random
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from anynet_search.train import (
+from anynet_search.training.fences import Fence, drive
+from anynet_search.training.interface import (
     DivergedError,
     OutOfMemoryError,
     TrainConfig,
     TrainResult,
-    lr_at,
-    make_generator,
-    param_groups,
+    TrialFailure,
 )
-from anynet_search.training.fences import Fence, drive
 from anynet_search.training.programs import (
     EvalProgram,
     GraphPolicy,
@@ -56,7 +59,74 @@ from anynet_search.training.programs import (
 )
 
 if TYPE_CHECKING:
-    from anynet_search.data import DataSplits
+    from anynet_search.training.data import DataSplits
+
+__all__ = [
+    "DIVERGENCE_CHECK_EVERY",
+    "DivergedError",
+    "OutOfMemoryError",
+    "TrainConfig",
+    "TrainResult",
+    "TrialFailure",
+    "evaluate",
+    "lr_at",
+    "make_generator",
+    "param_groups",
+    "plan_batches",
+    "seed_everything",
+    "train",
+    "train_task",
+]
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (CPU and all CUDA devices) global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A fresh torch.Generator on `device` seeded with `seed` (independent of the global RNG)."""
+    return torch.Generator(device=torch.device(device)).manual_seed(seed)
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float) -> float:
+    """Learning rate of 0-based `step`: linear warmup from ~0 to `peak_lr`, then cosine decay to ~0."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"warmup_steps must be in [0, total_steps], got {warmup_steps}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    decay_steps = total_steps - warmup_steps
+    progress = min(1.0, (step - warmup_steps) / decay_steps) if decay_steps > 0 else 1.0
+    return peak_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Optimizer groups: weight decay on params with ndim > 1 (conv/linear weights), none on norm/bias."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups: list[dict[str, Any]] = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay})
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if not groups:
+        raise ValueError("model has no trainable parameters")
+    return groups
+
+
+# ----------------------------------------------------------------------------------------------- train
 
 DIVERGENCE_CHECK_EVERY = 10
 """Steps between two finite-loss checks; also checked at every epoch end."""

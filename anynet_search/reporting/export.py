@@ -12,7 +12,7 @@ into the files as information only) and writes, for each of the best k:
   `BlockParams.from_init_params` (depth, w_0, w_a, w_m, group_width, bottleneck_multiplier, se_ratio),
   pycls's `REGNET` section and this package's `regnet(...)` keywords. timm, torchvision and pycls take
   the bottleneck *multiplier* 1 / b where this package (and the paper) uses the ratio b. The libraries
-  round differently (`anynet_search.regnet_targets`), so each gets its own parameters, searched to
+  round differently (`anynet_search.models.regnet_targets`), so each gets its own parameters, searched to
   rebuild the model's widths, depths and group widths exactly under its own rounding and checked by
   rebuilding; where none is found (or pycls's single STRIDE cannot hold the strides) the entry is null
   and `checks` says why.
@@ -38,13 +38,13 @@ import pandas as pd
 import yaml
 from optuna.trial import TrialState
 
-from anynet_search import registry
-from anynet_search.config import AnyNetConfig
 from anynet_search.errors import InputError
-from anynet_search.regnet import fit_regnet, regnet
-from anynet_search.regnet_targets import RULES, StageLayout, find_params, layout_of
-from anynet_search.results import open_run, trials_frame
-from anynet_search.rules import STAGE_COLUMNS
+from anynet_search.models import registry
+from anynet_search.models.config import AnyNetConfig
+from anynet_search.models.regnet import fit_regnet, regnet
+from anynet_search.models.regnet_targets import RULES, StageLayout, find_params, layout_of
+from anynet_search.models.rules import STAGE_COLUMNS
+from anynet_search.reporting.results import open_run, trials_frame
 from anynet_search.study.plan import StudySettings
 from anynet_search.study.storage import redact
 

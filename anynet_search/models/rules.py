@@ -4,7 +4,7 @@ Every function takes Python numbers (and returns Python ints) or numpy arrays th
 int64 arrays), so the module builder, the analytic counter, the vectorized sampler, the RegNet fit and the
 exporters all call the same arithmetic. numpy's `round` rounds half to even exactly like Python's, so the
 scalar and the array form give the same numbers. Rules that belong to one block or stem type (its layers,
-its geometry) live in its `anynet_search.registry` entry instead.
+its geometry) live in its `anynet_search.models.registry` entry instead.
 """
 
 from __future__ import annotations

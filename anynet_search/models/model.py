@@ -7,10 +7,10 @@ import math
 import torch
 from torch import nn
 
-from anynet_search import registry
-from anynet_search.blocks import Head
-from anynet_search.config import AnyNetConfig
-from anynet_search.rules import se_width
+from anynet_search.models import registry
+from anynet_search.models.blocks import Head
+from anynet_search.models.config import AnyNetConfig
+from anynet_search.models.rules import se_width
 
 
 def stage_blocks(cfg: AnyNetConfig) -> list[list[dict]]:

@@ -2,10 +2,10 @@
 
 The config's validation, the module builder, the analytic counter, `describe` and the pycls exporter all
 look a type up here, so a new block or stem type is one `register_block` / `register_stem` call plus its
-class (and, for a block, its counter in the form of `anynet_search.counts`):
+class (and, for a block, its counter in the form of `anynet_search.models.counts`):
 
->>> from anynet_search.counts import vanilla_block_counts
->>> entry = BlockType(module="anynet_search.blocks:VanillaBlock", count=vanilla_block_counts)
+>>> from anynet_search.models.counts import vanilla_block_counts
+>>> entry = BlockType(module="anynet_search.models.blocks:VanillaBlock", count=vanilla_block_counts)
 >>> entry.args
 ('w_in', 'w_out', 'stride')
 
@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from anynet_search.counts import (
+from anynet_search.models.counts import (
     conv_counts,
     res_basic_block_counts,
     vanilla_block_counts,
     x_block_counts,
 )
-from anynet_search.rules import conv_out
+from anynet_search.models.rules import conv_out
 
 #: Every argument a block constructor may take, in the order the builder computes them.
 BLOCK_ARGS: tuple[str, ...] = ("w_in", "w_out", "stride", "w_b", "groups", "w_se")
@@ -104,17 +104,17 @@ class StemType:
 
 
 BLOCKS: dict[str, BlockType] = {
-    "x": BlockType("anynet_search.blocks:XBlock", x_block_counts, BLOCK_ARGS, grouped=True, se=True,
+    "x": BlockType("anynet_search.models.blocks:XBlock", x_block_counts, BLOCK_ARGS, grouped=True, se=True,
                    pycls="res_bottleneck_block"),
-    "res_basic": BlockType("anynet_search.blocks:ResBasicBlock", res_basic_block_counts,
+    "res_basic": BlockType("anynet_search.models.blocks:ResBasicBlock", res_basic_block_counts,
                            pycls="res_basic_block"),
-    "vanilla": BlockType("anynet_search.blocks:VanillaBlock", vanilla_block_counts, pycls="vanilla_block"),
+    "vanilla": BlockType("anynet_search.models.blocks:VanillaBlock", vanilla_block_counts, pycls="vanilla_block"),
 }
 
 STEMS: dict[str, StemType] = {
-    "simple": StemType("anynet_search.blocks:SimpleStem", kernel=3, stride=2, pycls="simple_stem_in"),
-    "cifar": StemType("anynet_search.blocks:CifarStem", kernel=3, stride=1, pycls="res_stem_cifar"),
-    "res": StemType("anynet_search.blocks:ResStem", kernel=7, stride=2, pool_stride=2, pycls="res_stem_in"),
+    "simple": StemType("anynet_search.models.blocks:SimpleStem", kernel=3, stride=2, pycls="simple_stem_in"),
+    "cifar": StemType("anynet_search.models.blocks:CifarStem", kernel=3, stride=1, pycls="res_stem_cifar"),
+    "res": StemType("anynet_search.models.blocks:ResStem", kernel=7, stride=2, pool_stride=2, pycls="res_stem_in"),
 }
 
 

@@ -27,8 +27,8 @@ from anynet_search.analysis import (
     weighted_mean,
 )
 from anynet_search.analysis import good_range as compute_good_range
-from anynet_search.regnet import fit_regnet, regnet_block_widths
-from anynet_search.rules import block_widths
+from anynet_search.models.regnet import fit_regnet, regnet_block_widths
+from anynet_search.models.rules import block_widths
 
 #: Complexity bins of a normalized EDF when the caller does not say.
 DEFAULT_BINS = 10

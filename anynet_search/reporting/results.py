@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from anynet_search.analysis.columns import SAMPLED_PREFIX
 from anynet_search.analysis.studies import HISTORY_COLUMNS
 from anynet_search.errors import InputError
-from anynet_search.rules import STAGE_COLUMNS
+from anynet_search.models.rules import STAGE_COLUMNS
 from anynet_search.spaces import DesignSpace, SpaceError, load_space
 from anynet_search.study.plan import SETTINGS_ATTR, StudySettings
 from anynet_search.study.run_folder import folder_storage

@@ -1,6 +1,6 @@
 """RegNet: the quantized linear parameterization of widths and depths as configs, and its inverse fit.
 
-The rules themselves (quantized widths, compatibility) live in `anynet_search.rules`.
+The rules themselves (quantized widths, compatibility) live in `anynet_search.models.rules`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from anynet_search.config import AnyNetConfig
-from anynet_search.rules import QUANTUM, compatible, quantized_widths
+from anynet_search.models.config import AnyNetConfig
+from anynet_search.models.rules import QUANTUM, compatible, quantized_widths
 
 __all__ = ["QUANTUM", "RegNetFit", "adjust_compatibility", "check_regnet_params", "fit_regnet", "regnet",
            "regnet_block_widths", "stages_from_block_widths"]

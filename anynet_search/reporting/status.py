@@ -7,7 +7,7 @@ from collections import Counter
 from optuna.trial import TrialState
 
 from anynet_search.analysis.columns import param_columns
-from anynet_search.results import open_run, trials_frame
+from anynet_search.reporting.results import open_run, trials_frame
 from anynet_search.study.launch import job_lines
 from anynet_search.study.plan import SETTINGS_ATTR, is_trained
 from anynet_search.study.storage import redact

@@ -1,7 +1,7 @@
 """Render the report page: `templates/report.html.j2` (Jinja2, autoescaped), `templates/report.css` inlined.
 
-Rendering only: every number comes computed from `anynet_search.analyze.analyze_runs`; this module
-formats them into table cells and places the figures (inlined as base64 PNGs, so the page opens offline).
+Rendering only: every number comes computed (`summary`, by `analyze.analyze_runs`); this module formats them
+into table cells and places the figures (inlined as base64 PNGs, so the page opens offline).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import numpy as np
@@ -21,10 +21,8 @@ import pandas as pd
 from markupsafe import Markup
 
 from anynet_search.analysis import param_columns, stage_columns
-
-if TYPE_CHECKING:
-    from anynet_search.analyze import ReportFigure, ReportSummary, StudyReport
-    from anynet_search.results import RunData
+from anynet_search.reporting.results import RunData
+from anynet_search.reporting.summary import ReportFigure, ReportSummary, StudyReport
 
 __all__ = ["ERROR_NOTE", "render_report"]
 
@@ -39,7 +37,7 @@ TEMPLATE, CSS = "report.html.j2", "report.css"
 @lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
     """The page template, read through importlib.resources (works from a wheel and a zip)."""
-    folder = resources.files("anynet_search") / "templates"
+    folder = resources.files("anynet_search.reporting") / "templates"
     env = jinja2.Environment(
         autoescape=True,
         undefined=jinja2.StrictUndefined,

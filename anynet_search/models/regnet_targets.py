@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from anynet_search.regnet import check_regnet_params, stages_from_block_widths
-from anynet_search.rules import QUANTUM, quantized_widths
-from anynet_search.rules import compatible as rule_compatible
+from anynet_search.models.regnet import check_regnet_params, stages_from_block_widths
+from anynet_search.models.rules import QUANTUM, quantized_widths
+from anynet_search.models.rules import compatible as rule_compatible
 
 TARGETS: tuple[str, ...] = ("anynet_search", "pycls", "timm", "torchvision")
 #: How each target rounds, in words (for the export files).

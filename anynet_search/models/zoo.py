@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from anynet_search.config import AnyNetConfig
-from anynet_search.regnet import regnet
+from anynet_search.models.config import AnyNetConfig
+from anynet_search.models.regnet import regnet
 
 # name: (depth, w0, wa, wm, group width), from the paper's model zoo
 REGNET_PARAMS: dict[str, tuple[int, int, float, float, int]] = {

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from anynet_search import registry
-from anynet_search.complexity import complexity
-from anynet_search.config import AnyNetConfig, load_config
 from anynet_search.errors import InputError
-from anynet_search.rules import conv_out
-from anynet_search.zoo import regnet_zoo
+from anynet_search.models import registry
+from anynet_search.models.complexity import complexity
+from anynet_search.models.config import AnyNetConfig, load_config
+from anynet_search.models.rules import conv_out
+from anynet_search.models.zoo import regnet_zoo
 
 
 def resolve_config(name_or_path: str) -> AnyNetConfig:

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from anynet_search import registry, rules
 from anynet_search.errors import InputError
+from anynet_search.models import registry, rules
 
 STAGE_FIELDS = (*rules.STAGE_COLUMNS, "strides")
 

@@ -1,0 +1,199 @@
+"""Analyze one or more studies: load them, compute every number, draw the figures, write the report's files.
+
+`analyze_runs` loads every run (`results.load_run`), computes all numbers first (`summary.study_report`:
+pure functions from `anynet_search.analysis`, and a space derived from the kept constraints by
+`anynet_search.spaces.derive`), then draws the figures (`figures`, with `plots`) and writes:
+
+- `report.html`: rendered by `report` from its template; opens offline (figures are inlined PNGs, no
+  external CSS, JavaScript or fonts);
+- `figures/*.png`: every figure of the report;
+- `results.csv`: the tidy results of every study (one row per trained model);
+- `constraints.csv`: the constraint verdicts of every random/QMC study;
+- `derived_space.yaml`: the first analyzed study's design space with the kept constraints added
+  (`derived_space_<study>.yaml` for the others), ready for `anynet-search run --space ...`;
+- `best_configs/<study>/`: the best models' configs.
+
+`error` is the validation error (%) that the search minimized; `test_error` is measured on the held-out
+test split and only reported, never used to select or judge anything.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anynet_search.analysis import complexity_bins, require_unbiased_samples, resolve_margin
+from anynet_search.analysis.constraints import COLUMNS
+from anynet_search.analysis.samplers import adaptive_note
+from anynet_search.analysis.studies import compare_studies, expected_best_table
+from anynet_search.paths import safe_file_name
+from anynet_search.reporting import plots
+from anynet_search.reporting.export import configs_for, export_top
+from anynet_search.reporting.figures import png_bytes, report_figures
+from anynet_search.reporting.report import render_report
+from anynet_search.reporting.results import RunData, load_run
+from anynet_search.reporting.summary import ReportFigure, ReportSummary, StudyReport, study_report
+from anynet_search.study.plan import StudySettings
+
+__all__ = ["ReportFigure", "ReportSummary", "StudyReport", "analyze_runs"]
+
+
+def _unique_labels(names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ entry point
+def analyze_runs(
+    runs: Sequence[str | Path | tuple[str, str]],
+    out_dir: str | Path,
+    bins: int | None = None,
+    force: bool = False,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    top: int = 5,
+    importance: bool = True,
+    margin: float = 0.5,
+    margin_unit: str = "points",
+) -> ReportSummary:
+    """Analyze studies and write report.html, PNGs, CSVs, derived spaces and the best configs.
+
+    Each run is a run folder, a storage URL holding one study, or a (storage URL, study name) pair.
+    Studies from adaptive samplers (TPE, CMA-ES, ...) get what fits them (best configs, optimization
+    history, importances, exports) and their EDF verdicts (EDFs, constraints, good ranges, derived space)
+    are left out with a line saying why; with `force` they are drawn too, under a warning. `bins` turns
+    on complexity normalization of the EDF comparisons and constraint tests; `margin` / `margin_unit` set
+    the constraints' non-inferiority margin (see `derive_constraints`).
+    """
+    if isinstance(runs, (str, Path)) or not runs:
+        raise ValueError("analyze_runs needs a non-empty list of run folders or storage URLs")
+    resolve_margin(np.zeros(1), margin, margin_unit)  # a bad margin fails before anything is loaded
+    if bins is not None and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 1):
+        raise ValueError(f"bins must be a positive integer or None, got {bins!r}")
+    loaded = [load_run(*r) if isinstance(r, tuple) else load_run(r) for r in runs]
+    for run, label in zip(loaded, _unique_labels([r.label for r in loaded])):
+        run.label = label
+    warnings_by_label: dict[str, str | None] = {}
+    adaptive = {r.label: None if force else adaptive_note(r.df) for r in loaded}
+    for run in loaded:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            warnings_by_label[run.label] = require_unbiased_samples(run.df, force=True) if force else None
+
+    reports = [
+        study_report(
+            r,
+            bins,
+            force,
+            warnings_by_label[r.label],
+            seed,
+            importance,
+            adaptive[r.label],
+            (margin, margin_unit),
+        )
+        for r in loaded
+    ]
+    frames = {r.label: r.df for r in loaded if not adaptive[r.label]}  # the EDFs: unbiased or forced samples
+    weights: dict[str, np.ndarray] = {}
+    strata: dict[str, np.ndarray] = {}
+    norm_note = None
+    if bins is not None:
+        try:
+            weights = plots.edf_weights(frames, bins)
+            shared = plots.common_range(frames)
+            strata = {
+                name: complexity_bins(df["flops"].to_numpy(dtype=float), bins, shared)[0]
+                for name, df in frames.items()
+            }
+        except ValueError as exc:
+            norm_note = f"no complexity-normalized EDFs: {exc}; EDF comparisons use raw EDFs"
+    expected = expected_best_table(frames, weights) if frames else None
+    comparisons = compare_studies(frames, strata, seed)
+
+    out = Path(out_dir)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    figures: list[ReportFigure] = []
+    for entry, fig in report_figures(loaded, reports, bins if weights else None, n_boot, seed):
+        entry.png = png_bytes(fig)
+        entry.path = fig_dir / f"{entry.name}.png"
+        entry.path.write_bytes(entry.png)
+        figures.append(entry)
+
+    results = pd.concat([r.df.assign(run=r.run) for r in loaded], ignore_index=True)
+    results_csv = out / "results.csv"
+    results.to_csv(results_csv, index=False)
+    tables = [rep.constraints.assign(study=rep.label) for rep in reports if rep.constraints is not None]
+    constraints = (
+        pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["study", *COLUMNS])
+    )
+    constraints = constraints[["study", *[c for c in constraints.columns if c != "study"]]]
+    constraints_csv = out / "constraints.csv"
+    constraints.to_csv(constraints_csv, index=False)
+
+    derived_paths: list[Path] = []
+    for rep in reports:
+        if rep.derived is None:
+            continue
+        name = "derived_space.yaml" if not derived_paths else f"derived_space_{safe_file_name(rep.label)}.yaml"
+        rep.derived_path = _write_space(rep, out / name)
+        derived_paths.append(rep.derived_path)
+    for run, rep in zip(loaded, reports):
+        rep.exports, rep.exports_note = _export_best(run, top, out / "best_configs" / safe_file_name(rep.label))
+
+    summary = ReportSummary(
+        out_dir=out,
+        report=out / "report.html",
+        results_csv=results_csv,
+        constraints_csv=constraints_csv,
+        derived_spaces=derived_paths,
+        figures=[f.path for f in figures if f.path is not None],
+        studies=reports,
+        comparisons=comparisons,
+        expected_best=expected,
+        bins=bins,
+        normalization_note=norm_note,
+    )
+    summary.report.write_text(render_report(summary, loaded, figures, top), encoding="utf-8")
+    return summary
+
+
+def _export_best(run: RunData, top: int, folder: Path) -> tuple[list[Path], str | None]:
+    """The best `top` configs of a study as anynet-search config files (RegNet parameters where they fit)."""
+    try:
+        settings = StudySettings.from_study(run.study) if run.study is not None else None
+    except (ValueError, TypeError):
+        settings = None
+    configs = configs_for(run.study) if run.study is not None else None
+    try:
+        return export_top(run.df, top, "yaml", folder, settings, configs=configs), None
+    except ValueError as exc:
+        return [], f"best configs not exported: {str(exc).splitlines()[0]}"
+
+
+def _write_space(rep: StudyReport, path: Path) -> Path:
+    """Write a derived space file (a commented, self-contained space definition) and check that it loads."""
+    d = rep.derived
+    assert d is not None
+    header = [
+        f"Derived by anynet-search report from study {rep.label} "
+        f"({rep.summary['n']} models, sampler {rep.sampler}).",
+        "Self-contained: the study's stored (merged) space definition plus the constraints kept on it:",
+        f"  added: {', '.join(d.added) or 'none'}",
+        *[f"  not added: {n}: {why}" for n, why in d.skipped],
+        f"log10 size {d.log10_size_before:.2f} -> {d.log10_size_after:.2f}",
+    ]
+    if any(name.startswith("good_range:") for name in d.added):
+        header.append(
+            "ranges bound the sampled values (before the compatibility rule), the values they were judged on"
+        )
+    return d.write(path, header)

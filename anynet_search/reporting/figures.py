@@ -1,0 +1,159 @@
+"""The report's figures: which ones a set of studies gets, each drawn by `plots` with its caption."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Sequence
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from anynet_search.analysis import KEEP, GoodRange, param_columns, stage_columns
+from anynet_search.paths import safe_file_name
+from anynet_search.reporting import plots
+from anynet_search.reporting.results import RunData
+from anynet_search.reporting.summary import CURVE_MODELS, ReportFigure, StudyReport
+
+MAX_PARAM_PLOTS = 4
+DPI = 90
+
+
+def _plot_params(report: StudyReport, df: pd.DataFrame) -> list[str]:
+    """Parameters worth a scatter: the most important ones, else those of kept ranges, else the widths."""
+    try:
+        available = param_columns(df)
+    except ValueError:
+        return []
+    candidates: list[str] = []
+    if report.importance is not None:
+        candidates = [str(p) for p in report.importance["param"]]
+    if not any(p in available for p in candidates) and report.constraints is not None:
+        rows = zip(report.constraints["constraint"], report.constraints["verdict"])
+        candidates = [
+            str(c).split(":", 1)[1] for c, v in rows if v == KEEP and str(c).startswith("good_range:")
+        ]
+    picked = [p for p in candidates if p in available] or [p for p in available if p.startswith("w")]
+    return picked[:MAX_PARAM_PLOTS]
+
+
+def report_figures(
+    runs: Sequence[RunData], reports: Sequence[StudyReport], bins: int | None, n_boot: int, seed: int
+) -> list[tuple[ReportFigure, Figure]]:
+    """Every figure of the report, in report order, with its description.
+
+    EDFs are drawn only for studies whose EDF verdicts are not left out (unbiased or forced samples).
+    """
+    frames = {r.label: r.df for r in runs}
+    edf_frames = {r.label: r.df for r, rep in zip(runs, reports) if not rep.adaptive_note}
+    figs: list[tuple[ReportFigure, Figure]] = []
+    if edf_frames:
+        figs.append(
+            (
+                ReportFigure("edf", "Error EDFs (validation error) with 95% bootstrap bands.", None, "edf"),
+                plots.plot_edfs(edf_frames, n_boot=n_boot, seed=seed),
+            )
+        )
+    if edf_frames and bins is not None:
+        figs.append(
+            (
+                ReportFigure(
+                    f"edf_normalized_{bins}bins",
+                    f"Complexity-normalized error EDFs ({bins} log-spaced flops bins over the shared range).",
+                    None,
+                    "edf",
+                ),
+                plots.plot_edfs(edf_frames, normalized=True, bins=bins, n_boot=n_boot, seed=seed),
+            )
+        )
+    figs.append(
+        (
+            ReportFigure("complexity_hist", "Flops of the sampled models.", None, "complexity"),
+            plots.plot_complexity_hist(frames),
+        )
+    )
+    both = pd.concat([r.df.assign(study=r.label) for r in runs], ignore_index=True)
+    figs.append(
+        (
+            ReportFigure("error_vs_flops", "Validation error against flops.", None, "complexity"),
+            plots.plot_error_vs_flops(both),
+        )
+    )
+    for run, rep in zip(runs, reports):
+        slug, label = safe_file_name(rep.label), rep.label
+        for name, split in rep.splits.items():
+            figs.append(
+                (
+                    ReportFigure(
+                        f"{slug}_split_{name}",
+                        f"{label}: error EDFs of the models satisfying {name} and of the rest.",
+                        label,
+                        "split",
+                    ),
+                    plots.plot_split_edf(split, name),
+                )
+            )
+        ranges = rep.good_ranges
+        for param in _plot_params(rep, run.df):
+            gr = None
+            if ranges is not None and param in set(ranges["param"]):
+                r = ranges.loc[ranges["param"] == param].iloc[0]
+                gr = GoodRange(**{f.name: r[f.name] for f in dataclasses.fields(GoodRange)})
+            figs.append(
+                (
+                    ReportFigure(
+                        f"{slug}_error_vs_{param}",
+                        f"{label}: validation error against {param}, "
+                        "good range (95% interval of the best model's value) shaded.",
+                        label,
+                        "error_vs_param",
+                    ),
+                    plots.plot_error_vs_param(run.df, param, gr),
+                )
+            )
+        figs.append(
+            (
+                ReportFigure(
+                    f"{slug}_history",
+                    f"{label}: optimization history, validation error of each "
+                    "completed trial and the best so far.",
+                    label,
+                    "history",
+                ),
+                plots.plot_history(run.df),
+            )
+        )
+        if rep.curves is not None:
+            figs.append(
+                (
+                    ReportFigure(
+                        f"{slug}_validation_curves",
+                        f"{label}: validation error by epoch of the "
+                        f"{CURVE_MODELS} best and {CURVE_MODELS} worst models.",
+                        label,
+                        "curves",
+                    ),
+                    plots.plot_validation_curves(rep.curves),
+                )
+            )
+        if stage_columns(run.df, "d") and stage_columns(run.df, "w"):
+            figs.append(
+                (
+                    ReportFigure(
+                        f"{slug}_block_widths",
+                        f"{label}: per-block widths of the best models "
+                        "(solid) and their RegNet fits (dashed).",
+                        label,
+                        "block_widths",
+                    ),
+                    plots.plot_block_widths(run.df),
+                )
+            )
+    return figs
+
+
+def png_bytes(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+

@@ -1,0 +1,243 @@
+"""The analysis' results as data: every number of one study (`StudyReport`, computed by `study_report`), the
+figures' entries (`ReportFigure`) and what a whole analysis computed and wrote (`ReportSummary`).
+
+`report` renders these and `figures` draws from them; this module draws and writes nothing.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from anynet_search.analysis import (
+    KEEP,
+    NEUTRAL,
+    REJECT,
+    derive_constraints,
+    good_ranges,
+    stage_columns,
+    stage_count,
+)
+from anynet_search.analysis.importance import parameter_importance
+from anynet_search.analysis.studies import error_summary, extreme_curves, split_by_mask
+from anynet_search.reporting.results import RunData
+from anynet_search.spaces.constraints import STRUCTURAL
+from anynet_search.spaces.derive import DerivedSpace, derive_space, exact_shrink
+
+CURVE_MODELS = 3  # validation curves of this many best and worst models
+
+
+@dataclass
+class StudyReport:
+    """Everything computed for one study."""
+
+    label: str
+    run: str
+    space_name: str | None
+    sampler: str
+    summary: dict[str, Any]
+    states: dict[str, int]
+    constraints: pd.DataFrame | None = None
+    constraints_note: str | None = None
+    warning: str | None = None
+    shrink: dict[str, float] = field(default_factory=dict)
+    good_ranges: pd.DataFrame | None = None
+    good_ranges_note: str | None = None
+    importance: pd.DataFrame | None = None
+    importance_note: str | None = None
+    space_note: str | None = None
+    derived: DerivedSpace | None = None
+    derived_path: Path | None = None
+    adaptive_note: str | None = None  # set when EDF verdicts are left out (adaptive sampler, not forced)
+    splits: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # structural constraint -> errors
+    curves: pd.DataFrame | None = None  # per-epoch validation errors of the best and worst models
+    curves_note: str | None = None
+    exports: list[Path] = field(default_factory=list)
+    exports_note: str | None = None
+
+    def verdicts(self) -> dict[str, list[str]]:
+        """Constraint names by verdict (keep / neutral / reject)."""
+        out: dict[str, list[str]] = {KEEP: [], NEUTRAL: [], REJECT: []}
+        if self.constraints is not None:
+            for name, verdict in zip(self.constraints["constraint"], self.constraints["verdict"]):
+                out.setdefault(str(verdict), []).append(str(name))
+        return out
+
+
+@dataclass
+class ReportFigure:
+    """One drawn figure: file stem, caption, the study it belongs to (None: all) and its kind."""
+
+    name: str
+    caption: str
+    study: str | None
+    kind: str
+    png: bytes = b""
+    path: Path | None = None
+
+
+@dataclass
+class ReportSummary:
+    """What `analyze_runs` computed and wrote."""
+
+    out_dir: Path
+    report: Path
+    results_csv: Path
+    constraints_csv: Path
+    derived_spaces: list[Path]
+    figures: list[Path]
+    studies: list[StudyReport]
+    comparisons: pd.DataFrame | None
+    expected_best: pd.DataFrame | None  # None when every study's EDF verdicts are left out
+    bins: int | None
+    normalization_note: str | None = None
+
+    @property
+    def derived_space(self) -> Path | None:
+        """The main derived space file (`derived_space.yaml`), if one was written."""
+        return self.derived_spaces[0] if self.derived_spaces else None
+
+    def text(self) -> str:
+        """A short printable summary: per study n, best/median error and verdicts; the output paths."""
+        lines = [
+            f"anynet-search report of {len(self.studies)} stud{'y' if len(self.studies) == 1 else 'ies'} "
+            f"(error = validation error %, test error reported separately)"
+        ]
+        for s in self.studies:
+            m = s.summary
+            lines.append(
+                f"  {s.label} ({s.space_name or '?'}, {s.sampler}): n={m['n']}, "
+                f"best {m['best_error']:.2f}%, median {m['median_error']:.2f}%"
+            )
+            if s.warning:
+                lines.append(f"    WARNING: {s.warning}")
+            if s.adaptive_note:
+                lines.append(f"    {s.adaptive_note}")
+            if s.constraints is not None:
+                v = s.verdicts()
+                lines.append(
+                    f"    keep: {', '.join(v[KEEP]) or '-'}; reject: {', '.join(v[REJECT]) or '-'}; "
+                    f"neutral: {len(v[NEUTRAL])}"
+                )
+            elif s.constraints_note:
+                lines.append(f"    constraints: {s.constraints_note}")
+        lines.append(f"  report: {self.report}")
+        lines.append(f"  results: {self.results_csv}   constraints: {self.constraints_csv}")
+        for p in self.derived_spaces:
+            lines.append(f"  derived space: {p}")
+        for s in self.studies:
+            if s.exports:
+                lines.append(f"  best configs: {len(s.exports)} files in {s.exports[0].parent}")
+        if self.figures:
+            lines.append(f"  figures: {len(self.figures)} PNGs in {self.figures[0].parent}")
+        return "\n".join(lines)
+
+
+
+def _state_counts(study: optuna.Study | None) -> dict[str, int]:
+    if study is None:
+        return {}
+    counts: dict[str, int] = {}
+    for t in study.get_trials(
+        deepcopy=False
+    ):  # infeasible suggestions are stored COMPLETE but trained nothing
+        key = "infeasible" if "infeasible" in t.user_attrs else t.state.name.lower()
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _structural_candidates(df: pd.DataFrame) -> list[str]:
+    """Structural constraint names that `derive_constraints` will judge on this frame."""
+    try:
+        if stage_count(df) < 2:
+            return []
+    except ValueError:
+        return []
+    return [name for name, rule in STRUCTURAL.items() if stage_columns(df, rule.params[0])]
+
+
+def _constraint_splits(df: pd.DataFrame, table: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    """Errors of the models satisfying each judged structural constraint and of the rest (when both exist)."""
+    rules = table.attrs.get("rules", {})
+    out = {}
+    for name in table["constraint"]:
+        if name in STRUCTURAL and name in rules:
+            split = split_by_mask(df, rules[name].mask(df))
+            if split["satisfy"].size and split["violate"].size:
+                out[str(name)] = split
+    return out
+
+
+def study_report(
+    run: RunData,
+    bins: int | None,
+    force: bool,
+    warning: str | None,
+    seed: int,
+    importance: bool,
+    adaptive: str | None = None,
+    margin: tuple[float, str] = (0.5, "points"),
+) -> StudyReport:
+    """Compute every number of one study (no drawing, no files); `adaptive`: why EDF verdicts are left out."""
+    df = run.df
+    sampler = ", ".join(sorted(map(str, df["sampler"].dropna().unique()))) if "sampler" in df.columns else "?"
+    report = StudyReport(
+        label=run.label,
+        run=run.run,
+        space_name=run.space.name
+        if run.space is not None
+        else (str(df["space"].iloc[0]) if "space" in df else None),
+        sampler=sampler or "?",
+        summary=error_summary(df),
+        states=_state_counts(run.study),
+        warning=warning,
+        space_note=run.space_note,
+        adaptive_note=adaptive,
+    )
+    if importance:
+        report.importance, report.importance_note = parameter_importance(run.study, seed=seed)
+    else:
+        report.importance_note = "parameter importance not computed (turned off)"
+    if run.histories.empty:
+        report.curves_note = "no per-epoch validation history recorded (the objective trained no epochs)"
+    else:
+        report.curves = extreme_curves(df, run.histories, CURVE_MODELS)
+    if adaptive:
+        return report
+    names = _structural_candidates(df)
+    if run.space is not None and names:
+        report.shrink = exact_shrink(run.space, names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the forced-analysis warning is shown in the report
+        options = dict(shrink=report.shrink or None, force=force, seed=seed, margin=margin[0],
+                       margin_unit=margin[1])
+        try:
+            report.constraints = derive_constraints(df, bins=bins, **options)
+        except ValueError as exc:
+            if bins is None:
+                report.constraints_note = f"no constraints derived: {exc}"
+            else:  # retry on the raw EDFs: the complexity normalization is what failed
+                try:
+                    report.constraints = derive_constraints(df, **options)
+                    report.constraints_note = (
+                        f"complexity normalization failed ({exc}); constraints judged on raw EDFs"
+                    )
+                except ValueError as exc2:
+                    report.constraints_note = f"no constraints derived: {exc2}"
+    try:
+        report.good_ranges = good_ranges(df)
+    except ValueError as exc:
+        report.good_ranges_note = f"no good ranges: {exc}"
+    if report.constraints is not None:
+        report.splits = _constraint_splits(df, report.constraints)
+        if run.space is not None:
+            report.derived = derive_space(run.space, report.constraints, run.label)
+    return report
+
+
