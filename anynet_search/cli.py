@@ -103,7 +103,8 @@ def _run(args: argparse.Namespace) -> int:
     opts = RunOptions(space=args.space, trials=args.trials, workers=args.workers, dataset=args.dataset,
                       epochs=args.epochs, sampler=args.sampler, study=args.study, storage=args.storage,
                       devices=args.devices, seed=args.seed, out=args.out, objective=args.objective,
-                      train_overrides=_train_overrides(args.train))
+                      train_overrides=_train_overrides(args.train), in_flight=args.in_flight,
+                      oversubscribe=args.oversubscribe)
     cluster = cluster_options(args)
     if cluster is None:
         outcome = run_study(opts)
@@ -132,15 +133,20 @@ def _run(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from anynet_search.study import interrupts
-    from anynet_search.study.runner import check_joinable, resolve_devices
+    from anynet_search.study.capacity import MAX_IN_FLIGHT, default_in_flight, resolve_devices
+    from anynet_search.study.runner import check_joinable
     from anynet_search.study.worker import DeviceLost, StudyFailing, run_worker
 
-    resolve_devices(args.device, 1, option="--device")
-    check_joinable(args.study, args.storage)
+    (device,) = resolve_devices(args.device, 1, option="--device")
+    if args.in_flight is not None and args.in_flight > MAX_IN_FLIGHT:
+        raise CliError(f"--in-flight {args.in_flight:,} is more than the limit of {MAX_IN_FLIGHT} (trials one process "
+                       "keeps on its device)")
+    settings = check_joinable(args.study, args.storage)
     interrupts.install()
     try:
-        summary = run_worker(args.study, args.storage, device=args.device, threads=args.threads,
-                             objective=args.objective)
+        summary = run_worker(args.study, args.storage, device=device, threads=args.threads,
+                             objective=args.objective,
+                             in_flight=args.in_flight or default_in_flight(device, settings.train_config()))
     except StudyFailing as exc:
         raise CliError(str(exc)) from None
     except DeviceLost as exc:
@@ -254,7 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="create or resume a study and train its samples with parallel workers")
     p.add_argument("--space", default="anynet_xa_tiny", help="bundled space name or space file (default anynet_xa_tiny)")
     p.add_argument("--trials", type=_positive_int, default=64, help="completed trials to reach (default 64)")
-    p.add_argument("--workers", type=_positive_int, default=2, help="worker processes on this machine (default 2)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="worker processes on this machine (default: one per GPU, else 2; at most the cores, or 8 per "
+                        "GPU, and the trials left)")
+    p.add_argument("--in-flight", type=_positive_int, default=None, metavar="K",
+                   help="trials each worker trains at once on its device, each on its own CUDA stream (default: 8 on "
+                        "a GPU, 1 on the CPU; at most 64)")
+    p.add_argument("--oversubscribe", action="store_true",
+                   help="start every worker asked for, even beyond the machine's cores or 8 per GPU")
     p.add_argument("--dataset", default="digits", help="digits | synthetic[:N] | cifar10:PATH | cifar100:PATH | imagefolder:PATH")
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs per model (default: the trainer's)")
     p.add_argument("--sampler", choices=SAMPLERS, default="random", help="random/qmc for EDFs; tpe, cmaes, nsga2, gp to optimize")
@@ -277,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", required=True, help="the study's storage URL (postgresql://... to span machines)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--in-flight", type=_positive_int, default=None, metavar="K",
+                   help="trials trained at once on the device (default: 8 on a GPU, 1 on the CPU; at most 64)")
     p.add_argument("--objective", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_worker)
 

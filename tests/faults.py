@@ -86,7 +86,7 @@ def stepped_objective(trial: Any, cfg: Any, settings: Any, resolution: int, devi
 
 def _stepped(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) -> Any:
     global _poisoned
-    from anynet_search.training.engine import Delay
+    from anynet_search.training.fences import Delay
     from anynet_search.training.interface import OutOfMemoryError
 
     slot, first = str(trial.user_attrs.get("slot")), trial.user_attrs.get("attempt", 0) == 0

@@ -10,8 +10,8 @@ import torch
 
 from anynet_search import AnyNetConfig, build_model
 from anynet_search.training.data import load_dataset
-from anynet_search.training.engine import MAX_SLOTS, Delay, InFlight
-from anynet_search.training.fences import Fence, drive
+from anynet_search.training.engine import MAX_SLOTS, InFlight
+from anynet_search.training.fences import Delay, Fence, drive
 from anynet_search.training.train import DivergedError, TrainConfig, seed_everything, train_task
 
 CFG = AnyNetConfig(depths=(1, 1), widths=(16, 32), bottleneck_ratios=(1, 1), group_widths=(8, 8), strides=(1, 2),

@@ -294,11 +294,11 @@ def test_a_config_that_kills_its_worker_is_failed_after_two_deaths_and_the_study
     assert str(died[1].params["w4"]) in named[0] and "'d1'" in named[0]
 
 
-def run_with_fault_objective(tmp_path, objective, space, sampler, trials, workers, **env):
+def run_with_fault_objective(tmp_path, objective, space, sampler, trials, workers, extra=(), **env):
     """`anynet-search run` in a subprocess with an objective from tests/faults.py; (process, its study)."""
     cmd = [sys.executable, "-m", "anynet_search", "run", "--space", space, "--sampler", sampler, "--trials",
            str(trials), "--workers", str(workers), "--dataset", "synthetic:64", "--out", str(tmp_path / "runs"),
-           "--objective", f"faults:{objective}", "--no-analyze"]
+           "--objective", f"faults:{objective}", "--no-analyze", *extra]
     env = dict(os.environ, **env, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
                                                                os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -52,6 +52,7 @@ class ClusterOptions:
     constraint: str | None = None
     setup: tuple[str, ...] = field(default_factory=tuple)
     folder: str | None = None  # submitit's scripts and logs; default RUN_DIR/jobs
+    in_flight: int | None = None  # trials each worker keeps in flight (None: 8 on a GPU, 1 on the CPU)
 
     def __post_init__(self) -> None:
         for name in ("nodes", "workers_per_gpu", "cpus_per_worker", "time_min"):
@@ -115,11 +116,13 @@ def task_device(local_rank: int, gpus_per_node: int, workers_per_gpu: int) -> st
 
 
 def job_task(study: str, url: str, gpus_per_node: int, workers_per_gpu: int, threads: int,
-             objective: str | None) -> dict[str, Any]:
+             objective: str | None, in_flight: int | None = None) -> dict[str, Any]:
     """What each task of a worker job runs: one supervised worker until the study is done (or the job is
     told to stop: SIGTERM, SIGINT, or SLURM's time-limit warning, which re-enqueue the running trial)."""
     import submitit
 
+    from anynet_search.study.capacity import default_in_flight
+    from anynet_search.study.plan import StudySettings
     from anynet_search.study.storage import load_study
     from anynet_search.study.supervise import WorkerPool, WorkerSpec
 
@@ -133,7 +136,9 @@ def job_task(study: str, url: str, gpus_per_node: int, workers_per_gpu: int, thr
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, request_stop)
-    pool = WorkerPool(load_study(study, url), url, [WorkerSpec(device, threads, worker_id)], objective)
+    st = load_study(study, url)
+    k = in_flight or default_in_flight(device, StudySettings.from_study(st).train_config())
+    pool = WorkerPool(st, url, [WorkerSpec(device, threads, worker_id, k)], objective)
     pool.start()
     while True:
         for message in pool.poll():
@@ -164,7 +169,8 @@ def submit(study: optuna.Study, url: str, opts: ClusterOptions, folder: Path, ob
     """Submit one worker job per node for the study and record the submission in the study."""
     folder = folder.resolve()
     executor = make_executor(opts, folder, f"anynet-{study.study_name}")
-    args = (study.study_name, url, opts.gpus_per_node, opts.workers_per_gpu, opts.cpus_per_worker, objective)
+    args = (study.study_name, url, opts.gpus_per_node, opts.workers_per_gpu, opts.cpus_per_worker, objective,
+            opts.in_flight)
     with executor.batch():
         pending = [executor.submit(job_task, *args) for _ in range(opts.nodes)]
     jobs = tuple(pending)
@@ -260,7 +266,8 @@ def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
     opts = ClusterOptions(partition=args.slurm, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                           workers_per_gpu=args.workers_per_gpu, cpus_per_worker=args.cpus_per_worker,
                           time_min=args.time, mem_gb=args.mem_gb, account=args.account, qos=args.qos,
-                          constraint=args.constraint, setup=tuple(args.setup), folder=args.jobs_folder)
+                          constraint=args.constraint, setup=tuple(args.setup), folder=args.jobs_folder,
+                          in_flight=args.in_flight)
     check_available(opts)
     return opts
 

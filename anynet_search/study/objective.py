@@ -1,13 +1,17 @@
-"""One trial's work: build the sampled network, train it, and record everything needed to rebuild and analyze it."""
+"""One trial's work: build the sampled network, train it, and record everything needed to rebuild and analyze it.
+
+`run_trial` is a task (a generator, `training.fences`), so a worker can keep several trials in flight on one
+device; other objectives (`--objective module:function`) may be plain functions that return the error.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from functools import lru_cache
 from typing import Any
 
 import optuna
-import torch
 
 from anynet_search.models.complexity import complexity
 from anynet_search.models.config import AnyNetConfig
@@ -16,8 +20,10 @@ from anynet_search.models.regnet import fit_regnet
 from anynet_search.study.interrupts import shielded
 from anynet_search.study.plan import EDF_SAMPLERS, StudySettings
 from anynet_search.training.data import DataSplits, load_dataset
-from anynet_search.training.memory import check_fits
-from anynet_search.training.train import TrainResult, seed_everything, train
+from anynet_search.training.fences import Delay, Fence
+from anynet_search.training.interface import TrainResult
+from anynet_search.training.memory import ledger_for
+from anynet_search.training.train import seed_everything, train_task
 
 
 @lru_cache(maxsize=2)
@@ -44,8 +50,14 @@ def record_result(trial: optuna.Trial, result: TrainResult, wall_seconds: float)
         trial.set_user_attr("result", {**result.to_dict(), "wall_seconds": wall_seconds})
 
 
-def run_trial(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, resolution: int, device: str) -> float:
-    """Train `cfg` for the trial and return its validation error (percent); TrialFailure on recorded failures."""
+def run_trial(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, resolution: int,
+              device: str) -> Generator[Fence | Delay | None, None, float]:
+    """Train `cfg` for the trial as a task (`training.fences`: the worker keeps several in flight) and return its
+    validation error (percent); TrialFailure on recorded failures.
+
+    The trial waits until its memory estimate fits beside the trials in flight on its device
+    (`memory.DeviceLedger`); a config that cannot fit even alone is a recorded failure, never built.
+    """
     data = dataset_for(settings, resolution, device)
     seed = settings.seed + int(trial.user_attrs.get("slot", trial.number))
     with shielded():
@@ -59,13 +71,16 @@ def run_trial(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, r
             raise optuna.TrialPruned(f"pruned at epoch {epoch} with validation error {val_error:.2f}%")
 
     train_cfg = settings.train_config()
-    check_fits(cfg, resolution, train_cfg, device)  # an absurd config is a recorded failure, never built
-    seed_everything(seed)
-    model = build_model(cfg)
+    ledger = ledger_for(device)
+    admitted = yield from ledger.admit(cfg, resolution, train_cfg)
     start = time.perf_counter()
-    result = train(model, data, train_cfg, device=device, seed=seed, report=report)
-    del model
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
+    try:
+        seed_everything(seed)  # seeding and building in one step: no other trial draws from the global RNG between
+        model = build_model(cfg)
+        result = yield from train_task(model, data, train_cfg, device, seed=seed, report=report,
+                                       reset_peak=ledger.active == 1)
+        del model
+    finally:
+        ledger.release(admitted)
     record_result(trial, result, wall_seconds=time.perf_counter() - start)
     return result.val_error

@@ -134,13 +134,17 @@ def planned_sample(space: DesignSpace, sampler: str, seed: int, n_trials: int, s
     return stream[index]
 
 
-def ticket_attrs(slot: int, attempt: int, retry_of: int | None = None, deaths: int = 0) -> dict[str, Any]:
-    """User attributes that identify a ticket (`deaths`: workers that already died on this config)."""
-    attrs = {"slot": slot, "attempt": attempt}
+def ticket_attrs(slot: int, attempt: int, retry_of: int | None = None, deaths: int = 0,
+                 solo: bool = False) -> dict[str, Any]:
+    """User attributes that identify a ticket (`deaths`: workers that already died on this config; `solo`: train it
+    with no other trial in flight on its device, after it failed beside others without blame)."""
+    attrs: dict[str, Any] = {"slot": slot, "attempt": attempt}
     if retry_of is not None:
         attrs["retry_of"] = retry_of
     if deaths:
         attrs["deaths"] = deaths
+    if solo:
+        attrs["solo"] = True
     return attrs
 
 
@@ -153,11 +157,11 @@ def _ticket_params(settings: StudySettings, space: DesignSpace, slot: int, attem
 
 def enqueue_ticket(study: optuna.Study, settings: StudySettings, space: DesignSpace, slot: int, attempt: int,
                    params: dict[str, Any] | None = None, retry_of: int | None = None,
-                   deaths: int = 0) -> None:
+                   deaths: int = 0, solo: bool = False) -> None:
     """Add a WAITING trial for a slot (with the planned config's parameters for random / QMC studies)."""
     if params is None:
         params = _ticket_params(settings, space, slot, attempt)
-    study.enqueue_trial(params, user_attrs=ticket_attrs(slot, attempt, retry_of, deaths))
+    study.enqueue_trial(params, user_attrs=ticket_attrs(slot, attempt, retry_of, deaths, solo))
 
 
 def planned_tickets(settings: StudySettings, space: DesignSpace,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import time
 import warnings
@@ -17,8 +16,15 @@ from optuna.storages import BaseStorage
 from anynet_search.errors import InputError
 from anynet_search.paths import check_out_dir, check_out_file, check_study_name
 from anynet_search.spaces import load_space
+from anynet_search.study.capacity import (
+    MAX_IN_FLIGHT,
+    default_workers,
+    plan_workers,
+    resolve_devices,
+)
 from anynet_search.study.optuna_adapter import enqueue_many, trial_index
 from anynet_search.study.plan import (
+    EDF_SAMPLERS,
     SAMPLERS,
     SETTINGS_ATTR,
     StudySettings,
@@ -36,7 +42,7 @@ from anynet_search.study.storage import (
     open_storage,
     redact,
 )
-from anynet_search.study.supervise import EXIT_FAILING, WorkerPool, WorkerSpec
+from anynet_search.study.supervise import EXIT_FAILING, WorkerPool
 from anynet_search.training.data import load_dataset
 from anynet_search.training.interface import TrainConfig
 from anynet_search.training.memory import check_space_fits
@@ -54,7 +60,7 @@ class RunOptions:
 
     space: str = "anynet_xa_tiny"
     trials: int = 64
-    workers: int = 2
+    workers: int | None = None  # None: one per GPU, else DEFAULT_CPU_WORKERS
     dataset: str = "digits"
     epochs: int | None = None
     sampler: str = "random"
@@ -65,6 +71,8 @@ class RunOptions:
     out: str = "runs"
     objective: str | None = None  # 'module:function' instead of training (dry runs, tests)
     train_overrides: tuple[tuple[str, Any], ...] = ()
+    in_flight: int | None = None  # trials each worker trains at once (None: GPU_IN_FLIGHT on a GPU, 1 on the CPU)
+    oversubscribe: bool = False  # keep more workers than the machine has cores (or GPU slots)
 
 
 @dataclass(frozen=True)
@@ -82,54 +90,18 @@ class RunOutcome:
     detached: bool = False  # jobs submitted and left running
 
 
-def resolve_devices(spec: str | None, workers: int, option: str = "--devices") -> list[str]:
-    """Device per worker: 'cpu', 'cuda' (all GPUs), or a comma list such as 'cuda:0,cuda:1'; InputError if unusable."""
-    import torch
-
-    n_gpus = torch.cuda.device_count()
-    if spec is None:
-        spec = "cuda" if n_gpus else "cpu"
-    devices = [d.strip() for d in str(spec).split(",") if d.strip()]
-    if not devices:
-        raise InputError(f"{option} {spec!r}: no device named (use cpu, cuda or cuda:N)")
-    resolved = []
-    for d in devices:
-        kind, sep, index = d.partition(":")
-        if kind == "cpu" and not sep:
-            resolved.append("cpu")
-            continue
-        if kind != "cuda":
-            raise InputError(f"{option}: unknown device {d!r} (use cpu, cuda or cuda:N)")
-        if sep and not index.isdigit():
-            raise InputError(f"{option} {d}: the GPU index must be a non-negative integer (cuda:0, cuda:1, ...)")
-        if n_gpus == 0:
-            raise InputError(f"{option} {d}: no CUDA device is visible on this machine")
-        if not sep:
-            resolved += [f"cuda:{i}" for i in range(n_gpus)]
-            continue
-        if int(index) >= n_gpus:
-            raise InputError(f"{option} {d}: not visible (this machine has {n_gpus} GPUs: cuda:0..cuda:{n_gpus - 1})")
-        resolved.append(f"cuda:{int(index)}")
-    return [resolved[i % len(resolved)] for i in range(workers)]
-
-
-def threads_per_worker(devices: list[str]) -> list[int]:
-    """CPU workers split the cores between them instead of oversubscribing; GPU workers take one each."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n_cpu = sum(d == "cpu" for d in devices)
-    return [max(1, cores // n_cpu) if d == "cpu" else 1 for d in devices]
-
-
 def default_study_name(space_name: str, dataset: str, sampler: str, seed: int) -> str:
     """A readable default study name, e.g. anynet_xa_tiny-digits-random-s0."""
     ds = dataset.split(":")[0]
     return f"{space_name}-{ds}-{sampler}-s{seed}"
 
 
-def _positive(option: str, value: object, limit: int | None = None) -> None:
+def _positive(option: str, value: object, limit: int | None = None, what: str | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(f"{option} must be a positive integer, got {value!r}")
     if limit is not None and value > limit:
+        if what is not None:
+            raise InputError(f"{option} {value:,} is more than the limit of {limit:,} ({what})")
         raise InputError(f"{option} {value:,} is more than the limit of {limit:,} (each trial is a ticket queued in "
                          "the storage); split the sweep into several studies")
 
@@ -137,7 +109,10 @@ def _positive(option: str, value: object, limit: int | None = None) -> None:
 def check_options(opts: RunOptions) -> list[str]:
     """Every option that can be checked without loading anything (nothing is written); returns the devices."""
     _positive("--trials", opts.trials, MAX_TRIALS)
-    _positive("--workers", opts.workers)
+    if opts.workers is not None:
+        _positive("--workers", opts.workers)
+    if opts.in_flight is not None:
+        _positive("--in-flight", opts.in_flight, MAX_IN_FLIGHT, what="trials one process keeps on its device")
     if opts.sampler not in SAMPLERS:
         raise InputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {opts.sampler!r}")
     if opts.epochs is not None:
@@ -145,7 +120,7 @@ def check_options(opts: RunOptions) -> list[str]:
     if opts.study is not None:
         check_study_name(opts.study)
     check_out_dir(opts.out)
-    return resolve_devices(opts.devices, opts.workers)
+    return resolve_devices(opts.devices, opts.workers or default_workers(opts.devices))
 
 
 def _train_config(opts: RunOptions) -> TrainConfig:
@@ -234,11 +209,12 @@ def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, ur
     return study
 
 
-def check_joinable(study: str, storage_url: str) -> None:
-    """InputError unless the storage holds `study` and anynet-search made it (what `worker` checks first)."""
+def check_joinable(study: str, storage_url: str) -> StudySettings:
+    """The study's settings; InputError unless the storage holds `study` and anynet-search made it (what `worker`
+    checks first)."""
     st = load_study(study, open_storage(storage_url))
     try:
-        StudySettings.from_study(st)
+        return StudySettings.from_study(st)
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc)) from None
 
@@ -246,17 +222,18 @@ def check_joinable(study: str, storage_url: str) -> None:
 def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutcome:
     """Run a study to N completed trials with W local worker processes (resumes an existing one)."""
     study, settings, url, run_dir = prepare_study(opts)
-    devices = resolve_devices(opts.devices, opts.workers)
-    threads = threads_per_worker(devices)
+    index = trial_index(study)
+    left = settings.n_trials - index.counts(settings.sampler not in EDF_SAMPLERS).trained
+    plan = plan_workers(opts.devices, opts.workers, opts.in_flight, left, settings.train_config(), opts.oversubscribe)
     view = progress or ProgressView()
+    for note in plan.notes:
+        view.note(note)
     # Ctrl-C must work even when started from a shell that ignores SIGINT for background jobs; SIGTERM too
     signal.signal(signal.SIGINT, signal.default_int_handler)
     previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     # a worker killed by a signal (a config that crashes it, the OOM killer) is recorded and replaced
-    pool = WorkerPool(study, url, [WorkerSpec(devices[i], threads[i], f"w{i}") for i in range(opts.workers)],
-                      opts.objective)
+    pool = WorkerPool(study, url, plan.specs, opts.objective)
     pool.start()
-    index = trial_index(study)
     interrupted = False
     try:
         while True:

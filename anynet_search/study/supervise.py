@@ -10,10 +10,14 @@ config costs at most two worker lives and the study goes on.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,14 +34,16 @@ MAX_BLAMELESS_RESPAWNS = 2  # deaths with no trial to blame (e.g. at start-up) b
 
 
 def worker_main(study: str, url: str, device: str, threads: int, objective: str | None, worker_id: str,
-                supervisor: int | None, errors: Any = None) -> None:
+                supervisor: int | None, errors: Any = None, in_flight: int = 1) -> None:
     """Entry point of a worker process: exit 0 when the study is done, 130 when stopped, 3 when failing, 4 after
     a sticky CUDA error, 2 on a package error (put on `errors` for the supervisor to report once)."""
     interrupts.install()
+    if supervisor is not None:
+        die_with_parent(supervisor)
     show_warnings(f"anynet-search worker {worker_id}")
     try:
         run_worker(study, url, device=device, threads=threads, objective=objective, worker_id=worker_id,
-                   supervisor=supervisor)
+                   supervisor=supervisor, in_flight=in_flight)
     except KeyboardInterrupt:
         sys.exit(130)
     except StudyFailing as exc:
@@ -52,13 +58,37 @@ def worker_main(study: str, url: str, device: str, threads: int, objective: str 
         sys.exit(EXIT_USER_ERROR)
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal the kernel sends this process when its parent dies
+ORPHAN_POLL_SECONDS = 1.0
+
+
+def die_with_parent(parent: int) -> None:
+    """Stop this worker (SIGTERM: its trials in flight go back to the queue) when the process that started it dies.
+
+    A killed `run` must not leave its workers holding the machine's memory: the kernel sends SIGTERM when the
+    parent dies (Linux), and a watchdog thread notices being re-parented elsewhere (or a missed signal)."""
+    with contextlib.suppress(Exception):  # not Linux, or no libc: the watchdog alone
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_POLL_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="anynet-orphan-watch", daemon=True).start()
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
-    """One supervised worker: its device, torch threads and the id its trials record."""
+    """One supervised worker: its device, torch threads, the id its trials record and how many trials it keeps in
+    flight at once."""
 
     device: str
     threads: int
     worker_id: str
+    in_flight: int = 1
 
 
 class WorkerPool:
@@ -84,7 +114,7 @@ class WorkerPool:
         spec = self.specs[i]
         p = self.ctx.Process(target=worker_main, name=f"anynet-worker-{i}",
                              args=(self.study.study_name, self.url, spec.device, spec.threads, self.objective,
-                                   spec.worker_id, os.getpid(), self.errors))
+                                   spec.worker_id, os.getpid(), self.errors, spec.in_flight))
         p.start()
         self.procs[i] = p
 

@@ -12,13 +12,14 @@ import contextlib
 import ctypes
 import gc
 import importlib
+import inspect
 import os
 import socket
 import time
 import traceback
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,9 @@ from anynet_search.study.plan import (
 )
 from anynet_search.study.reaper import REQUEUED, Heartbeat, Reaping
 from anynet_search.study.storage import load_study, open_storage
-from anynet_search.training.interface import TrialFailure
+from anynet_search.training.engine import InFlight
+from anynet_search.training.fences import Delay
+from anynet_search.training.interface import OutOfMemoryError, TrialFailure
 
 REAP_SECONDS = 30.0  # a busy worker looks for dead ones this often (a heartbeat goes stale after 60 s anyway)
 IDLE_REAP_SECONDS = 2.0  # an idle worker looks more often: cheap near the end, where only a few trials are unfinished
@@ -52,8 +55,11 @@ MAX_IDLE_POLL = 4.0  # idle polling backs off to this many seconds (thousands of
 FAILURE_STREAK = 10  # this many failures in a row (and no success among them) stops the study
 INFEASIBLE_STREAK = 200
 INTERRUPTED = "interrupted"
+BESIDE_DEVICE_ERROR = "a CUDA error in its worker process, while trials were in flight beside it"
+SOLO_POLL_SECONDS = 0.05
 
-Objective = Callable[[optuna.Trial, Any, StudySettings, int, str], float]
+# An objective returns the trial's error, or a task (generator) that returns it; see study.objective.run_trial
+Objective = Callable[[optuna.Trial, Any, StudySettings, int, str], Any]
 
 __getattr__ = moved_names(__name__)  # pid_alive, death_reason and the heartbeat constants moved to reaper
 
@@ -137,10 +143,11 @@ def resolve_objective(objective: str | Objective | None) -> Objective:
 
 
 class Worker(Reaping):
-    """Runs a study's tickets on one device."""
+    """Runs a study's tickets on one device, `in_flight` trials at a time (`training.engine.InFlight`)."""
 
     def __init__(self, study: optuna.Study, device: str = "cpu", objective: str | Objective | None = None,
-                 worker_id: str | None = None, poll_seconds: float = 0.5, supervisor: int | None = None) -> None:
+                 worker_id: str | None = None, poll_seconds: float = 0.5, supervisor: int | None = None,
+                 in_flight: int = 1) -> None:
         self.study = study
         self.storage = storage_of(study)
         self.index = trial_index(study)
@@ -152,13 +159,19 @@ class Worker(Reaping):
         self.worker_id = worker_id or f"{self.host}:{os.getpid()}"
         self.poll_seconds = poll_seconds
         self.supervisor = supervisor  # pid of the process that reaps this worker if it dies (None: peers do)
+        self.in_flight = in_flight
         self.summary = WorkerSummary()
         self.killed_configs: list[str] = []  # messages about configs recorded as failed after MAX_DEATHS deaths
         self.device_lost: str | None = None  # the sticky CUDA error a trial ended with: this process must exit
+        self.engine: InFlight | None = None
+        self._abort: tuple[str, bool] = (INTERRUPTED, False)  # why tasks closed mid-trial go back to the queue
+        self._solo: set[int] = set()  # trials in flight that must have the device to themselves
 
     # ------------------------------------------------------------ ticket bookkeeping
-    def _replace(self, trial: optuna.trial.FrozenTrial | optuna.Trial, same_config: bool, deaths: int = 0) -> None:
-        """Enqueue the slot's next ticket: the same config (worker died / interrupted) or the next attempt."""
+    def _replace(self, trial: optuna.trial.FrozenTrial | optuna.Trial, same_config: bool, deaths: int = 0,
+                 solo: bool = False) -> None:
+        """Enqueue the slot's next ticket: the same config (worker died / interrupted) or the next attempt; a
+        `solo` ticket is trained with no other trial in flight beside it."""
         attrs = trial.user_attrs
         slot, attempt = int(attrs.get("slot", 0)), int(attrs.get("attempt", 0))
         params = None
@@ -171,10 +184,10 @@ class Worker(Reaping):
         else:
             attempt += 1
         enqueue_ticket(self.study, self.settings, self.space, slot, attempt, params=params, retry_of=trial.number,
-                       deaths=deaths if same_config else 0)
+                       deaths=deaths if same_config else 0, solo=solo and same_config)
 
     def _finish(self, trial: optuna.Trial, state: TrialState, value: float | None = None,
-                reason: str | None = None, same_config: bool = False) -> bool:
+                reason: str | None = None, same_config: bool = False, solo: bool = False) -> bool:
         """Tell the storage; False if someone already finished this trial (then nothing is enqueued)."""
         try:
             if reason is not None:
@@ -185,7 +198,7 @@ class Worker(Reaping):
                 return False
             raise
         if state != TrialState.COMPLETE:
-            self._replace(trial, same_config, deaths=int(trial.user_attrs.get("deaths", 0)))
+            self._replace(trial, same_config, deaths=int(trial.user_attrs.get("deaths", 0)), solo=solo)
         return True
 
     def check_failing(self, trial: optuna.trial.FrozenTrial) -> None:
@@ -205,36 +218,71 @@ class Worker(Reaping):
 
     # ------------------------------------------------------------ the loop
     def run(self, max_trials: int | None = None) -> WorkerSummary:
-        """Work until the study has N completed trials (or max_trials tickets were run by this worker)."""
-        ran, next_reap, idle = 0, 0.0, 0
-        while max_trials is None or ran < max_trials:
-            if STATE.stop_requested:
-                raise KeyboardInterrupt
-            if time.monotonic() >= next_reap:
-                self.reap_dead_trials()
-                next_reap = time.monotonic() + (IDLE_REAP_SECONDS if idle else REAP_SECONDS)
-            trial_id = self.index.claim()
-            if trial_id is None and not self.index.has_unfinished():
-                trial_id = self.index.claim(full=True)  # rescan from the start: a cursor may have raced a commit
-                if trial_id is None and not self.index.running(full=True):
-                    if self.index.counts(self.settings.sampler not in EDF_SAMPLERS).trained >= self.settings.n_trials:
+        """Work until the study has N completed trials (or max_trials tickets were started by this worker).
+
+        Up to `in_flight` tickets run at once as tasks of one engine. A stop request (Ctrl-C, SIGTERM) closes
+        them all and puts their configs back in the queue; so does a sticky CUDA error (`DeviceLost`), after
+        which the process must be replaced."""
+        engine = self.engine = InFlight(self.device, self.in_flight)
+        started, next_reap, idle = 0, 0.0, 0
+        try:
+            while True:
+                if STATE.stop_requested:
+                    raise KeyboardInterrupt
+                if time.monotonic() >= next_reap:
+                    self.reap_dead_trials()
+                    next_reap = time.monotonic() + (IDLE_REAP_SECONDS if idle else REAP_SECONDS)
+                while engine.free and not self._solo and (max_trials is None or started < max_trials):
+                    trial_id = self.index.claim()
+                    if trial_id is None:
                         break
-                    self._repair_missing_slots()
+                    self._start(engine, trial_id)
+                    started += 1
+                if not engine.busy:
+                    if max_trials is not None and started >= max_trials:
+                        break
+                    if not self.index.has_unfinished():
+                        trial_id = self.index.claim(full=True)  # a cursor may have raced a commit: rescan
+                        if trial_id is not None:
+                            self._start(engine, trial_id)
+                            started += 1
+                            continue
+                        if not self.index.running(full=True):
+                            if self.index.counts(self.settings.sampler not in EDF_SAMPLERS).trained \
+                                    >= self.settings.n_trials:
+                                break
+                            self._repair_missing_slots()
+                            continue
+                    idle += 1
+                    next_reap = min(next_reap, time.monotonic() + IDLE_REAP_SECONDS)
+                    time.sleep(min(self.poll_seconds * 2 ** min(idle - 1, 3), MAX_IDLE_POLL))
                     continue
-            if trial_id is None:
-                idle += 1
-                next_reap = min(next_reap, time.monotonic() + IDLE_REAP_SECONDS)
-                time.sleep(min(self.poll_seconds * 2 ** min(idle - 1, 3), MAX_IDLE_POLL))
-                continue
-            idle = 0
-            finished = self.run_ticket(trial_id)
-            ran += 1
-            if finished is not None:
-                self.check_failing(finished)
-            if self.device_lost is not None:
-                raise DeviceLost(f"{self.device_lost} (recorded on trial {finished.number if finished else '?'}); "
-                                 "a CUDA error like this one leaves the process unusable")
+                idle = 0
+                for ended in engine.run_round(halt=lambda: self.device_lost is not None):
+                    if ended.error is not None:  # the ticket task handles every failure; this is a bug
+                        raise ended.error
+                    if ended.value is not None:
+                        self.check_failing(ended.value)
+                    if self.device_lost is not None:
+                        self._close_all(engine, BESIDE_DEVICE_ERROR, solo=True)
+                        raise DeviceLost(f"{self.device_lost} (recorded on trial {ended.key}); a CUDA error like "
+                                         "this one leaves the process unusable")
+        except BaseException:
+            self._close_all(engine, INTERRUPTED, solo=False)
+            raise
         return self.summary
+
+    def _start(self, engine: InFlight, trial_id: int) -> None:
+        """Start a claimed ticket; a solo one stops further claims until it has run (alone) and ended."""
+        solo = bool(self.storage.get_trial_user_attrs(trial_id).get("solo"))
+        if solo:
+            self._solo.add(trial_id)
+        engine.start(trial_id, self._ticket_task(trial_id, solo))
+
+    def _close_all(self, engine: InFlight, reason: str, solo: bool) -> None:
+        """End every task in flight; each records its trial failed and re-enqueues its config (`reason`)."""
+        self._abort = (reason, solo)
+        engine.close_all()
 
     def _repair_missing_slots(self) -> None:
         """Re-enqueue slots that have no completed trial and no ticket (e.g. a crash between tell and enqueue)."""
@@ -254,9 +302,10 @@ class Worker(Reaping):
             else:
                 enqueue_ticket(self.study, self.settings, self.space, slot, 0)
 
-    def run_ticket(self, trial_id: int) -> optuna.trial.FrozenTrial | None:
-        """Run one popped ticket to a recorded end state; the finished trial if it failed or was infeasible
-        (what the failure streaks look at), else None."""
+    def _ticket_task(self, trial_id: int, solo: bool = False) -> Generator[Any, None, optuna.trial.FrozenTrial | None]:
+        """A popped ticket run to a recorded end state, as an engine task; returns the finished trial if it failed
+        or was infeasible (what the failure streaks look at), else None. Closed mid-trial (a stop request, a
+        device error beside it), it records the trial failed and puts its config back in the queue."""
         trial = optuna.Trial(self.study, trial_id)
         # the claim set datetime_start, which stands in for the first heartbeat
         self.storage.set_trial_system_attr(trial_id, "host", self.host)
@@ -267,17 +316,23 @@ class Worker(Reaping):
         heartbeat = Heartbeat(self.storage, trial_id)
         heartbeat.start()
         try:
-            state = self._run(trial)
+            state = yield from self._run(trial, solo)
             release_memory()
-        except KeyboardInterrupt:
-            # interrupted in training: leave no RUNNING trial behind, the same config waits for the resume
-            self._finish(trial, TrialState.FAIL, reason=f"{INTERRUPTED}: {REQUEUED}", same_config=True)
+        except (GeneratorExit, KeyboardInterrupt) as exc:
+            # leave no RUNNING trial behind: the same config waits in the queue (not counted as a failure)
+            reason, to_solo = (INTERRUPTED, False) if isinstance(exc, KeyboardInterrupt) else self._abort
+            self._finish(trial, TrialState.FAIL, reason=f"{reason}: {REQUEUED}", same_config=True,
+                         solo=solo or to_solo)
             raise
         finally:
             heartbeat.stop()
+            self._solo.discard(trial_id)
         return self.storage.get_trial(trial_id) if state in (TrialState.FAIL, "infeasible") else None
 
-    def _run(self, trial: optuna.Trial) -> TrialState | str | None:
+    def _others_in_flight(self) -> int:
+        return self.engine.busy - 1 if self.engine is not None else 0
+
+    def _run(self, trial: optuna.Trial, solo: bool) -> Generator[Any, None, TrialState | str | None]:
         """Suggest, record, train and tell; the state told ('infeasible' for an infeasible suggestion)."""
         try:
             cfg = self.space.suggest(trial)
@@ -303,29 +358,46 @@ class Worker(Reaping):
         trial.set_user_attr("train_config", s.train)
         for key, value in config_record(cfg, self.space.resolution).items():
             trial.set_user_attr(key, value)
+        while solo and self._others_in_flight():  # a solo trial waits until the others in flight have ended
+            yield Delay(SOLO_POLL_SECONDS)
+        trial.set_user_attr("in_flight", self._others_in_flight() + 1)
         try:
-            with interruptible():
+            with interruptible():  # a plain objective is interrupted inside; a task between its steps
                 value = self.objective(trial, cfg, s, self.space.resolution, self.device)
+            if inspect.isgenerator(value):
+                value = yield from value
         except optuna.TrialPruned as exc:
             self._finish(trial, TrialState.PRUNED, reason=f"pruned: {exc}" if str(exc) else "pruned")
             return TrialState.PRUNED
         except TrialFailure as exc:
+            if isinstance(exc, OutOfMemoryError) and self._others_in_flight():
+                # it may fit alone: again, with the device to itself, and not counted as a failure
+                return self._requeue(trial, f"out of memory beside {self._others_in_flight()} trials in flight", exc)
             self.summary.failed += 1
             return TrialState.FAIL if self._finish(trial, TrialState.FAIL, reason=str(exc)) else None
         except Exception as exc:  # noqa: BLE001 - one trial's crash must never end the study
-            self.summary.failed += 1
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             with contextlib.suppress(Exception):  # where it was raised: what a GPU crash report needs
                 trial.set_user_attr("failure_where", raised_at(exc))
             if poisons_device(exc):
                 # every later trial in this process would fail at once and be recorded against a healthy config
                 self.device_lost = f"{type(exc).__name__}: {first}"
+                if self._others_in_flight():  # which trial's kernel caused it is unknown: all go back, to run alone
+                    return self._requeue(trial, BESIDE_DEVICE_ERROR, exc)
+            self.summary.failed += 1
             return TrialState.FAIL if self._finish(trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {first}") \
                 else None
         if self._finish(trial, TrialState.COMPLETE, value=value):
             self.summary.completed += 1
             return TrialState.COMPLETE
         return None
+
+    def _requeue(self, trial: optuna.Trial, why: str, exc: BaseException) -> TrialState | None:
+        """Record the trial failed without blame and enqueue its config again, to be trained alone."""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        done = self._finish(trial, TrialState.FAIL, reason=f"{why} ({first[:200]}): {REQUEUED}", same_config=True,
+                            solo=True)
+        return TrialState.FAIL if done else None
 
 
 def load_worker_study(study_name: str, storage_url: str, worker_id: str) -> optuna.Study:
@@ -341,7 +413,7 @@ def load_worker_study(study_name: str, storage_url: str, worker_id: str) -> optu
 
 def run_worker(study_name: str, storage_url: str, device: str = "cpu", threads: int | None = None,
                objective: str | Objective | None = None, worker_id: str | None = None,
-               supervisor: int | None = None) -> WorkerSummary:
+               supervisor: int | None = None, in_flight: int = 1) -> WorkerSummary:
     """Join a study from any machine and work until it has its N completed trials."""
     if threads:
         import torch
@@ -349,4 +421,5 @@ def run_worker(study_name: str, storage_url: str, device: str = "cpu", threads: 
         torch.set_num_threads(threads)
     worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     study = load_worker_study(study_name, storage_url, worker_id)
-    return Worker(study, device=device, objective=objective, worker_id=worker_id, supervisor=supervisor).run()
+    return Worker(study, device=device, objective=objective, worker_id=worker_id, supervisor=supervisor,
+                  in_flight=in_flight).run()

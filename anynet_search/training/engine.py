@@ -16,33 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from anynet_search.training.fences import Fence
+from anynet_search.training.fences import Delay, Fence
 
 POLL_SECONDS = 0.0002  # sleep between rounds in which no task could move (all wait for the device)
 MAX_SLOTS = 64  # streams one process keeps; beyond ~8 the measured throughput no longer grows
-
-
-class Delay:
-    """A wait that is over after `seconds` (a task waiting for memory or for the device to itself)."""
-
-    __slots__ = ("until",)
-
-    def __init__(self, seconds: float) -> None:
-        self.until = time.monotonic() + seconds
-
-    def done(self) -> bool:
-        """Whether the time has passed."""
-        return time.monotonic() >= self.until
-
-    def wait(self) -> None:
-        """Sleep until the time has passed."""
-        time.sleep(max(0.0, self.until - time.monotonic()))
 
 
 @dataclass
@@ -122,11 +105,15 @@ class InFlight:
                 torch.cuda.set_stream(torch.cuda.default_stream(self.device))
         return None
 
-    def run_round(self) -> list[Finished]:
-        """Resume each task that can move once; returns the tasks that ended. Sleeps briefly if none could move."""
+    def run_round(self, halt: Callable[[], bool] | None = None) -> list[Finished]:
+        """Resume each task that can move once; returns the tasks that ended. Sleeps briefly if none could move.
+        `halt` is asked after each resume: when it says True the round ends there (the process's device is lost,
+        say, and no other task may run into the error)."""
         ended: list[Finished] = []
         moved = False
         for i, run in enumerate(self.running):
+            if halt is not None and halt():
+                break
             if run is None or (run.waiting is not None and not run.waiting.done()):
                 continue
             moved = True

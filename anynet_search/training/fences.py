@@ -50,11 +50,28 @@ class Fence:
         return self.host_time - earlier.host_time
 
 
+class Delay:
+    """A wait that is over after `seconds` (a task waiting for memory or for the device to itself)."""
+
+    __slots__ = ("until",)
+
+    def __init__(self, seconds: float) -> None:
+        self.until = time.monotonic() + seconds
+
+    def done(self) -> bool:
+        """Whether the time has passed."""
+        return time.monotonic() >= self.until
+
+    def wait(self) -> None:
+        """Sleep until the time has passed."""
+        time.sleep(max(0.0, self.until - time.monotonic()))
+
+
 def drive(task: Generator[Any, None, T]) -> T:
     """Run a task to its end, blocking at every fence it yields; returns what it returns."""
     try:
         while True:
-            fence = next(task)
+            fence = next(task)  # a Fence, a Delay or None
             if fence is not None:
                 fence.wait()
     except StopIteration as stop:

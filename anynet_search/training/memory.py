@@ -17,12 +17,14 @@ trial failure, `ModelTooLarge`); a space whose smallest config cannot fit is ref
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 
 from anynet_search.errors import InputError
 from anynet_search.models.complexity import Complexity, complexity, largest_activation
 from anynet_search.models.config import AnyNetConfig
 from anynet_search.spaces import DesignSpace
+from anynet_search.training.fences import Delay
 from anynet_search.training.interface import TrainConfig, TrialFailure
 
 FP32_BYTES = 4
@@ -79,7 +81,10 @@ def free_memory(device: str) -> int | None:
 
         if not torch.cuda.is_available():
             return None
-        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        dev = torch.device(device)
+        # what this process's allocator caches but does not use is free for its next trial too
+        cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+        return int(torch.cuda.mem_get_info(dev)[0]) + cached
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -90,9 +95,11 @@ def free_memory(device: str) -> int | None:
     return None
 
 
-def too_large_reason(estimate: MemoryEstimate, cx: Complexity, batch_size: int, device: str) -> str | None:
-    """Why a network with this estimate cannot be trained on `device` now, or None if it fits (or is unknown)."""
-    free = free_memory(device)
+def too_large_reason(estimate: MemoryEstimate, cx: Complexity, batch_size: int, device: str,
+                     free: int | None = None) -> str | None:
+    """Why a network with this estimate cannot be trained on `device` (with `free` bytes, measured now when not
+    given), or None if it fits (or the free memory is unknown)."""
+    free = free_memory(device) if free is None else free
     if free is None or estimate.total <= free:
         return None
     return (f"needs about {human_bytes(estimate.total)} to train at batch {batch_size} ({cx.params:,} params, "
@@ -121,3 +128,60 @@ def check_fits(cfg: AnyNetConfig, resolution: int, train: TrainConfig, device: s
                               device)
     if reason is not None:
         raise ModelTooLarge(f"model too large: {reason}; refused before building it")
+
+
+HEADROOM = 0.9  # of the memory free when a device's trials were admitted: what several in flight may plan to use
+
+
+class DeviceLedger:
+    """The memory of one device shared by the trials a process keeps in flight on it.
+
+    A trial is admitted when its estimate fits beside the estimates of the trials already in flight (within
+    HEADROOM of the memory measured free when the device had none in flight), so k trials that fit together
+    are trained together and a larger one waits for room. One that would not fit even alone is a recorded
+    failure (`ModelTooLarge`), measured as `check_fits` measures it.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.free: int | None = None
+        self.committed = 0
+        self.active = 0
+
+    def fits_now(self, estimate: int) -> bool:
+        """Whether `estimate` bytes may start beside the trials in flight."""
+        return self.active == 0 or self.free is None or self.committed + estimate <= HEADROOM * self.free
+
+    def admit(self, cfg: AnyNetConfig, resolution: int, train: TrainConfig) -> Generator[Delay, None, int]:
+        """A task step: wait (yield delays) until `cfg` fits beside the trials in flight, then count it in; returns
+        its estimate in bytes, to be given back to `release`. ModelTooLarge if it would not fit even alone."""
+        estimate = config_memory(cfg, resolution, train)
+        if self.active == 0:
+            self.free = free_memory(self.device)
+            reason = too_large_reason(estimate, complexity(cfg, resolution), train.batch_size, self.device, self.free)
+            if reason is not None:
+                raise ModelTooLarge(f"model too large: {reason}; refused before building it")
+        elif self.free is not None and estimate.total > self.free:
+            reason = too_large_reason(estimate, complexity(cfg, resolution), train.batch_size, self.device, self.free)
+            raise ModelTooLarge(f"model too large: {reason}; refused before building it")
+        while not self.fits_now(estimate.total):
+            yield Delay(ADMIT_POLL_SECONDS)
+        self.committed += estimate.total
+        self.active += 1
+        return estimate.total
+
+    def release(self, estimate: int) -> None:
+        """A trial admitted with `estimate` bytes has ended."""
+        self.committed -= estimate
+        self.active -= 1
+
+
+ADMIT_POLL_SECONDS = 0.05
+_LEDGERS: dict[str, DeviceLedger] = {}
+
+
+def ledger_for(device: str) -> DeviceLedger:
+    """This process's ledger of `device`."""
+    if device not in _LEDGERS:
+        _LEDGERS[device] = DeviceLedger(device)
+    return _LEDGERS[device]
