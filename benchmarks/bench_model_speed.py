@@ -5,8 +5,8 @@ For each RegNet (d, w0, wa, wm, g, b, se) it builds our model from `regnet(...)`
 widths and parameter count, and times full training steps (forward, label-smoothed cross entropy,
 backward, SGD with Nesterov momentum and weight decay: the trainer's step) on random data:
 
-- CPU, fp32: our model in channels-last (what `anynet_search.training.train` uses) and NCHW; torchvision in NCHW
-  (its default) and channels-last;
+- CPU, fp32: our model in channels-last (what `anynet_search.training.train` uses) and NCHW; torchvision in
+  NCHW (its default) and channels-last;
 - CUDA (only when `torch.cuda.is_available()`): bf16 autocast + channels-last for both.
 
 Variants are timed round-robin (every variant once per round, `--rounds` rounds, order rotated each round);

@@ -1,4 +1,5 @@
-"""Training memory per counted act: calibrates and checks `anynet_search.training.memory` (the too-large-model check).
+"""Training memory per counted act: calibrates and checks `anynet_search.training.memory` (the too-large-model
+check).
 
 Part 1 (exact, no timing noise): for configs sampled from several bundled spaces plus hand-picked ones
 (published RegNets, res stem, basic/vanilla blocks, SE), one forward pass in train mode, channels-last,

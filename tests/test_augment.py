@@ -1,4 +1,4 @@
-"""Tests for anynet_search.training.augment: random zero-padded crops and flips, checked against a slow reference."""
+"""Tests for anynet_search.training.augment: random zero-padded crops and flips, against a slow reference."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests for anynet_search.training.data: specs, splits, normalization, CIFAR pickles (safely) and image folders."""
+"""Tests for anynet_search.training.data: specs, splits, normalization, CIFAR pickles (safely) and image
+folders."""
 
 from __future__ import annotations
 

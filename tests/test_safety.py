@@ -122,7 +122,8 @@ def test_a_config_too_large_for_the_device_is_refused_before_it_is_built(monkeyp
 
 def test_a_too_large_trial_is_a_recorded_failure_and_never_built(tmp_path, monkeypatch):
     study, *_ = prepare_study(RunOptions(trials=2, out=str(tmp_path), dataset="synthetic:64", study="tight"))
-    monkeypatch.setattr("anynet_search.training.memory.free_memory", lambda device: 1024)  # a device with 1 KiB free
+    # a device with 1 KiB free
+    monkeypatch.setattr("anynet_search.training.memory.free_memory", lambda device: 1024)
     monkeypatch.setattr(objective_module, "build_model", lambda cfg: pytest.fail("built a model that cannot fit"))
     Worker(study).run(max_trials=1)
     failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))

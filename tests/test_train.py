@@ -1,4 +1,5 @@
-"""Tests for anynet_search.training.train: learning, determinism, schedule, param groups, failures, callbacks."""
+"""Tests for anynet_search.training.train: learning, determinism, schedule, param groups, failures,
+callbacks."""
 
 from __future__ import annotations
 

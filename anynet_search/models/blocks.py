@@ -1,7 +1,7 @@
 """The network's building blocks as `nn.Module`s: stems, X / residual-basic / vanilla blocks, SE and head.
 
-Each module follows the layer conventions of the AnyNet / RegNet papers (as pycls builds them);
-`anynet_search.models.counts` holds the matching analytic counts and `anynet_search.models.registry` pairs the two.
+Each module follows the layer conventions of the AnyNet / RegNet papers (as pycls builds them); `counts`
+holds the matching analytic counts and `registry` pairs the two.
 """
 
 from __future__ import annotations

@@ -2,9 +2,8 @@
 
 The arithmetic is written once over numpy arrays so the same code counts one config (`complexity`) or
 a whole batch of candidate configs at once (`complexity_arrays`, used by the design-space sampler).
-Conventions follow pycls (see `anynet_search.models.counts`, which counts each layer and block type; the stem and
-block counters are looked up in `anynet_search.models.registry`); acts include the res stem's max-pool output, as
-pycls counts it, so the published ResNet/ResNeXt numbers are reproduced too.
+Conventions follow pycls (see `counts`, which counts each layer and block type; the stem and block
+counters are looked up in `registry`); acts include the res stem's max-pool output, as pycls counts it, so the published ResNet/ResNeXt numbers are reproduced too.
 """
 
 from __future__ import annotations

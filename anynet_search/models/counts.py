@@ -2,8 +2,8 @@
 
 Conventions follow pycls: a conv of kernel k giving an h_out x h_out output costs
 k*k*c_in*c_out*h_out^2/groups multiply-adds plus one add per output element for a bias; BN has 2 params per
-channel; acts are the output elements of every conv and FC. Each block counter mirrors its `nn.Module` in `anynet_search.models.blocks`, and the
-registry (`anynet_search.models.registry`) pairs them; tests check every pair against what torch counts.
+channel; acts are the output elements of every conv and FC. Each block counter mirrors its `nn.Module` in
+`blocks`, and the registry (`registry`) pairs them; tests check every pair against what torch counts.
 """
 
 from __future__ import annotations

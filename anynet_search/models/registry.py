@@ -108,13 +108,15 @@ BLOCKS: dict[str, BlockType] = {
                    pycls="res_bottleneck_block"),
     "res_basic": BlockType("anynet_search.models.blocks:ResBasicBlock", res_basic_block_counts,
                            pycls="res_basic_block"),
-    "vanilla": BlockType("anynet_search.models.blocks:VanillaBlock", vanilla_block_counts, pycls="vanilla_block"),
+    "vanilla": BlockType("anynet_search.models.blocks:VanillaBlock", vanilla_block_counts,
+                         pycls="vanilla_block"),
 }
 
 STEMS: dict[str, StemType] = {
     "simple": StemType("anynet_search.models.blocks:SimpleStem", kernel=3, stride=2, pycls="simple_stem_in"),
     "cifar": StemType("anynet_search.models.blocks:CifarStem", kernel=3, stride=1, pycls="res_stem_cifar"),
-    "res": StemType("anynet_search.models.blocks:ResStem", kernel=7, stride=2, pool_stride=2, pycls="res_stem_in"),
+    "res": StemType("anynet_search.models.blocks:ResStem", kernel=7, stride=2, pool_stride=2,
+                    pycls="res_stem_in"),
 }
 
 

@@ -144,11 +144,13 @@ def analyze_runs(
     for rep in reports:
         if rep.derived is None:
             continue
-        name = "derived_space.yaml" if not derived_paths else f"derived_space_{safe_file_name(rep.label)}.yaml"
+        slug = safe_file_name(rep.label)
+        name = "derived_space.yaml" if not derived_paths else f"derived_space_{slug}.yaml"
         rep.derived_path = _write_space(rep, out / name)
         derived_paths.append(rep.derived_path)
     for run, rep in zip(loaded, reports):
-        rep.exports, rep.exports_note = _export_best(run, top, out / "best_configs" / safe_file_name(rep.label))
+        folder = out / "best_configs" / safe_file_name(rep.label)
+        rep.exports, rep.exports_note = _export_best(run, top, folder)
 
     summary = ReportSummary(
         out_dir=out,

@@ -2,8 +2,8 @@
 
 Vectorized rejection sampling: candidates are drawn from the unconstrained distribution in large numpy
 batches, resolved into per-stage arrays by the design rules (`anynet_search.models.rules`), judged by the
-space's masks (`DesignSpace._candidates`, passed in as `candidates`: its constraints and complexity band) and the survivors kept
-in draw order. Keeping exactly the survivors is the unconstrained law conditioned on the constraints.
+space's masks (`DesignSpace._candidates`, passed in as `candidates`: its constraints and complexity band)
+and the survivors kept in draw order. Keeping exactly the survivors is the unconstrained law conditioned on the constraints.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Image folders: one sub-folder of images per class, read with Pillow (center crop to square, then resize)."""
+"""Image folders: one sub-folder of images per class, read with Pillow (center crop to square, resize)."""
 
 from __future__ import annotations
 

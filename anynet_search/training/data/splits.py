@@ -1,5 +1,5 @@
 """What every loader ends with: the held-out splits, normalization with the train split's statistics, and
-the `DataSplits` that carries them (plus `DatasetError`, the one error a data set spec, path or file gives)."""
+the `DataSplits` that carries them; plus `DatasetError`, the one error a data set spec, path or file gives."""
 
 from __future__ import annotations
 
