@@ -9,12 +9,12 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from test_study import assert_exactly_n, run_with_fault_objective
 
 from anynet_search.study import RunOptions, run_study
 from anynet_search.study.capacity import MAX_WORKERS_PER_GPU, cores, plan_workers
 from anynet_search.study.storage import open_storage
 from anynet_search.training.interface import TrainConfig
-from test_study import assert_exactly_n, run_with_fault_objective
 
 TESTS = str(Path(__file__).parent)
 
