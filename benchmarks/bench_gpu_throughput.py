@@ -6,7 +6,8 @@ measured in the same call, and their ratio.
    fused SGD) captured in one CUDA graph with bf16 autocast and channels-last, on random inputs already on
    the GPU (no data gather, no augmentation, no validation). Their replays are issued round robin on 1 and
    on `--streams` CUDA streams of one process for `--bare-seconds` each; training images per second summed
-   over the networks convert to ten-epoch train-only evaluations per hour (45,000 x 10 images each).
+   over the networks convert to ten-epoch train-only evaluations per hour (training images x epochs each:
+   45,000 x 10 for the default data set).
 2. The study: a real `run_study` (the path `anynet-search run --devices cuda --space anynet_xa_cifar` takes,
    with its defaults: one worker process per GPU, CUDA graphs, trials in flight) on an in-memory synthetic
    CIFAR-shaped set (`synthetic:62500`: 45,000 training, 5,000 validation and 12,500 test images). A monitor
@@ -49,8 +50,6 @@ from anynet_search.study.plan import planned_sample  # noqa: E402
 from anynet_search.study.progress import ProgressView  # noqa: E402
 from anynet_search.study.storage import open_storage  # noqa: E402
 from anynet_search.training.train import param_groups  # noqa: E402
-
-TRAIN_IMAGES = 45_000
 
 
 class GpuSampler(threading.Thread):
@@ -276,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(rows, indent=1))
 
     resolution = load_space(args.space).resolution
+    from anynet_search.training.data import load_dataset
+
+    train_images = int(load_dataset(f"synthetic:{args.images}", resolution, seed=args.seed).train_x.shape[0])
     if not args.skip_bare:
         t0 = time.perf_counter()
         steps = [graphed_step(cfg, args.batch_size, resolution, args.device)
@@ -284,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sorted({1, args.streams}):
             ips = bare_loop(steps, n, args.bare_seconds, args.batch_size, args.device)
             emit({"what": f"bare loop, {n} stream(s)", "img/s": ips,
-                  "steady evals/h": ips / (TRAIN_IMAGES * args.epochs) * 3600})
+                  "steady evals/h": ips / (train_images * args.epochs) * 3600})
         del steps
         if cuda:
             torch.cuda.empty_cache()

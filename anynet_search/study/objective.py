@@ -28,7 +28,12 @@ from anynet_search.training.train import seed_everything, train_task
 
 @lru_cache(maxsize=2)
 def _dataset(spec: str, resolution: int, seed: int, device: str) -> DataSplits:
-    return load_dataset(spec, resolution, seed=seed).to(device)
+    data = load_dataset(spec, resolution, seed=seed).to(device)
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)  # uploaded on one trial's stream, read from every stream from now on
+    return data
 
 
 def dataset_for(settings: StudySettings, resolution: int, device: str) -> DataSplits:
