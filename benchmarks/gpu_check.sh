@@ -14,7 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check-out}
 mkdir -p "$OUT"
-SECTIONS=${*:-env tests throughput eager}
+SECTIONS=${*:-env throughput tests eager}
 summary=()
 PY=${PYTHON:-python3}
 
@@ -65,10 +65,10 @@ import torch, optuna, anynet_search
 print('torch', torch.__version__, 'cuda', torch.version.cuda, 'device', torch.cuda.get_device_name(0),
       'bf16', torch.cuda.is_bf16_supported(), 'optuna', optuna.__version__)
 EOF" ;;
-    tests) section tests 150 "$PY" -m pytest -m cuda tests/test_cuda.py -p no:cacheprovider -q -rs -x --durations=10 ;;
-    throughput) section throughput 230 "$PY" benchmarks/bench_gpu_throughput.py --in-flight 8 --bare-seconds 10 \
+    tests) section tests 170 "$PY" -m pytest -m cuda tests/test_cuda.py -p no:cacheprovider -q -rs --durations=10 ;;
+    throughput) section throughput 240 "$PY" benchmarks/bench_gpu_throughput.py --in-flight 8 --bare-seconds 10 \
                   --study-seconds 140 --json "$OUT/throughput.json" ;;
-    eager) section eager 140 eager_check ;;
+    eager) section eager 130 eager_check ;;
     *) echo "unknown section $s (env tests throughput eager)"; exit 2 ;;
   esac
 done

@@ -161,7 +161,8 @@ def test_a_killed_gpu_worker_is_requeued(tmp_path):
 
     def worker():
         return subprocess.Popen([sys.executable, "-m", "anynet_search", "worker", "--study", study.study_name,
-                                 "--storage", url, "--device", "cuda:0", "--threads", "1"], env=env,
+                                 "--storage", url, "--device", "cuda:0", "--threads", "1", "--in-flight", "1"],
+                                env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     victim = worker()
