@@ -122,7 +122,11 @@ def graphed_step(cfg, batch: int, resolution: int, device: str):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         step()
-    return graph.replay
+
+    def replay(keep=(model, opt, x, y, graph)) -> None:  # the graph reads these tensors: keep them alive
+        graph.replay()
+
+    return replay
 
 
 def bare_loop(steps, n_streams: int, seconds: float, batch: int, device: str) -> float:

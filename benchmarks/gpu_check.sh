@@ -68,7 +68,7 @@ EOF" ;;
     tests) section tests 170 "$PY" -m pytest -m cuda tests/test_cuda.py -p no:cacheprovider -q -rs --durations=10 ;;
     throughput) section throughput 240 "$PY" benchmarks/bench_gpu_throughput.py --in-flight 8 --bare-seconds 10 \
                   --study-seconds 140 --json "$OUT/throughput.json" ;;
-    eager) section eager 130 eager_check ;;
+    eager) export -f eager_check; export PY; section eager 130 bash -c eager_check ;;
     *) echo "unknown section $s (env tests throughput eager)"; exit 2 ;;
   esac
 done

@@ -211,7 +211,8 @@ def _alone(seed, data, **kw):
     return result, [p.detach().cpu() for p in model.parameters()]
 
 
-def _in_flight(data, seeds, **per_seed):
+def _in_flight(data, seeds, per_seed=None):
+    per_seed = per_seed or {}
     engine = InFlight("cuda:0", len(seeds))
     models = {}
     for seed in seeds:
@@ -235,7 +236,7 @@ def test_trials_in_flight_on_streams_give_what_one_at_a_time_gives(data, determi
 
 def test_a_diverging_trial_among_those_in_flight_leaves_the_others_intact(data, deterministic):
     alone = {seed: _alone(seed, data) for seed in (1, 3)}
-    ended, weights = _in_flight(data, (1, 2, 3), **{2: {"lr": 1e6}})
+    ended, weights = _in_flight(data, (1, 2, 3), {2: {"lr": 1e6}})
     assert isinstance(ended[2].error, DivergedError)
     for seed in (1, 3):
         assert ended[seed].value.history == alone[seed][0].history
