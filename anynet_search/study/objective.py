@@ -7,7 +7,7 @@ device; other objectives (`--objective module:function`) may be plain functions 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from functools import lru_cache
 from typing import Any
 
@@ -17,10 +17,11 @@ from anynet_search.models.complexity import complexity
 from anynet_search.models.config import AnyNetConfig
 from anynet_search.models.model import build_model
 from anynet_search.models.regnet import fit_regnet
+from anynet_search.study import bookkeeping
 from anynet_search.study.interrupts import shielded
 from anynet_search.study.plan import EDF_SAMPLERS, StudySettings
 from anynet_search.training.data import DataSplits, load_dataset
-from anynet_search.training.fences import Delay, Fence
+from anynet_search.training.fences import Delay, Fence, Pending
 from anynet_search.training.interface import TrainResult
 from anynet_search.training.memory import ledger_for
 from anynet_search.training.train import seed_everything, train_task
@@ -56,7 +57,7 @@ def record_result(trial: optuna.Trial, result: TrainResult, wall_seconds: float)
 
 
 def run_trial(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, resolution: int,
-              device: str) -> Generator[Fence | Delay | None, None, float]:
+              device: str) -> Generator[Fence | Delay | Pending | None, None, float]:
     """Train `cfg` for the trial as a task (`training.fences`: the worker keeps several in flight) and return its
     validation error (percent); TrialFailure on recorded failures.
 
@@ -65,15 +66,20 @@ def run_trial(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, r
     """
     data = dataset_for(settings, resolution, device)
     seed = settings.seed + int(trial.user_attrs.get("slot", trial.number))
-    with shielded():
-        trial.set_user_attr("train_seed", seed)
+    yield from bookkeeping.call(lambda: _shielded(trial.set_user_attr, "train_seed", seed))
     edf_study = settings.sampler in EDF_SAMPLERS
 
-    def report(epoch: int, val_error: float) -> None:
-        with shielded():
-            trial.report(val_error, epoch)
+    def report_now(epoch: int, val_error: float) -> None:
+        _shielded(trial.report, val_error, epoch)
         if not edf_study and trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch} with validation error {val_error:.2f}%")
+
+    def report(epoch: int, val_error: float) -> Pending | None:
+        thread = bookkeeping.current()  # on the storage thread; the trainer waits for it only where it must
+        if thread is None:
+            report_now(epoch, val_error)
+            return None
+        return thread.submit(lambda: report_now(epoch, val_error))
 
     train_cfg = settings.train_config()
     ledger = ledger_for(device)
@@ -87,5 +93,11 @@ def run_trial(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, r
         del model
     finally:
         ledger.release(admitted)
-    record_result(trial, result, wall_seconds=time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    yield from bookkeeping.call(lambda: record_result(trial, result, wall_seconds=wall))
     return result.val_error
+
+
+def _shielded(fn: Callable[..., Any], *args: Any) -> Any:
+    with shielded():
+        return fn(*args)

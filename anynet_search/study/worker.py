@@ -21,6 +21,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from optuna.trial import TrialState
 
 from anynet_search._compat import moved_names
 from anynet_search.spaces import DesignSpace, InfeasibleConfig
+from anynet_search.study import bookkeeping
 from anynet_search.study.interrupts import STATE, interruptible
 from anynet_search.study.objective import config_record, run_trial
 from anynet_search.study.optuna_adapter import Outcome, storage_of, trial_index
@@ -225,6 +227,9 @@ class Worker(Reaping):
         which the process must be replaced."""
         engine = self.engine = InFlight(self.device, self.in_flight)
         started, next_reap, idle = 0, 0.0, 0
+        storage_thread = bookkeeping.StorageThread()
+        bookkeeping.install(storage_thread)
+        gc.freeze()  # what was imported and loaded so far lives as long as the worker: no collection walks it
         try:
             while True:
                 if STATE.stop_requested:
@@ -258,18 +263,20 @@ class Worker(Reaping):
                     time.sleep(min(self.poll_seconds * 2 ** min(idle - 1, 3), MAX_IDLE_POLL))
                     continue
                 idle = 0
-                for ended in engine.run_round(halt=lambda: self.device_lost is not None):
+                for ended in engine.run_round():
                     if ended.error is not None:  # the ticket task handles every failure; this is a bug
                         raise ended.error
                     if ended.value is not None:
                         self.check_failing(ended.value)
-                    if self.device_lost is not None:
-                        self._close_all(engine, BESIDE_DEVICE_ERROR, solo=True)
-                        raise DeviceLost(f"{self.device_lost} (recorded on trial {ended.key}); a CUDA error like "
-                                         "this one leaves the process unusable")
+                if self.device_lost is not None:
+                    self._close_all(engine, BESIDE_DEVICE_ERROR, solo=True)
+                    raise DeviceLost(f"{self.device_lost}; a CUDA error like this one leaves the process unusable")
         except BaseException:
             self._close_all(engine, INTERRUPTED, solo=False)
             raise
+        finally:
+            bookkeeping.install(None)
+            storage_thread.close()
         return self.summary
 
     def _start(self, engine: InFlight, trial_id: int) -> None:
@@ -280,7 +287,11 @@ class Worker(Reaping):
         engine.start(trial_id, self._ticket_task(trial_id, solo))
 
     def _close_all(self, engine: InFlight, reason: str, solo: bool) -> None:
-        """End every task in flight; each records its trial failed and re-enqueues its config (`reason`)."""
+        """End every task in flight; each records its trial failed and re-enqueues its config (`reason`), once the
+        storage calls already handed over have run (a trial they finished is not finished twice)."""
+        thread = bookkeeping.current()
+        if thread is not None:
+            thread.flush()
         self._abort = (reason, solo)
         engine.close_all()
 
@@ -307,15 +318,18 @@ class Worker(Reaping):
         or was infeasible (what the failure streaks look at), else None. Closed mid-trial (a stop request, a
         device error beside it), it records the trial failed and puts its config back in the queue."""
         trial = optuna.Trial(self.study, trial_id)
-        # the claim set datetime_start, which stands in for the first heartbeat
-        self.storage.set_trial_system_attr(trial_id, "host", self.host)
-        self.storage.set_trial_system_attr(trial_id, "pid", os.getpid())
-        self.storage.set_trial_system_attr(trial_id, "worker", self.worker_id)
-        if self.supervisor is not None:
-            self.storage.set_trial_system_attr(trial_id, "supervisor", self.supervisor)
+
+        def owner() -> None:  # the claim set datetime_start, which stands in for the first heartbeat
+            self.storage.set_trial_system_attr(trial_id, "host", self.host)
+            self.storage.set_trial_system_attr(trial_id, "pid", os.getpid())
+            self.storage.set_trial_system_attr(trial_id, "worker", self.worker_id)
+            if self.supervisor is not None:
+                self.storage.set_trial_system_attr(trial_id, "supervisor", self.supervisor)
+
         heartbeat = Heartbeat(self.storage, trial_id)
-        heartbeat.start()
         try:
+            yield from bookkeeping.call(owner)
+            heartbeat.start()
             state = yield from self._run(trial, solo)
             release_memory()
         except (GeneratorExit, KeyboardInterrupt) as exc:
@@ -327,70 +341,84 @@ class Worker(Reaping):
         finally:
             heartbeat.stop()
             self._solo.discard(trial_id)
-        return self.storage.get_trial(trial_id) if state in (TrialState.FAIL, "infeasible") else None
+        if state not in (TrialState.FAIL, "infeasible"):
+            return None
+        return (yield from bookkeeping.call(lambda: self.storage.get_trial(trial_id)))
 
     def _others_in_flight(self) -> int:
         return self.engine.busy - 1 if self.engine is not None else 0
 
     def _run(self, trial: optuna.Trial, solo: bool) -> Generator[Any, None, TrialState | str | None]:
-        """Suggest, record, train and tell; the state told ('infeasible' for an infeasible suggestion)."""
+        """Suggest, record, train and tell; the state told ('infeasible' for an infeasible suggestion). Storage
+        calls go through `bookkeeping` (the storage thread of a running worker)."""
         try:
-            cfg = self.space.suggest(trial)
+            cfg = yield from bookkeeping.call(lambda: self.space.suggest(trial))
         except InfeasibleConfig as exc:
-            # never trained; told back as the worst error and a violated constraint so the sampler learns
-            trial.set_user_attr("infeasible", str(exc))
-            if self.settings.sampler != "cmaes":  # CMA-ES has no constraint support: the penalty value teaches it
-                trial.set_constraint("space", 1.0)
-            self.summary.infeasible += 1
-            if self._finish(trial, TrialState.COMPLETE, value=INFEASIBLE_VALUE):
-                self._replace(trial, same_config=False)
-                return "infeasible"
-            return None
+            return (yield from bookkeeping.call(partial(self._infeasible, trial, exc)))
         s = self.settings
-        if s.sampler not in EDF_SAMPLERS and s.sampler != "cmaes":
-            trial.set_constraint("space", 0.0)
-        trial.set_user_attr("space", self.space.name)
-        trial.set_user_attr("space_hash", self.space.hash)
-        trial.set_user_attr("sampler", s.sampler)
-        trial.set_user_attr("dataset", s.dataset)
-        trial.set_user_attr("device", self.device)
-        trial.set_user_attr("worker", self.worker_id)
-        trial.set_user_attr("train_config", s.train)
-        for key, value in config_record(cfg, self.space.resolution).items():
-            trial.set_user_attr(key, value)
+        record = {"space": self.space.name, "space_hash": self.space.hash, "sampler": s.sampler,
+                  "dataset": s.dataset, "device": self.device, "worker": self.worker_id, "train_config": s.train,
+                  **config_record(cfg, self.space.resolution)}
+
+        def write_record() -> None:
+            if s.sampler not in EDF_SAMPLERS and s.sampler != "cmaes":
+                trial.set_constraint("space", 0.0)
+            for key, value in record.items():
+                trial.set_user_attr(key, value)
+
+        yield from bookkeeping.call(write_record)
         while solo and self._others_in_flight():  # a solo trial waits until the others in flight have ended
             yield Delay(SOLO_POLL_SECONDS)
-        trial.set_user_attr("in_flight", self._others_in_flight() + 1)
+        in_flight = self._others_in_flight() + 1
+        yield from bookkeeping.call(lambda: trial.set_user_attr("in_flight", in_flight))
         try:
             with interruptible():  # a plain objective is interrupted inside; a task between its steps
                 value = self.objective(trial, cfg, s, self.space.resolution, self.device)
             if inspect.isgenerator(value):
                 value = yield from value
         except optuna.TrialPruned as exc:
-            self._finish(trial, TrialState.PRUNED, reason=f"pruned: {exc}" if str(exc) else "pruned")
+            reason = f"pruned: {exc}" if str(exc) else "pruned"
+            yield from bookkeeping.call(lambda: self._finish(trial, TrialState.PRUNED, reason=reason))
             return TrialState.PRUNED
         except TrialFailure as exc:
             if isinstance(exc, OutOfMemoryError) and self._others_in_flight():
                 # it may fit alone: again, with the device to itself, and not counted as a failure
-                return self._requeue(trial, f"out of memory beside {self._others_in_flight()} trials in flight", exc)
+                why = f"out of memory beside {self._others_in_flight()} trials in flight"
+                return (yield from bookkeeping.call(partial(self._requeue, trial, why, exc)))
             self.summary.failed += 1
-            return TrialState.FAIL if self._finish(trial, TrialState.FAIL, reason=str(exc)) else None
+            done = yield from bookkeeping.call(partial(self._finish, trial, TrialState.FAIL, reason=str(exc)))
+            return TrialState.FAIL if done else None
         except Exception as exc:  # noqa: BLE001 - one trial's crash must never end the study
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            with contextlib.suppress(Exception):  # where it was raised: what a GPU crash report needs
-                trial.set_user_attr("failure_where", raised_at(exc))
-            if poisons_device(exc):
-                # every later trial in this process would fail at once and be recorded against a healthy config
-                self.device_lost = f"{type(exc).__name__}: {first}"
-                if self._others_in_flight():  # which trial's kernel caused it is unknown: all go back, to run alone
-                    return self._requeue(trial, BESIDE_DEVICE_ERROR, exc)
-            self.summary.failed += 1
-            return TrialState.FAIL if self._finish(trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {first}") \
-                else None
-        if self._finish(trial, TrialState.COMPLETE, value=value):
+            return (yield from bookkeeping.call(partial(self._crashed, trial, exc)))
+        if (yield from bookkeeping.call(lambda: self._finish(trial, TrialState.COMPLETE, value=value))):
             self.summary.completed += 1
             return TrialState.COMPLETE
         return None
+
+    def _infeasible(self, trial: optuna.Trial, exc: InfeasibleConfig) -> str | None:
+        """Tell an infeasible suggestion back as the worst error and a violated constraint (never trained)."""
+        trial.set_user_attr("infeasible", str(exc))
+        if self.settings.sampler != "cmaes":  # CMA-ES has no constraint support: the penalty value teaches it
+            trial.set_constraint("space", 1.0)
+        self.summary.infeasible += 1
+        if self._finish(trial, TrialState.COMPLETE, value=INFEASIBLE_VALUE):
+            self._replace(trial, same_config=False)
+            return "infeasible"
+        return None
+
+    def _crashed(self, trial: optuna.Trial, exc: Exception) -> TrialState | None:
+        """Record an unexpected exception of the objective; a sticky CUDA error also marks the device lost."""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        with contextlib.suppress(Exception):  # where it was raised: what a GPU crash report needs
+            trial.set_user_attr("failure_where", raised_at(exc))
+        if poisons_device(exc):
+            # every later trial in this process would fail at once and be recorded against a healthy config
+            self.device_lost = f"{type(exc).__name__}: {first}"
+            if self._others_in_flight():  # which trial's kernel caused it is unknown: all go back, to run alone
+                return self._requeue(trial, BESIDE_DEVICE_ERROR, exc)
+        self.summary.failed += 1
+        return TrialState.FAIL if self._finish(trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {first}") \
+            else None
 
     def _requeue(self, trial: optuna.Trial, why: str, exc: BaseException) -> TrialState | None:
         """Record the trial failed without blame and enqueue its config again, to be trained alone."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,15 +105,11 @@ class InFlight:
                 torch.cuda.set_stream(torch.cuda.default_stream(self.device))
         return None
 
-    def run_round(self, halt: Callable[[], bool] | None = None) -> list[Finished]:
-        """Resume each task that can move once; returns the tasks that ended. Sleeps briefly if none could move.
-        `halt` is asked after each resume: when it says True the round ends there (the process's device is lost,
-        say, and no other task may run into the error)."""
+    def run_round(self) -> list[Finished]:
+        """Resume each task that can move once; returns the tasks that ended. Sleeps briefly if none could move."""
         ended: list[Finished] = []
         moved = False
         for i, run in enumerate(self.running):
-            if halt is not None and halt():
-                break
             if run is None or (run.waiting is not None and not run.waiting.done()):
                 continue
             moved = True

@@ -9,6 +9,7 @@ work runs when it is queued, so a fence is done as soon as it exists.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Generator
 from typing import Any, TypeVar
@@ -67,11 +68,43 @@ class Delay:
         time.sleep(max(0.0, self.until - time.monotonic()))
 
 
+class Pending:
+    """The result of a call made on another thread (a storage write); `done()` polls, `result()` waits and returns it
+    or raises what the call raised."""
+
+    __slots__ = ("_event", "_value", "_error")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def settle(self, value: Any = None, error: BaseException | None = None) -> None:
+        """Record the call's outcome and wake whoever waits."""
+        self._value, self._error = value, error
+        self._event.set()
+
+    def done(self) -> bool:
+        """Whether the call has ended."""
+        return self._event.is_set()
+
+    def wait(self) -> None:
+        """Block until the call has ended."""
+        self._event.wait()
+
+    def result(self) -> Any:
+        """What the call returned (blocking until it ended); raises what it raised."""
+        self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def drive(task: Generator[Any, None, T]) -> T:
     """Run a task to its end, blocking at every fence it yields; returns what it returns."""
     try:
         while True:
-            fence = next(task)  # a Fence, a Delay or None
+            fence = next(task)  # a Fence, a Delay, a Pending or None
             if fence is not None:
                 fence.wait()
     except StopIteration as stop:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from anynet_search.training.fences import Fence, drive
+from anynet_search.training.fences import Fence, Pending, drive
 from anynet_search.training.interface import (
     DivergedError,
     OutOfMemoryError,
@@ -133,7 +133,7 @@ DIVERGENCE_CHECK_EVERY = 10
 MAX_AHEAD = 3
 """Finite-loss checks a task may have queued and not yet read: how far its queued work runs ahead of the host."""
 
-Report = Callable[[int, float], None]
+Report = Callable[[int, float], "Pending | None"]
 
 
 @dataclass
@@ -231,7 +231,8 @@ def train_task(model: nn.Module, data: DataSplits, cfg: TrainConfig, device: str
 
     Runs on the current CUDA stream (a non-default one when `cfg.cuda_graphs`). The caller seeds and builds
     the model; `seed` drives the epoch draws. After each epoch `report(epoch, val_error)` is called with
-    epoch = 1..cfg.epochs; whatever it raises (e.g. `optuna.TrialPruned`) propagates. `reset_peak` resets
+    epoch = 1..cfg.epochs; whatever it raises (e.g. `optuna.TrialPruned`) propagates, and a `Pending` it
+    returns (the report made on another thread) is waited for and its exception raised here. `reset_peak` resets
     the device's peak-memory counter first (leave it off while other trials share the device).
     """
     dev = resolve_device(device)
@@ -350,7 +351,10 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
         history.append(val_error)
         if report is not None:
             progress.stage = "report"
-            report(epoch, val_error)
+            pending = report(epoch, val_error)
+            if pending is not None:  # made on another thread (a study's storage): wait without blocking others
+                yield pending
+                pending.result()
 
     progress.stage = "test"
     before_test = Fence(dev, timing=True)
