@@ -123,3 +123,17 @@ def test_log_flops_adjustment_removes_where_models_sit_inside_a_bin():
     assert slope == pytest.approx(-3.0, abs=0.75)  # its standard error here is about 0.3
     with pytest.raises(ValueError, match="give strata too"):
         compare_edfs(ea, eb, complexity_a=fa, complexity_b=fb)
+
+
+def test_report_comparisons_adjust_for_log_flops_within_bins():
+    """compare_studies (the report's study-vs-study table) uses the adjusted stratified test when it can."""
+    import pandas as pd
+
+    from anynet_search.analysis.studies import compare_studies
+
+    rng = np.random.default_rng(6)
+    frames = {k: pd.DataFrame({"error": rng.normal(10, 1, 60), "flops": 10 ** rng.uniform(8, 9, 60)}) for k in "ab"}
+    strata = {k: complexity_bins(f["flops"].to_numpy(), 3, (1e8, 1e9))[0] for k, f in frames.items()}
+    table = compare_studies(frames, strata)
+    assert table["method"].tolist() == ["stratified-permutation, log-complexity adjusted"]
+    assert compare_studies(frames, {})["method"].tolist() == ["ks_2samp"]
