@@ -65,13 +65,19 @@ def write_data(runs: Mapping[str, Path], csv: Path) -> tuple[Path, Path]:
     table = pd.concat(frames, ignore_index=True).sort_values(["space", "trial"], kind="stable")
     table = table.dropna(axis=1, how="all")
     csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv, index=False, float_format="%.6g", lineterminator="\n")
+    table = table.round({"fit_error": 6, "train_seconds": 3})
+    for col in table.columns:  # whole numbers stay whole where other spaces leave a column empty
+        values = table[col]
+        if values.dtype.kind == "f" and np.allclose(values.dropna() % 1, 0):
+            table[col] = values.astype("Int64")
+    table.to_csv(csv, index=False, lineterminator="\n")  # errors at full precision (they tie exactly)
     space = settings.design_space()
     data = load_dataset(settings.dataset, space.resolution, seed=settings.seed)
     train = settings.train_config()
     meta = {
         "dataset": settings.dataset, "seed": settings.seed, "sampler": settings.sampler, "epochs": train.epochs,
-        "resolution": space.resolution, "validation_images": int(data.val_y.numel()),
+        "resolution": space.resolution, "num_classes": space.fixed["num_classes"],
+        "in_channels": space.fixed["in_channels"], "validation_images": int(data.val_y.numel()),
         "test_images": int(data.test_y.numel()), "space_hashes": hashes, "wall_seconds": wall,
         "machine": platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
         "written": f"{datetime.now(timezone.utc):%Y-%m-%d}",
@@ -84,8 +90,9 @@ def write_data(runs: Mapping[str, Path], csv: Path) -> tuple[Path, Path]:
 def read_data(csv: Path) -> tuple[dict[str, pd.DataFrame], dict[str, DesignSpace], dict[str, Any]]:
     """(results frame per space, the bundled design space per space, the JSON) from the committed files.
 
-    Raises SystemExit when a bundled space file changed since the data were written (its hash differs):
-    sizes and shrink factors would then describe another space than the one the models came from.
+    Each space is the bundled file for the data set's classes and channels (the band counts the real stem
+    and head), as the studies stored it. Raises SystemExit when it differs from what the studies stored
+    (its hash): sizes and shrink factors would then describe another space than the one sampled.
     """
     if not csv.exists():
         raise SystemExit(f"{csv}: no data; run `python analysis/anynet_progression.py` to train the studies")
@@ -97,8 +104,14 @@ def read_data(csv: Path) -> tuple[dict[str, pd.DataFrame], dict[str, DesignSpace
         for col in INTEGER:
             if col in df:
                 df[col] = df[col].astype(np.int64)
+        for col in ("error", "test_error"):  # whole images of their split: exactly on that lattice, so they tie
+            images = meta["validation_images" if col == "error" else "test_images"]
+            wrong = df[col].to_numpy(dtype=float) * images / 100.0
+            if np.abs(wrong - np.round(wrong)).max() < 1e-4:  # (a dry run's pseudo-errors are not)
+                df[col] = np.round(wrong) * 100.0 / images
         frames[str(name)] = df
-        space = load_space(str(name))
+        # the bundled file for the data set's classes and channels: what the studies stored and sampled
+        space = load_space(str(name)).with_task(meta["num_classes"], meta["in_channels"])
         if space.hash != meta["space_hashes"].get(name, space.hash):
             raise SystemExit(f"{name}: the bundled space file changed since {csv.name} was written "
                              f"(hash {space.hash} != {meta['space_hashes'][name]}); re-run the studies")

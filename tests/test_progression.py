@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 
 from anynet_search.results import load_results, open_run
@@ -105,3 +106,24 @@ def test_numbers_are_consistent(runs):
     assert {d["constraint"] for d in nums["derived"]} == {"shared_b", "shared_g", "increasing_widths",
                                                           "increasing_depths"}
     assert len(nums["seeds"]) == 10 and all(-1 <= c["rho"] <= 1 for c in nums["seeds"])
+
+
+def test_errors_are_put_back_on_their_image_lattice(runs, tmp_path):
+    """Whole numbers of validation images tie exactly after the CSV, however it rounded them: a KS power figure
+    with a one-image shift split ties that rounding had moved apart (57% instead of 20% on digits data)."""
+    import json
+
+    import pandas as pd
+
+    csv, _ = runs
+    meta = json.loads(meta_path(csv).read_text())
+    table = pd.read_csv(csv)
+    images = meta["validation_images"] = 144  # a lattice that 4 decimals cannot hold exactly
+    wrong = np.arange(len(table)) % (images + 1)
+    table["error"] = np.round(wrong * 100 / images, 4)  # what a 4-decimal CSV would hold
+    copy = tmp_path / "progression_models.csv"
+    table.to_csv(copy, index=False)
+    meta_path(copy).write_text(json.dumps(meta))
+    frames, _, _ = read_data(copy)
+    got = np.concatenate([f["error"].to_numpy() for f in frames.values()])
+    assert set(got) <= {k * 100.0 / images for k in range(images + 1)}  # exactly, not within a tolerance
