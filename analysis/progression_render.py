@@ -10,6 +10,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from progression_numbers import label
+from scipy import stats
 
 from anynet_search.analysis import edf, edf_band
 
@@ -61,6 +62,11 @@ def _pct(x: float) -> str:
     return "-" if x != x else f"{100 * x:.0f}%"
 
 
+def _rho80(n: int, pairs: int) -> float:
+    """Smallest |rho| a two-sided test at 5% / pairs detects with 80% power at n pairs (Fisher's z)."""
+    return float(np.tanh((stats.norm.ppf(1 - 0.025 / pairs) + stats.norm.ppf(0.8)) / np.sqrt(n - 3)))
+
+
 def _n80(s: dict[str, Any]) -> str:
     return f"{s['n80']:,}" if s["n80"] is not None else "more than 20,000"
 
@@ -73,10 +79,9 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
     k = len(steps)
     n_min = min(r["n"] for r in spaces)
     sd = float(np.mean([r["sd"] for r in spaces]))
-    per_model = float(np.mean([f["train_seconds"].mean() for f in numbers["frames"].values()
-                               if "train_seconds" in f])) if any("train_seconds" in f for f in numbers["frames"].values()) else float("nan")
     wall = meta.get("wall_seconds", {})
     minutes = sum(wall.values()) / 60
+    per_model = 60 * minutes / sum(r["n"] for r in spaces)  # wall seconds per trained model, 2 workers
     n80 = [s["n80"] for s in steps if s["claim"] == "no loss" and s["n80"] is not None]
     lines = [
         "# AnyNetX A -> E at small scale",
@@ -136,8 +141,9 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
             f"outcome whether or not the paper is right. {meta['dataset'].split(':')[0].capitalize()} at {n_min} "
             "models per space cannot resolve those questions. What would: more models per space"
             + (f" (about {min(n80):,} to {max(n80):,} for 'no loss' at one image with 80% power and Holm; at "
-               f"{per_model:.0f} s of training per model here that is about "
-               f"{5 * max(n80) * per_model / 3600 / 2:.0f} hours for the five spaces on 2 workers)" if n80 else "")
+               f"{per_model:.1f} s of wall time per model here that is about "
+               f"{len(spaces) * max(n80) * per_model / 3600:.0f} hours for the {len(spaces)} spaces)"
+               if n80 and wall else "")
             + f". A larger validation split alone would not: the binomial noise of {n_val} images is "
             f"{100 * noise:.0f}% of the variance of the errors between models, so the spread that limits the tests "
             "lies between models; a larger split would only let a smaller margin be resolved. The paper's own "
@@ -179,6 +185,8 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
         + f"; largest |rho| over all {len(seeds)} pairs {max(abs(c['rho']) for c in seeds):.3f}"
         + (f" ({sum(c['p'] <= 0.05 for c in seeds)} of {len(seeds)} pairs at p <= 0.05, "
            f"{0.05 * len(seeds):.1f} expected by chance)") + ". "
+        + f" At {seeds[0]['n']} pairs of models a correlation of |rho| >= {_rho80(seeds[0]['n'], len(seeds)):.2f} "
+        f"would be seen (two-sided 5% with Bonferroni over the {len(seeds)} pairs) with 80% power. "
         + ("No correlation is visible, so the steps are treated as independent samples; a positive one would "
            "make the two-sample tests conservative." if all(c["p"] > 0.05 / len(seeds) for c in seeds) else
            "Some pair is correlated beyond chance (Bonferroni over the pairs): the two-sample tests assume "
