@@ -82,7 +82,8 @@ def _space_row(name: str, df: pd.DataFrame, space: DesignSpace, band_draws: int,
             "median": float(np.median(e)), "mean": float(e.mean()), "sd": float(e.std(ddof=1)),
             "log10_size": float(space.log10_size), "band": band, "log10_band": band.log10_size,
             "flops_median": float(df["flops"].median()), "noise_share": noise / float(e.var(ddof=1)),
-            "distinct": int(np.unique(np.round(e, 6)).size)}
+            "distinct": int(np.unique(np.round(e, 6)).size),
+            "mode_share": float(np.unique(np.round(e, 6), return_counts=True)[1].max() / e.size)}
 
 
 def _step(prev: str, nxt: str, frames: Mapping[str, pd.DataFrame], margin: float, alpha: float, n_perm: int,

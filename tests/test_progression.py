@@ -127,3 +127,21 @@ def test_errors_are_put_back_on_their_image_lattice(runs, tmp_path):
     frames, _, _ = read_data(copy)
     got = np.concatenate([f["error"].to_numpy() for f in frames.values()])
     assert set(got) <= {k * 100.0 / images for k in range(images + 1)}  # exactly, not within a tolerance
+
+
+def test_the_committed_note_follows_from_the_committed_data():
+    """analysis/anynet_progression.md's per-space table and its regenerate command come from
+    analysis/data/ (the command is repository-relative, the data hold 100 models per space)."""
+    from progression_data import DATA
+    from progression_numbers import label
+
+    frames, spaces, meta = read_data(DATA)
+    note = (ROOT / "analysis" / "anynet_progression.md").read_text()
+    assert "```bash\npython analysis/anynet_progression.py --report-only\n```" in note
+    assert list(frames) == [f"{s}_tiny" for s in SPACES] and meta["validation_images"] == 144
+    for name, df in frames.items():
+        e = df["error"].to_numpy()
+        row = (f"| {label(name)} | {e.size} | {e.min():.2f} | {np.median(e):.2f} | {e.mean():.2f} | "
+               f"{e.std(ddof=1):.2f} | {spaces[name].log10_size:.2f} |")
+        assert row in note, row
+        assert set(np.round(e * 144 / 100, 9)) <= set(range(145))  # whole validation images
