@@ -142,7 +142,8 @@ def _step_power(step: dict[str, Any], a: np.ndarray, margin: float, level: float
 
 def _judge(step: dict[str, Any], margin: float, level: float) -> tuple[str, str]:
     """(agrees / disagrees / cannot tell, the reason in numbers) for one step against the paper's claim."""
-    ci = f"mean difference {step['diff']:+.2f} points, 95% interval [{step['lo95']:+.2f}, {step['hi95']:+.2f}]"
+    ci = (f"mean difference {step['diff']:+.2f} points, 95% interval [{step['lo95']:+.2f}, {step['hi95']:+.2f}] "
+          "before Holm")
     pw = (f"power {100 * step['power_primary_holm']:.0f}% at this n"
           + (" if nothing changed" if step["claim"] == "no loss" else f" against a true gain of {margin:.2f}"))
     if step["claim"] == "no loss":
