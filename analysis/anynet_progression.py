@@ -1,15 +1,18 @@
 """Reproduce the paper's AnyNetX A -> E progression at small scale; write analysis/anynet_progression.md.
 
-One command runs (or resumes) one random-sampler study per space and regenerates the file and its figure:
-
-    python analysis/anynet_progression.py                   # 5 x 100 models on digits, the *_tiny spaces, 2 CPU workers
-    python analysis/anynet_progression.py --report-only     # only rewrite the file and figure from the finished runs
+    python analysis/anynet_progression.py --report-only     # rewrite the file and figure from the committed data (< 1 min)
+    python analysis/anynet_progression.py                   # train 5 x 100 models on digits (~70 min on 2 cores), then the same
     python analysis/anynet_progression.py --variant cifar --dataset cifar10:/data/cifar-10-batches-py --trials 500
 
+Training runs (or resumes) one random-sampler study per space in `--out` and writes the per-model
+results to `--data` (analysis/data/progression_models.csv and progression_meta.json, committed), which
+is all `--report-only` reads.
+
 All studies use the same `--seed`, which picks the data split (every space is judged on the same
-validation images); their configs still come from independent streams, because a study's stream seed
-combines `--seed` with the hash of its space (`anynet_search.study.plan.stream_seed`). The file reports
-how many configs consecutive studies share.
+validation images) and the training seed of each slot (slot s trains with seed + s in every space);
+their configs still come from independent streams, because a study's stream seed combines `--seed` with
+the hash of its space (`anynet_search.study.plan.stream_seed`). The file reports how many configs
+consecutive studies share and how strongly errors correlate by slot.
 """
 
 from __future__ import annotations
@@ -19,15 +22,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from progression_numbers import label, progression_numbers
+from progression_data import DATA, read_data, write_data
+from progression_numbers import one_image, progression_numbers
 from progression_render import plot_progression, render_markdown
 
-from anynet_search.reporting.results import load_results, open_run
 from anynet_search.study import RunOptions, run_study
-from anynet_search.study.plan import StudySettings
-from anynet_search.study.runner import default_study_name
 
 SPACES = ("anynet_xa", "anynet_xb", "anynet_xc", "anynet_xd", "anynet_xe")
 HERE = Path(__file__).resolve().parent
@@ -45,21 +45,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="runs/progression", help="folder of the run folders (git-ignored)")
     parser.add_argument("--doc", default=str(HERE / "anynet_progression.md"), help="markdown file to write")
     parser.add_argument("--figure", default=str(HERE / "figures" / "anynet_progression_edf.png"))
-    parser.add_argument("--margin", type=float, default=0.5, help="non-inferiority / equivalence margin (points)")
+    parser.add_argument("--data", default=str(DATA), help="per-model CSV written after training, read by --report-only")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="non-inferiority / equivalence margin in points (default: one validation image)")
     parser.add_argument("--n-perm", type=int, default=4000, help="permutations per test (default 4000)")
-    parser.add_argument("--report-only", action="store_true", help="do not train; analyze the finished runs")
+    parser.add_argument("--power-sims", type=int, default=400, help="simulated studies per power figure")
+    parser.add_argument("--report-only", action="store_true", help="do not train; analyze the committed --data")
     parser.add_argument("--objective", default=None, help=argparse.SUPPRESS)  # dry runs in the tests
     return parser.parse_args(argv)
 
 
-def run_dirs(args: argparse.Namespace) -> dict[str, Path]:
-    """Run folder of each space's study (created or resumed unless --report-only)."""
+def train(args: argparse.Namespace) -> dict[str, Path]:
+    """Run (or resume) each space's study; its run folder per space."""
     out = {}
     for space in SPACES:
         name = f"{space}_{args.variant}"
-        if args.report_only:
-            out[name] = Path(args.out) / default_study_name(name, args.dataset, "random", args.seed)
-            continue
         outcome = run_study(RunOptions(space=name, trials=args.trials, workers=args.workers, dataset=args.dataset,
                                        devices=args.devices, out=args.out, sampler="random", seed=args.seed,
                                        objective=args.objective))
@@ -69,40 +69,37 @@ def run_dirs(args: argparse.Namespace) -> dict[str, Path]:
     return out
 
 
-def study_meta(runs: dict[str, Path]) -> dict[str, Any]:
-    """Cores, training settings and wall time per study, read from the runs themselves."""
-    wall, settings = {}, None
-    for name, run in runs.items():
-        _, study = open_run(run)
-        trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_complete]
-        if trials:
-            first = min(t.datetime_start for t in trials)
-            wall[label(name)] = (max(t.datetime_complete for t in trials) - first).total_seconds()
-        settings = StudySettings.from_study(study)
-    space = settings.design_space()
-    train = settings.train_config()
-    text = (f"the `*_{space.name.split('_')[-1]}` spaces at {space.resolution} px, {train.epochs} epochs per model, "
-            f"random sampler, seed {settings.seed}.")
-    return {"cores": os.cpu_count(), "wall": wall, "settings": text}
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the studies, compute every number, write the markdown file and the figure."""
+    """Train unless --report-only, then compute every number from the data and write the file and the figure."""
     args = parse_args(argv)
     start = time.perf_counter()
-    runs = run_dirs(args)
-    frames = {name: load_results(run) for name, run in runs.items()}
-    spaces = {name: StudySettings.from_study(open_run(run)[1]).design_space() for name, run in runs.items()}
-    numbers = progression_numbers(frames, spaces, margin=args.margin, seed=args.seed, n_perm=args.n_perm)
+    data = Path(args.data)
+    if not args.report_only:
+        write_data(train(args), data)
+    frames, spaces, meta = read_data(data)
+    margin = one_image(meta["validation_images"]) if args.margin is None else args.margin
+    numbers = progression_numbers(frames, spaces, margin=margin, seed=meta["seed"], n_perm=args.n_perm,
+                                  power_sims=args.power_sims, validation_images=meta["validation_images"])
     figure, doc = Path(args.figure), Path(args.doc)
     figure.parent.mkdir(parents=True, exist_ok=True)
     plot_progression(numbers, figure)
     shown = " ".join(argv if argv is not None else sys.argv[1:])
+    if not args.report_only:
+        shown = f"--report-only {shown}".strip()
+    seconds = time.perf_counter() - start
     doc.write_text(render_markdown(numbers, command=f"python analysis/anynet_progression.py {shown}".strip(),
-                                   dataset=args.dataset, figure=Path(os.path.relpath(figure.resolve(), doc.resolve().parent)),
-                                   meta=study_meta(runs)), encoding="utf-8")
+                                   figure=Path(os.path.relpath(figure.resolve(), doc.resolve().parent)),
+                                   meta=meta, data=_shown(data), seconds=seconds), encoding="utf-8")
     print(f"wrote {doc} and {figure} ({time.perf_counter() - start:.0f} s)")
     return 0
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it lies inside it (the file names it for any checkout)."""
+    try:
+        return Path(os.path.relpath(path.resolve(), HERE.parent)).as_posix()
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ def test_planted_helpful_constraint_is_kept():
     assert all(c in result.columns for c in REQUIRED)
     r = row(result, "increasing_widths")
     assert r["verdict"] == "keep" and "significantly better" in r["note"]
-    assert r["mean_diff_hi"] < 0 and r["p_value"] < 1e-6 and r["median_diff"] < 0
+    # the permutation KS p-value (exact with ties) is the smallest 300 permutations can give
+    assert r["mean_diff_hi"] < 0 and r["p_value"] == pytest.approx(1 / 301) and r["median_diff"] < 0
     assert r["mean_diff"] == pytest.approx(-1.5 * (1 - r["fraction"]), abs=0.3)
     assert r["log10_shrink"] == pytest.approx(-np.log10(r["fraction"])) and r["shrink_source"] == "estimated"
     # Keeps come first, the strongest effect first.

@@ -61,3 +61,23 @@ def test_empty_bin_is_named():
 def test_bad_input(values, kwargs, match):
     with pytest.raises(ValueError, match=match):
         normalized_weights(values, **kwargs)
+
+
+def test_one_weighting_rule_and_what_an_empty_bin_does():
+    """ICCV 2019: weight 1/(k m_j) over the k compared bins. One sample over fixed bins: an empty bin raises.
+    Two samples: both compare only the bins both occupy (k counts those), the rest weigh 0."""
+    from anynet_search.analysis import bin_weights, shared_bins, weights_from_bins
+
+    a = np.array([0, 0, 1, 2, 2, 2, -1])
+    b = np.array([0, 1, 1, 1])
+    assert bin_weights(a).tolist() == pytest.approx([1 / 6, 1 / 6, 1 / 3, 1 / 9, 1 / 9, 1 / 9, 0.0])
+    both = shared_bins(a, b)
+    assert both.tolist() == [0, 1]
+    assert bin_weights(a, both).tolist() == pytest.approx([0.25, 0.25, 0.5, 0, 0, 0, 0])
+    assert bin_weights(b, both).tolist() == pytest.approx([0.5, 1 / 6, 1 / 6, 1 / 6])
+    assert bin_weights(b, both).sum() == pytest.approx(1.0) and bin_weights(a, both).sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="compared bin 2 holds no model"):
+        bin_weights(b, [0, 1, 2])
+    with pytest.raises(ValueError, match="complexity bin 2 of 3 .* is empty"):
+        weights_from_bins(b, 3, np.array([1.0, 2.0, 3.0, 4.0]))
+    assert weights_from_bins(a, 3).tolist() == pytest.approx(bin_weights(a, [0, 1, 2]).tolist())

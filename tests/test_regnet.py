@@ -1,5 +1,6 @@
 """RegNet generation, compatibility rule, invalid parameters and the inverse fit."""
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -71,3 +72,15 @@ def test_fit_error_is_large_for_non_monotone_widths():
     assert fit_regnet([256, 16, 512, 8, 128, 8]).fit_error > 0.5
     with pytest.raises(ValueError, match="non-empty"):
         fit_regnet([])
+
+
+@pytest.mark.parametrize("name", sorted(regnet_zoo()))
+def test_reported_fit_error_is_the_error_of_the_returned_parameters(name):
+    """Issue 22: the fit used to round wa and wm after scoring them (RegNetY-1.6GF: 0.0205 reported, 0.0358
+    from the returned parameters, whose stage-2 width differs). The reported error must be the one the
+    returned (w0, wa, wm) give, recomputed here from the published widths."""
+    observed = np.asarray(regnet_zoo()[name].block_widths, dtype=float)
+    fit = fit_regnet(observed.astype(int).tolist())
+    assert round(fit.wa, 4) == fit.wa and round(fit.wm, 4) == fit.wm  # what is returned is what was scored
+    predicted = np.asarray(regnet_block_widths(observed.size, fit.w0, fit.wa, fit.wm), dtype=float)
+    assert fit.fit_error == pytest.approx(np.abs(np.log(predicted / observed)).mean(), rel=1e-12, abs=1e-15)

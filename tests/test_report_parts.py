@@ -1,6 +1,7 @@
 """The report's parts carry the analysis numbers: constraint EDF splits, validation curves, verdict table."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -12,7 +13,7 @@ from anynet_search.analysis.studies import extreme_curves, split_by_mask
 from anynet_search.reporting import plots
 from anynet_search.reporting.analyze import analyze_runs
 from anynet_search.reporting.report import _verdict_rows
-from anynet_search.reporting.results import histories_frame
+from anynet_search.reporting.results import histories_frame, load_results
 from anynet_search.study.runner import RunOptions, prepare_study
 from anynet_search.study.worker import Worker
 
@@ -115,6 +116,7 @@ def test_verdict_table_shows_short_rows_and_folds_the_trivial_ones(dry_report):
         "n / evaluated",
         "effect on mean error [95% interval]",
         "log10 shrink",
+        "power",
         "reason",
     ]
     assert f"{len(folded)} more constraints that every evaluated model satisfies" in html
@@ -138,3 +140,22 @@ def test_dry_run_report_explains_missing_curves_and_draws_constraint_splits(dry_
         rule = study.constraints.attrs["rules"][name]
         row = study.constraints.set_index("constraint").loc[name]
         assert split["satisfy"].size == row["n"] == int(rule.mask(pd.read_csv(dry_report.results_csv)).sum())
+
+
+def test_every_judged_verdict_states_its_power(dry_report):
+    """Issue 22: the power of each verdict's 'not worse' keep (no true effect), as analysis.power computes it,
+    is in the table, in constraints.csv and in the verdict row; 0 below min_n, empty where nothing is judged."""
+    from anynet_search.analysis.power import keep_power
+
+    table = dry_report.studies[0].constraints
+    judged = table["n"].between(table.attrs["min_n"], table["n_eval"] - 1)
+    assert judged.any() and table.loc[judged, "power"].between(0, 1).all()
+    assert (table.loc[table["n"] < table.attrs["min_n"], "power"] == 0).all()
+    assert table.loc[table["n"] == table["n_eval"], "power"].isna().all()
+    row = table[judged].iloc[0]
+    df = load_results(next(Path(dry_report.report).parent.parent.glob("anynet_xa_tiny-*")))
+    assert row["power"] == keep_power(df["error"].to_numpy(dtype=float), int(row["n"]), int(row["n_eval"]),
+                                      margin=table.attrs["margin"], sims=200, seed=0)
+    shown, _ = _verdict_rows(table)
+    assert next(r for r in shown if r.constraint == row["constraint"]).power == f"{100 * row['power']:.0f}%"
+    assert "power" in pd.read_csv(dry_report.constraints_csv).columns

@@ -19,7 +19,7 @@ from anynet_search.analysis.columns import (
     stage_columns,
     stage_count,
 )
-from anynet_search.analysis.compare import EdfComparison, bin_weights, compare_edfs, ks_distance
+from anynet_search.analysis.compare import EdfComparison, compare_edfs, complexity_adjusted, ks_distance
 from anynet_search.analysis.constraints import (
     KEEP,
     MARGIN_UNITS,
@@ -34,7 +34,13 @@ from anynet_search.analysis.constraints import (
     resolve_margin,
 )
 from anynet_search.analysis.edf import edf, edf_at, weighted_mean, weighted_median
-from anynet_search.analysis.permutation import ShiftTests, ks_test, shift_tests, stratified_permutations
+from anynet_search.analysis.permutation import (
+    ShiftTests,
+    ks_test,
+    ks_tests,
+    shift_tests,
+    stratified_permutations,
+)
 from anynet_search.analysis.ranges import (
     DEFAULT_SAMPLE_FRACTION,
     GoodRange,
@@ -45,7 +51,13 @@ from anynet_search.analysis.ranges import (
     good_ranges,
 )
 from anynet_search.analysis.samplers import UNBIASED_SAMPLERS, require_unbiased_samples, sample_bias
-from anynet_search.analysis.weights import complexity_bins, normalized_weights, weights_from_bins
+from anynet_search.analysis.weights import (
+    bin_weights,
+    complexity_bins,
+    normalized_weights,
+    shared_bins,
+    weights_from_bins,
+)
 
 __all__ = [
     "DEFAULT_SAMPLE_FRACTION",
@@ -65,6 +77,7 @@ __all__ = [
     "best_model_distribution",
     "candidate_constraints",
     "compare_edfs",
+    "complexity_adjusted",
     "complexity_bins",
     "constraint_verdict",
     "default_ns",
@@ -82,6 +95,7 @@ __all__ = [
     "holm",
     "ks_distance",
     "ks_test",
+    "ks_tests",
     "normalized_weights",
     "param_columns",
     "require_unbiased_samples",
@@ -90,6 +104,7 @@ __all__ = [
     "resample_indices",
     "sample_bias",
     "sampled_columns",
+    "shared_bins",
     "shift_tests",
     "stage_columns",
     "stage_count",

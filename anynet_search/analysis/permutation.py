@@ -1,18 +1,25 @@
 """Permutation tests of a subset of models against its complement, stratified by complexity bins.
 
 Both tests permute the subset/complement labels *within strata* (complexity bins; one stratum when the
-comparison is not complexity-normalized), so under their null hypotheses every permutation is equally
-likely and the p-values are exact at any sample size, with any error distribution and any flops
-distribution. A p-value is (1 + #{permutations at least as extreme}) / (1 + n_perm).
+comparison is not complexity-normalized). A p-value is (1 + #{permutations at least as extreme}) /
+(1 + n_perm), exact at any sample size, any error distribution and any number of tied errors *when the
+errors within each stratum are exchangeable under the null*. With one stratum that is "both groups are
+random samples of one error law". Within complexity bins it needs more than "at equal complexity both
+groups have one error law": if the error depends on complexity inside a bin and the groups place their
+models differently inside it, the permutations are not equally likely and the test is not exact (it can
+reject every time; analysis/verdict_calibration.md, section 4). `compare.compare_edfs` can remove a
+linear trend in log complexity within bins before testing (`complexity_a`, `complexity_b`).
 
-- `ks_tests`: the KS distance between the (bin-normalized) error EDFs of the subset and the complement.
-  Null: at equal complexity, the errors of both groups have one distribution.
+- `ks_tests`: the KS distance between the (bin-normalized) error EDFs of the subset and the complement,
+  two- or one-sided, over the strata both groups occupy (`weights.bin_weights`, `weights.shared_bins`).
 - `shift_tests`: the effect of a constraint on the mean error of the space,
 
       effect = sum_j w_j (mean_j(subset) - mean_j(subset + complement))
              = sum_j w_j (n_Cj / n_j) (mean_j(subset) - mean_j(complement)),
 
-  with stratum weights w_j = 1/k over k strata (the complexity-normalized mean; w = 1 for one stratum).
+  with stratum weights w_j = 1/k over all k strata (the complexity-normalized mean; w = 1 for one
+  stratum). A stratum without a complement model adds 0 (the constraint changes nothing there); a stratum
+  without a subset model raises (the constrained space's mean is undefined there).
   Writing it through the complement makes it a comparison of two disjoint samples, never of a sample
   with its own superset. `p_not_worse(margin)` tests H0: effect >= margin by shifting the subset's
   errors down by margin / sum_j w_j n_Cj / n_j and permuting within strata; the statistic is the
@@ -32,6 +39,7 @@ import numpy as np
 
 from anynet_search.analysis._checks import check_level, check_positive_int
 from anynet_search.analysis.bootstrap import CHUNK_ELEMENTS
+from anynet_search.analysis.weights import shared_bins
 
 #: Relative tolerance under which a permuted statistic counts as equal to the observed one.
 _TIE = 1e-9
@@ -283,6 +291,85 @@ def _stratum_counts(subset: np.ndarray, z: np.ndarray, n_strata: int | None) -> 
 
 
 # ------------------------------------------------------------------------------------------ KS tests
+#: The KS alternatives: any difference, the subset's EDF above the complement's somewhere (the subset has
+#: lower errors there), or below it (scipy.stats.ks_2samp(subset, complement, alternative=...) names).
+ALTERNATIVES: tuple[str, ...] = ("two-sided", "greater", "less")
+
+
+def ks_tests(
+    errors: np.ndarray,
+    subset: np.ndarray,
+    strata: np.ndarray | None = None,
+    n_perm: int = 1000,
+    seed: int | np.random.Generator = 0,
+    permutations: list[np.ndarray] | None = None,
+    alternative: str = "two-sided",
+) -> tuple[np.ndarray, np.ndarray]:
+    """(KS statistics, permutation p-values), each (R,), of R samples (`errors` (R, m)) sharing one subset.
+
+    The EDFs are bin-normalized over the strata both groups occupy (`weights.bin_weights` over
+    `weights.shared_bins`: weight 1/(k m_j); a model in a stratum the other group leaves empty, or in
+    stratum -1, is left out); with one stratum these are the plain EDFs. Tied errors are handled exactly:
+    the EDFs are compared only after the last of tied values (equal to within a relative 1e-9, so that
+    rounding in a shifted copy does not split a tie), and labels are permuted within strata, so the
+    p-value is exact for any number of ties. `alternative` is one of `ALTERNATIVES`: the statistic is
+    max |F_S - F_C|, max (F_S - F_C) or max (F_C - F_S). The R samples share one set of permutations.
+    """
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
+    x = np.atleast_2d(np.asarray(errors, dtype=float))
+    sub = np.asarray(subset, dtype=bool)
+    if x.ndim != 2 or sub.shape != (x.shape[1],) or not np.isfinite(x).all():
+        raise ValueError(f"errors must be finite, (m,) or (R, m), and subset one boolean per model; got "
+                         f"{np.shape(errors)} and {sub.shape}")
+    r_rows, m = x.shape
+    z = _check_strata(strata, m)
+    n_s, n_c, _ = _stratum_counts(sub, z, None)
+    if not (n_s.sum() and n_c.sum()):
+        raise ValueError("ks_test: both groups need at least one model")
+    both = shared_bins(np.where(sub, z, -1), np.where(sub, -1, z))
+    if both.size == 0:
+        raise ValueError("ks_test: the two groups share no stratum; there is nothing to compare")
+    # each model's weight in either group (`bin_weights`' 1/(k m_j); permutations keep every m_j)
+    in_both = np.isin(z, both)
+    zc = np.maximum(z, 0)
+    k = both.size
+    gain_s = np.where(in_both, 1.0 / (k * np.maximum(n_s, 1))[zc], 0.0)
+    gain_c = np.where(in_both, 1.0 / (k * np.maximum(n_c, 1))[zc], 0.0)
+    order = np.argsort(x, axis=1, kind="stable")
+    xs = np.take_along_axis(x, order, axis=1)
+    # errors within _TIE (relative) of each other tie: 3 * (100 / 144) - 100 / 144 is 2 * (100 / 144) here
+    gap = xs[:, 1:] - xs[:, :-1] > _TIE * (1.0 + np.abs(xs[:, 1:]))
+    last = np.concatenate([gap, np.ones((r_rows, 1), dtype=bool)], axis=1)
+    gs, gc = gain_s[order], gain_c[order]  # (R, m) in each row's sorted order
+    sign = -1.0 if alternative == "less" else 1.0
+
+    def statistic(labels: np.ndarray, rows: slice) -> np.ndarray:
+        """(r, b) statistics of the labelings (b, m) for a block of rows."""
+        lab = labels[:, order[rows]]  # (b, r, m)
+        diff = np.cumsum(np.where(lab, gs[rows], -gc[rows]), axis=-1)
+        diff = np.where(last[rows], sign * diff, 0.0)  # steps only after the last of tied values
+        if alternative == "two-sided":
+            diff = np.abs(diff)
+        return diff.max(axis=-1).T
+
+    step = max(1, _EVAL_ELEMENTS // max(1, m))
+    d_obs = np.concatenate([statistic(sub[None, :], slice(lo, lo + step))[:, 0] for lo in range(0, r_rows, step)])
+    if permutations is None:
+        permutations = _draw(z, n_perm, seed)
+    hits = np.zeros(r_rows, dtype=np.int64)
+    total = 0
+    for perm in permutations:
+        labels = sub[perm]
+        per_block = max(1, _EVAL_ELEMENTS // max(1, m * labels.shape[0]))
+        for lo in range(0, r_rows, per_block):
+            rows = slice(lo, lo + per_block)
+            d = statistic(labels, rows)
+            hits[rows] += (d >= (d_obs[rows] - _TIE * (1.0 + np.abs(d_obs[rows])))[:, None]).sum(axis=1)
+        total += labels.shape[0]
+    return d_obs, (1.0 + hits) / (1.0 + total)
+
+
 def ks_test(
     errors: np.ndarray,
     subset: np.ndarray,
@@ -290,42 +377,14 @@ def ks_test(
     n_perm: int = 1000,
     seed: int | np.random.Generator = 0,
     permutations: list[np.ndarray] | None = None,
+    alternative: str = "two-sided",
 ) -> tuple[float, float]:
     """(KS distance, permutation p-value) between the bin-normalized error EDFs of `subset` and its complement.
 
-    Each group's EDF gives every stratum it occupies the same mass (models of a stratum share it
-    equally); with one stratum these are the plain EDFs. Labels are permuted within strata (-1: left out).
+    One sample of `ks_tests` (see there: weights over the strata both groups occupy, exact with ties).
     """
     x = np.asarray(errors, dtype=float)
-    m = x.size
-    sub = np.asarray(subset, dtype=bool)
-    if x.ndim != 1 or sub.shape != (m,):
-        raise ValueError(f"errors and subset must be 1-D of one length, got {x.shape} and {sub.shape}")
-    z = _check_strata(strata, m)
-    inside = z >= 0
-    n_s, n_c, _ = _stratum_counts(sub, z, None)
-    if not (n_s.sum() and n_c.sum()):
-        raise ValueError("ks_test: both groups need at least one model")
-    w_s = np.where(n_s > 0, 1.0 / (np.count_nonzero(n_s) * np.maximum(n_s, 1)), 0.0)
-    w_c = np.where(n_c > 0, 1.0 / (np.count_nonzero(n_c) * np.maximum(n_c, 1)), 0.0)
-    order = np.argsort(x, kind="stable")
-    xs = x[order]
-    last = np.append(xs[1:] != xs[:-1], True)  # the EDF steps after the last of tied values
-    zo = np.maximum(z[order], 0)
-    gain_s = np.where(inside[order], w_s[zo], 0.0)
-    gain_c = np.where(inside[order], w_c[zo], 0.0)
-
-    def distance(labels: np.ndarray) -> np.ndarray:
-        lab = labels[:, order]
-        diff = np.cumsum(np.where(lab, gain_s, -gain_c), axis=1)
-        return np.abs(diff[:, last]).max(axis=1)
-
-    d_obs = float(distance(sub[None, :])[0])
-    if permutations is None:
-        permutations = _draw(z, n_perm, seed)
-    hits = total = 0
-    for perm in permutations:
-        d = distance(sub[perm])
-        hits += int((d >= d_obs - _TIE * (1.0 + d_obs)).sum())
-        total += d.size
-    return d_obs, (1.0 + hits) / (1.0 + total)
+    if x.ndim != 1 or np.shape(subset) != x.shape:
+        raise ValueError(f"errors and subset must be 1-D of one length, got {x.shape} and {np.shape(subset)}")
+    d, p = ks_tests(x, subset, strata, n_perm, seed, permutations, alternative)
+    return float(d[0]), float(p[0])

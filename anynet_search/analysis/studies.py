@@ -53,7 +53,9 @@ def compare_studies(
     """Each study's EDF against the first one's (KS test and mean/median differences; < 0: better).
 
     With `strata` (complexity bins over the shared range) the comparison is complexity-normalized and
-    its p-value a permutation test within bins. None for fewer than two studies.
+    its p-value a permutation test within bins, after moving each error to its bin's mean log flops
+    (`compare_edfs`' `complexity_a/b`, when the frames have flops): without that the test is not exact
+    when two studies place their models differently inside a bin. None for fewer than two studies.
     """
     labels = list(frames)
     if len(labels) < 2:
@@ -61,11 +63,14 @@ def compare_studies(
     base = labels[0]
     rows = []
     for label in labels[1:]:
+        adjust = label in strata and base in strata and all("flops" in frames[k] for k in (label, base))
         res = compare_edfs(
             frames[label]["error"].to_numpy(dtype=float),
             frames[base]["error"].to_numpy(dtype=float),
             strata.get(label),
             strata.get(base),
+            complexity_a=frames[label]["flops"].to_numpy(dtype=float) if adjust else None,
+            complexity_b=frames[base]["flops"].to_numpy(dtype=float) if adjust else None,
             seed=seed,
         )
         rows.append({"study": label, "versus": base, **res.as_dict()})

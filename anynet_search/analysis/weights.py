@@ -1,4 +1,15 @@
-"""Complexity normalization (ICCV 2019): weights that give every complexity bin the same total mass."""
+"""Complexity normalization (ICCV 2019): weights that give every complexity bin the same total mass.
+
+One rule for every caller: a normalized EDF over k bins gives a model in bin j (holding m_j models) the
+weight 1/(k m_j), so each bin carries mass 1/k (`bin_weights`). What an empty bin does:
+
+- one sample over bins fixed in advance (`weights_from_bins`, `normalized_weights`): an empty bin raises,
+  because its mass 1/k would be lost and the weights would no longer sum to 1;
+- two samples compared with each other (`compare_edfs`, the permutation KS test): the comparison runs
+  over the bins *both* samples occupy (`shared_bins`), k counts those bins, and the models of a bin that
+  the other sample leaves empty get weight 0, like models outside the range. Both EDFs then describe the
+  same complexity distribution; a bin seen by one sample only has nothing to be compared with.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +59,40 @@ def complexity_bins(
     return idx, edges
 
 
+def bin_weights(strata: ArrayLike, bins: ArrayLike | None = None) -> np.ndarray:
+    """Weights 1/(k m_j) over the k compared bins (ICCV 2019); 0 for a model in no compared bin.
+
+    `strata` holds each model's bin label (-1: outside the range); `bins` the labels of the compared bins
+    (default: every bin `strata` occupies). Raises ValueError when a compared bin holds no model.
+
+    >>> bin_weights(np.array([0, 0, 1, -1])).tolist()
+    [0.25, 0.25, 0.5, 0.0]
+    >>> bin_weights(np.array([0, 0, 1, 2]), bins=[0, 1]).tolist()  # bin 2 is not compared
+    [0.25, 0.25, 0.5, 0.0]
+    """
+    z = np.asarray(strata, dtype=np.int64)
+    compared = np.unique(z[z >= 0]) if bins is None else np.unique(np.asarray(bins, dtype=np.int64))
+    size = int(max(z.max(initial=-1), compared.max(initial=-1))) + 1
+    counts = np.bincount(z[z >= 0], minlength=size)
+    if (counts[compared] == 0).any():
+        raise ValueError(f"compared bin {int(compared[counts[compared] == 0][0])} holds no model")
+    member = np.zeros(size, dtype=bool)
+    member[compared] = True
+    w = np.zeros(z.size)
+    chosen = (z >= 0) & member[np.maximum(z, 0)]
+    w[chosen] = 1.0 / (compared.size * counts[z[chosen]])
+    return w
+
+
+def shared_bins(*strata: ArrayLike) -> np.ndarray:
+    """Labels of the bins every sample occupies (label -1, outside the range, never counts)."""
+    sets = [np.unique(np.asarray(z, dtype=np.int64)) for z in strata]
+    out = sets[0]
+    for s in sets[1:]:
+        out = np.intersect1d(out, s)
+    return out[out >= 0]
+
+
 def weights_from_bins(bin_index: np.ndarray, bins: int, edges: np.ndarray | None = None) -> np.ndarray:
     """Weights 1/(k*m_j) for a model in bin j with m_j members (k = bins); -1 (outside) gets 0.
 
@@ -63,9 +108,7 @@ def weights_from_bins(bin_index: np.ndarray, bins: int, edges: np.ndarray | None
             f"complexity bin {j} of {bins}{where} is empty ({empty.size} empty in all); "
             "use fewer bins or a narrower value_range"
         )
-    w = np.zeros(bin_index.size, dtype=float)
-    w[inside] = 1.0 / (bins * counts[bin_index[inside]])
-    return w
+    return bin_weights(bin_index, np.arange(bins))
 
 
 def normalized_weights(

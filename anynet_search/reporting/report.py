@@ -151,8 +151,15 @@ class VerdictRow:
     n: str
     effect: str
     shrink: str
+    power: str
     reason: str
     more: str
+
+
+def _power(row: Any) -> str:
+    """The verdict's power: the chance to keep it as 'not worse' if it changed nothing ('' when not judged)."""
+    value = getattr(row, "power", float("nan"))
+    return "" if not np.isfinite(value) else f"{100 * value:.0f}%"
 
 
 def _effect(row: Any) -> str:
@@ -187,6 +194,7 @@ def _verdict_rows(table: pd.DataFrame) -> tuple[list[VerdictRow], list[VerdictRo
             f"{r.n}/{r.n_eval}",
             _effect(r),
             shrink,
+            _power(r),
             str(r.reason),
             f"{r.detail}. {r.note}. {stats}.",
         )

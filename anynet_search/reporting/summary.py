@@ -25,6 +25,7 @@ from anynet_search.analysis import (
     stage_count,
 )
 from anynet_search.analysis.importance import parameter_importance
+from anynet_search.analysis.power import verdict_power
 from anynet_search.analysis.studies import error_summary, extreme_curves, split_by_mask
 from anynet_search.reporting.results import RunData
 from anynet_search.spaces.constraints import STRUCTURAL
@@ -235,6 +236,8 @@ def study_report(
     except ValueError as exc:
         report.good_ranges_note = f"no good ranges: {exc}"
     if report.constraints is not None:
+        # power of each verdict's "not worse" keep if the constraint changed nothing (analysis.power)
+        report.constraints["power"] = verdict_power(report.constraints, df["error"].to_numpy(dtype=float), seed=seed)
         report.splits = _constraint_splits(df, report.constraints)
         if run.space is not None:
             report.derived = derive_space(run.space, report.constraints, run.label)
