@@ -134,3 +134,59 @@ def test_cpu_fences_are_done_at_once():
     assert fence.done()
     fence.wait()
     assert Fence(torch.device("cpu")).seconds_since(fence) >= 0
+
+
+def test_set_up_threads_change_nothing_in_the_results(data):
+    """Eager steps handed to set-up threads (what a GPU worker does with warm-ups and captures) train bitwise what
+    the engine's own thread trains: a task waits on each handed-over step, and no thread draws from the global
+    generators."""
+    from anynet_search.training import setup_threads
+
+    ended = {}
+    for threads in (None, 2):
+        pool = setup_threads.SetupThreads(threads) if threads else None
+        setup_threads.install(pool)
+        try:
+            engine = InFlight("cpu", 3)
+            for seed in (1, 2, 3):
+                engine.start(seed, task_for(seed, data)[1])
+            ended[threads] = {f.key: f.value for f in engine.run_all()}
+        finally:
+            setup_threads.install(None)
+            if pool is not None:
+                pool.close()
+    for seed in (1, 2, 3):
+        assert ended[2][seed].history == ended[None][seed].history
+        assert ended[2][seed].final_train_loss == ended[None][seed].final_train_loss
+    with pytest.raises(ValueError, match="threads"):
+        setup_threads.SetupThreads(0)
+
+
+def test_a_failure_inside_a_set_up_thread_reaches_its_task(data):
+    from anynet_search.training import setup_threads
+    from anynet_search.training.interface import OutOfMemoryError
+
+    class OomAt(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            seed_everything(0)
+            self.inner, self.calls = build_model(CFG), 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == 3:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return self.inner(x)
+
+    pool = setup_threads.SetupThreads(1)
+    setup_threads.install(pool)
+    try:
+        engine = InFlight("cpu", 2)
+        engine.start("oom", train_task(OomAt(), data, TrainConfig(epochs=1, batch_size=32), "cpu"))
+        engine.start("ok", task_for(1, data)[1])
+        ended = {f.key: f for f in engine.run_all()}
+    finally:
+        setup_threads.install(None)
+        pool.close()
+    assert isinstance(ended["oom"].error, OutOfMemoryError) and "epoch 1 step 3" in ended["oom"].error.reason
+    assert ended["ok"].error is None

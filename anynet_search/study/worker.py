@@ -9,20 +9,17 @@ timer, not per trial.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib
 import inspect
 import os
 import socket
 import time
-import traceback
 import zlib
 from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -45,8 +42,10 @@ from anynet_search.study.plan import (
     make_sampler,
     planned_sample,
 )
+from anynet_search.study.process_health import poisons_device, raised_at, release_memory
 from anynet_search.study.reaper import REQUEUED, Heartbeat, Reaping
 from anynet_search.study.storage import load_study, open_storage
+from anynet_search.training import setup_threads
 from anynet_search.training.engine import InFlight
 from anynet_search.training.fences import Delay
 from anynet_search.training.interface import OutOfMemoryError, TrialFailure
@@ -70,22 +69,8 @@ class StudyFailing(RuntimeError):
     """Every recent trial failed: stop instead of looping; the message names the most common reason."""
 
 
-def raised_at(exc: BaseException, frames: int = 3) -> str:
-    """The innermost `frames` frames of an exception's traceback, innermost first: 'file.py:12 in f: code'."""
-    tb = traceback.extract_tb(exc.__traceback__)[-frames:]
-    return " <- ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}: {f.line}" for f in reversed(tb))
-
-
 class DeviceLost(RuntimeError):
     """A CUDA error left this process's CUDA context unusable; its trial is recorded, a new process must go on."""
-
-
-def poisons_device(exc: BaseException) -> bool:
-    """Whether `exc` is a sticky CUDA error (illegal memory access, device-side assert, launch failure), after
-    which every CUDA call of the process fails. Out-of-memory errors are not sticky."""
-    text = f"{type(exc).__name__}: {exc}"
-    return ("AcceleratorError" in text or "CUDA error" in text) and "out of memory" not in text
-
 
 
 def counts_as_failure(outcome: Outcome) -> bool:
@@ -100,38 +85,6 @@ class WorkerSummary:
     completed: int = 0
     failed: int = 0
     infeasible: int = 0
-
-
-def _load_libc() -> Any:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (macOS, musl): nothing to trim
-        return None
-
-
-_LIBC = _load_libc()
-
-
-FULL_COLLECT_EVERY = 50  # trials between full collections (frozen objects may hold cycles that became garbage)
-_releases = 0
-
-
-def release_memory() -> None:
-    """Free what the last trial left: cycles, then glibc's free lists (models of varying shapes fragment the
-    heap; without this a worker's RSS grew ~4x faster over 60 one-epoch trials, measured in benchmarks/).
-
-    What survives a collection (imported modules, the study's in-memory journal replay or trial cache) is then
-    frozen, so the next collection walks only what the next trial created: a full collection took ~90 ms with
-    torch imported, plus ~12 ms per 1,000 finished trials held in memory. Every FULL_COLLECT_EVERY trials the
-    frozen objects are collected too."""
-    global _releases
-    _releases += 1
-    if _releases % FULL_COLLECT_EVERY == 0:
-        gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
 
 
 def resolve_objective(objective: str | Objective | None) -> Objective:
@@ -229,6 +182,8 @@ class Worker(Reaping):
         started, next_reap, idle = 0, 0.0, 0
         storage_thread = bookkeeping.StorageThread()
         bookkeeping.install(storage_thread)
+        setup = self._setup_threads()
+        setup_threads.install(setup)
         gc.freeze()  # what was imported and loaded so far lives as long as the worker: no collection walks it
         try:
             while True:
@@ -277,7 +232,20 @@ class Worker(Reaping):
         finally:
             bookkeeping.install(None)
             storage_thread.close()
+            setup_threads.install(None)
+            if setup is not None:
+                setup.close()
         return self.summary
+
+    def _setup_threads(self) -> setup_threads.SetupThreads | None:
+        """Threads for the warm-up steps and captures of new trials, so they do not stall the trials in flight: on
+        a GPU with several trials in flight (ANYNET_SETUP_THREADS overrides the count; 0 keeps them inline)."""
+        default = min(setup_threads.MAX_SETUP_THREADS, max(1, self.in_flight // 2))
+        wanted = default if self.device.startswith("cuda") and self.in_flight > 1 else 0
+        with contextlib.suppress(ValueError):
+            wanted = int(os.environ.get("ANYNET_SETUP_THREADS", wanted))
+        wanted = min(max(wanted, 0), setup_threads.MAX_SETUP_THREADS)
+        return setup_threads.SetupThreads(wanted) if wanted > 0 else None
 
     def _start(self, engine: InFlight, trial_id: int) -> None:
         """Start a claimed ticket; a solo one stops further claims until it has run (alone) and ended."""

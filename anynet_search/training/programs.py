@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from anynet_search.training.augment import draw_mirror, draw_offsets, shift_flip
+from anynet_search.training.fences import Pending
+from anynet_search.training.setup_threads import CAPTURE_LOCK, SetupThreads
 
 WARMUP_STEPS = 3  # eager full-size steps before the capture: cuDNN/cuBLAS set-up, momentum buffers exist
 CAPTURE_MODE = "thread_local"
@@ -67,19 +69,32 @@ def first_line(exc: BaseException) -> str:
 
 
 class _Captured:
-    """One program body, eager until `warmup` runs have happened, then captured once and replayed."""
+    """One program body, eager until `warmup` runs have happened, then captured once and replayed. A call that is
+    not a replay (an eager run or the capture) goes to the set-up threads when `offload` is given: it returns
+    their Pending, which the caller waits on before its next call."""
 
-    def __init__(self, body: Callable[[], None], warmup: int, graphs: GraphPolicy | None) -> None:
-        self.body, self.warmup, self.graphs = body, warmup, graphs
+    def __init__(self, body: Callable[[], None], warmup: int, graphs: GraphPolicy | None,
+                 offload: SetupThreads | None) -> None:
+        self.body, self.warmup, self.graphs, self.offload = body, warmup, graphs, offload
         self.runs = 0
         self.graph: torch.cuda.CUDAGraph | None = None
 
-    def __call__(self) -> None:
+    def __call__(self) -> Pending | None:
         if self.graph is not None:
             self.graph.replay()
-        elif self.graphs is not None and self.graphs.active and self.runs >= self.warmup:
+            self.runs += 1
+            return None
+        if self.offload is not None:
+            return self.offload.submit(self._set_up)
+        self._set_up()
+        return None
+
+    def _set_up(self) -> None:
+        """An eager run, or the capture followed by the first replay."""
+        if self.graphs is not None and self.graphs.active and self.runs >= self.warmup:
             try:
-                self.graph = capture_graph(self.body, self.graphs.pool)
+                with CAPTURE_LOCK:
+                    self.graph = capture_graph(self.body, self.graphs.pool)
             except torch.OutOfMemoryError:
                 raise
             except RuntimeError as exc:
@@ -125,7 +140,7 @@ class TrainProgram:
 
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, train_x: torch.Tensor,
                  train_y: torch.Tensor, settings: StepSettings, lrs: list[float], lr_tensor: torch.Tensor | None,
-                 graphs: GraphPolicy | None) -> None:
+                 graphs: GraphPolicy | None, offload: SetupThreads | None = None) -> None:
         self.net, self.optimizer, self.s = net, optimizer, settings
         self.train_x, self.train_y = train_x, train_y
         dev = train_x.device
@@ -147,8 +162,8 @@ class TrainProgram:
         self.lr_tensor = lr_tensor
         self.lr_table = torch.tensor(lrs, dtype=torch.float32, device=dev) if lr_tensor is not None else None
         self.steps = 0  # steps queued so far (the host's copy of g)
-        self._full = _Captured(self._full_body, WARMUP_STEPS, graphs)
-        self._tail = _Captured(self._tail_body, 1, graphs)
+        self._full = _Captured(self._full_body, WARMUP_STEPS, graphs, offload)
+        self._tail = _Captured(self._tail_body, 1, graphs, offload)
 
     # ----------------------------------------------------------------------------------------- epoch draws
     def start_epoch(self, generator: torch.Generator) -> None:
@@ -200,17 +215,17 @@ class TrainProgram:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
 
-    def full(self) -> None:
-        """Queue one step on the next full batch of the epoch."""
+    def full(self) -> Pending | None:
+        """Queue one step on the next full batch of the epoch (a Pending when it went to the set-up threads)."""
         self._host_lr()
-        self._full()
         self.steps += 1
+        return self._full()
 
-    def tail(self) -> None:
+    def tail(self) -> Pending | None:
         """Queue the epoch's last, partial batch (only when `n_tail`)."""
         self._host_lr()
-        self._tail()
         self.steps += 1
+        return self._tail()
 
     @property
     def graphed(self) -> bool:
@@ -227,7 +242,8 @@ class EvalProgram:
     """
 
     def __init__(self, net: nn.Module, batch: int, sample_shape: tuple[int, ...], dtype: torch.dtype,
-                 device: torch.device, use_amp: bool, channels_last: bool, graphs: GraphPolicy | None) -> None:
+                 device: torch.device, use_amp: bool, channels_last: bool, graphs: GraphPolicy | None,
+                 offload: SetupThreads | None = None) -> None:
         self.net, self.batch, self.device, self.use_amp = net, batch, device, use_amp
         self.memory_format = torch.channels_last if channels_last and len(sample_shape) == 3 \
             else torch.contiguous_format
@@ -241,7 +257,7 @@ class EvalProgram:
             self.y = torch.zeros(batch, dtype=torch.long, device=device)
             self.valid = torch.zeros((), dtype=torch.long, device=device)
             self.rows = torch.arange(batch, device=device)
-        self._captured = _Captured(self._static_body, 1, graphs)
+        self._captured = _Captured(self._static_body, 1, graphs, offload)
 
     def reset(self) -> None:
         """Zero the accumulators."""
@@ -265,8 +281,9 @@ class EvalProgram:
     def _static_body(self) -> None:
         self._count(self._forward(self.x), self.y, self.rows < self.valid)  # type: ignore[operator]
 
-    def run(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Queue the evaluation of (x, y) (model already in eval mode); adds to `wrong` and `finite`."""
+    def run(self, x: torch.Tensor, y: torch.Tensor) -> Generator[Pending, None, None]:
+        """Queue the evaluation of (x, y) (model already in eval mode), adding to `wrong` and `finite`; a task step
+        that yields the Pending of a batch handed to the set-up threads."""
         n = int(x.shape[0])
         for start in range(0, n, self.batch):
             stop = min(start + self.batch, n)
@@ -278,7 +295,10 @@ class EvalProgram:
             self.x[:m].copy_(x[start:stop], non_blocking=True)  # type: ignore[index]
             self.y[:m].copy_(y[start:stop], non_blocking=True)  # type: ignore[index]
             self.valid.fill_(m)  # type: ignore[union-attr]
-            self._captured()
+            pending = self._captured()
+            if pending is not None:
+                yield pending
+                pending.result()
 
 
 def balanced_batch(n: int, limit: int) -> int:

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from anynet_search.training import setup_threads
 from anynet_search.training.fences import Fence, Pending, drive
 from anynet_search.training.interface import (
     DivergedError,
@@ -130,8 +131,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 DIVERGENCE_CHECK_EVERY = 10
 """Steps between two finite-loss checks; also checked at every epoch end."""
-MAX_AHEAD = 3
-"""Finite-loss checks a task may have queued and not yet read: how far its queued work runs ahead of the host."""
+MAX_AHEAD = 8
+"""Finite-loss checks a task may have queued and not yet read: how far its queued work runs ahead of the host
+(80 steps: several seconds of a GPU shared by 8 trials, so the queues outlast a new trial's set-up)."""
 
 Report = Callable[[int, float], "Pending | None"]
 
@@ -302,11 +304,13 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
     graphs = GraphPolicy() if cfg.cuda_graphs and on_cuda and not cfg.compile else None
     pad = cfg.resolved_crop_pad(splits.resolution)
     settings = StepSettings(cfg.batch_size, pad, bool(splits.flip), use_amp, cfg.label_smoothing, cfg.channels_last)
-    program = TrainProgram(net, optimizer, splits.train_x, splits.train_y, settings, lrs, lr_tensor, graphs)
+    offload = setup_threads.current()  # a worker's threads for warm-ups and captures (None: this thread)
+    program = TrainProgram(net, optimizer, splits.train_x, splits.train_y, settings, lrs, lr_tensor, graphs,
+                           offload)
     n_val, n_test = int(splits.val_x.shape[0]), int(splits.test_x.shape[0])
     eval_batch = max(balanced_batch(n_val, cfg.eval_batch_size), balanced_batch(n_test, cfg.eval_batch_size))
     evaluator = EvalProgram(net, eval_batch, tuple(splits.val_x.shape[1:]), splits.val_x.dtype, dev, use_amp,
-                            cfg.channels_last, graphs)
+                            cfg.channels_last, graphs, offload)
     generator = make_generator(seed, dev)
     host = _HostReadout(dev, MAX_AHEAD + 2)
     checks: deque[_Check] = deque()
@@ -321,20 +325,26 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
         program.start_epoch(generator)
         for i in range(1, program.n_full + 1):
             progress.step = i
-            program.full()
+            pending = program.full()
+            if pending is not None:  # a warm-up step or the capture, run by a set-up thread
+                yield pending
+                pending.result()
             if i % DIVERGENCE_CHECK_EVERY == 0:
                 checks.append(host.checkpoint(program.loss_sum, epoch, i))
                 yield from _settle(checks, MAX_AHEAD)
             yield None
         if program.n_tail:
             progress.step = steps_per_epoch
-            program.tail()
+            pending = program.tail()
+            if pending is not None:
+                yield pending
+                pending.result()
         trained = Fence(dev, timing=True)
 
         progress.stage = "validation"
         model.eval()
         evaluator.reset()
-        evaluator.run(splits.val_x, splits.val_y)
+        yield from evaluator.run(splits.val_x, splits.val_y)
         read = host.read(program.loss_sum, evaluator)
         yield read
         yield from _settle(checks, 0)  # the device is past every check of the epoch
@@ -359,7 +369,7 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
     progress.stage = "test"
     before_test = Fence(dev, timing=True)
     evaluator.reset()
-    evaluator.run(splits.test_x, splits.test_y)
+    yield from evaluator.run(splits.test_x, splits.test_y)
     read = host.read(program.loss_sum, evaluator)
     yield read
     _, wrong, finite = host.values()
@@ -402,7 +412,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     try:
         program = EvalProgram(model, batch_size, tuple(x.shape[1:]), x.dtype, dev, amp and dev.type == "cuda",
                               False, None)
-        program.run(x, y)
+        drive(program.run(x, y))
         ok, wrong = bool(program.finite.item()), int(program.wrong.item())
     finally:
         model.train(was_training)
