@@ -266,3 +266,33 @@ def test_a_failed_capture_falls_back_to_eager_for_that_trial_only(data):
     assert 0.0 <= result.val_error <= 100.0 and len(result.history) == 2
     after = train(build_model(SMALL), data, TrainConfig(epochs=1, batch_size=64), device="cuda", seed=0)
     assert after.step_mode == "cuda_graph"  # the next trial captures again
+
+
+def test_set_up_threads_on_the_gpu_change_nothing_in_the_results(data, deterministic):
+    """Warm-up steps and captures on set-up threads (the default of a GPU worker with trials in flight), each on
+    its trial's stream, while the engine's thread replays the others' graphs."""
+    from anynet_search.training import setup_threads
+
+    alone = {seed: _alone(seed, data) for seed in (1, 2, 3)}
+    pool = setup_threads.SetupThreads(2)
+    setup_threads.install(pool)
+    try:
+        ended, weights = _in_flight(data, (1, 2, 3))
+    finally:
+        setup_threads.install(None)
+        pool.close()
+    for seed, (result, w) in alone.items():
+        assert ended[seed].error is None and ended[seed].value.step_mode == "cuda_graph"
+        assert ended[seed].value.history == result.history
+        for a, b in zip(w, weights[seed]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_default_gpu_study_keeps_trials_in_flight_on_graphs(tmp_path):
+    outcome = run_study(opts(tmp_path, trials=6, workers=None, in_flight=3))
+    assert outcome.snapshot.completed == 6 and outcome.failing_message is None
+    study = optuna.load_study(study_name=outcome.study_name, storage=open_storage(outcome.storage_url))
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert {t.user_attrs["result"]["step_mode"] for t in done} == {"cuda_graph"}
+    assert max(t.user_attrs["in_flight"] for t in done) == 3
+    assert {t.user_attrs["worker"] for t in done} == {"w0"}  # one process for the GPU
