@@ -33,9 +33,12 @@ MOVED: dict[str, str] = {f"{PACKAGE}.{old}": f"{PACKAGE}.{folder}.{old}"
                          for folder, olds in _FOLDERS.items() for old in olds}
 
 #: module that stayed -> (the module its names moved to, those names)
-MOVED_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
-    f"{PACKAGE}.study.worker": (f"{PACKAGE}.study.reaper", ("DIED", "HEARTBEAT_SECONDS", "MAX_DEATHS",
-                                                            "STALE_SECONDS", "death_reason", "pid_alive")),
+MOVED_NAMES: dict[str, dict[str, str]] = {
+    f"{PACKAGE}.study.worker": {
+        **dict.fromkeys(("DIED", "HEARTBEAT_SECONDS", "MAX_DEATHS", "STALE_SECONDS", "death_reason", "pid_alive"),
+                        f"{PACKAGE}.study.reaper"),
+        "FULL_COLLECT_EVERY": f"{PACKAGE}.study.process_health",
+    },
 }
 
 
@@ -95,14 +98,14 @@ class _Package(types.ModuleType):
 
 
 def moved_names(module: str) -> Callable[[str], Any]:
-    """A module `__getattr__` that serves the names in `MOVED_NAMES[module]` from their new home, warning."""
-    home, names = MOVED_NAMES[module]
+    """A module `__getattr__` that serves the names in `MOVED_NAMES[module]` from their new homes, warning."""
+    homes = MOVED_NAMES[module]
 
     def __getattr__(name: str) -> Any:
-        if name not in names:
+        if name not in homes:
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
-        _warn(f"{module}.{name}", f"{home}.{name}")
-        return getattr(importlib.import_module(home), name)
+        _warn(f"{module}.{name}", f"{homes[name]}.{name}")
+        return getattr(importlib.import_module(homes[name]), name)
 
     return __getattr__
 

@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 import anynet_search
-from anynet_search.study import reaper, worker
+from anynet_search.study import process_health, reaper, worker
 
 # old module -> (its new path, the public names it had: its __all__, else its top-level definitions)
 OLD_PATHS = {
@@ -53,13 +53,16 @@ OLD_PATHS = {
                                      "load_run open_run resolve_run space_of trials_frame"),
     "status": ("reporting.status", "study_status"),
 }
-# the public names of study/worker.py before its dead-worker half moved to study/reaper.py
+# the public names of study/worker.py before its dead-worker half moved to study/reaper.py (and its process
+# helpers to study/process_health.py)
 WORKER_NAMES = ("DIED DeviceLost FAILURE_STREAK FULL_COLLECT_EVERY HEARTBEAT_SECONDS IDLE_REAP_SECONDS "
                 "INFEASIBLE_STREAK INTERRUPTED MAX_DEATHS MAX_IDLE_POLL Objective REAP_SECONDS REQUEUED "
                 "STALE_SECONDS StudyFailing Worker WorkerSummary counts_as_failure death_reason "
                 "load_worker_study pid_alive poisons_device raised_at release_memory resolve_objective "
                 "run_worker").split()
-LEFT_WORKER = "DIED HEARTBEAT_SECONDS MAX_DEATHS STALE_SECONDS death_reason pid_alive".split()
+LEFT_WORKER = {**dict.fromkeys("DIED HEARTBEAT_SECONDS MAX_DEATHS STALE_SECONDS death_reason pid_alive".split(),
+                               reaper),
+               "FULL_COLLECT_EVERY": process_health}
 
 
 def deprecation(old: str, new: str) -> str:
@@ -105,10 +108,11 @@ def test_importing_an_old_path_keeps_the_package_function_of_the_same_name(monke
 @pytest.mark.parametrize("name", WORKER_NAMES)
 def test_every_name_of_the_old_worker_module_still_imports_from_it(name):
     if name in LEFT_WORKER:
+        home = LEFT_WORKER[name]
         with pytest.warns(DeprecationWarning, match=deprecation(f"{worker.__name__}.{name}",
-                                                                f"{reaper.__name__}.{name}")):
+                                                                f"{home.__name__}.{name}")):
             value = getattr(worker, name)
-        assert value is getattr(reaper, name)
+        assert value is getattr(home, name)
     else:
         assert getattr(worker, name) is not None
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):

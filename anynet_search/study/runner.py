@@ -125,6 +125,9 @@ def check_options(opts: RunOptions) -> list[str]:
 
 def _train_config(opts: RunOptions) -> TrainConfig:
     fields = dict(opts.train_overrides)
+    if fields.get("compile") is True and fields.get("cuda_graphs") is True:  # asked for both: say so
+        raise InputError("--train: compile and cuda_graphs exclude each other (a compiled model is not captured); "
+                         "set one of them")
     if opts.epochs is not None:
         fields["epochs"] = opts.epochs
     try:
