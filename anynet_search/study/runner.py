@@ -22,6 +22,7 @@ from anynet_search.study.capacity import (
     plan_workers,
     resolve_devices,
 )
+from anynet_search.study.local_runs import other_runs, registered
 from anynet_search.study.optuna_adapter import enqueue_many, trial_index
 from anynet_search.study.plan import (
     EDF_SAMPLERS,
@@ -244,7 +245,8 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
     study, settings, url, run_dir = prepare_study(opts)
     index = trial_index(study)
     left = settings.n_trials - index.counts(settings.sampler not in EDF_SAMPLERS).trained
-    plan = plan_workers(opts.devices, opts.workers, opts.in_flight, left, settings.train_config(), opts.oversubscribe)
+    plan = plan_workers(opts.devices, opts.workers, opts.in_flight, left, settings.train_config(), opts.oversubscribe,
+                        others=other_runs())
     view = progress or ProgressView()
     for note in plan.notes:
         view.note(note)
@@ -253,19 +255,23 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
     previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     # a worker killed by a signal (a config that crashes it, the OOM killer) is recorded and replaced
     pool = WorkerPool(study, url, plan.specs, opts.objective)
-    pool.start()
     interrupted = False
-    try:
-        while True:
-            for message in pool.poll():
-                view.note(message)
-            if not pool.alive():
-                break
-            view.update(Snapshot.of(study, settings.n_trials, index))
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        interrupted = True
-        pool.stop()
+    with registered(study.study_name, len(plan.specs), sum(s.threads for s in plan.specs)):
+        pool.start()
+        try:
+            while True:
+                for message in pool.poll():
+                    view.note(message)
+                if pool.failing is not None:
+                    pool.stop()
+                    break
+                if not pool.alive():
+                    break
+                view.update(Snapshot.of(study, settings.n_trials, index))
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            interrupted = True
+            pool.stop()
     pool.join()
     signal.signal(signal.SIGTERM, previous_term)
     snap = Snapshot.of(study, settings.n_trials, index)
@@ -276,7 +282,11 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
         codes = set(pool.exit_codes)
         if pool.error is not None:
             raise pool.error  # e.g. a full disk: the journal stays readable, and the same command resumes
-        failing = ("the study stopped because its trials keep failing (see the messages above)"
-                   if EXIT_FAILING in codes else f"all workers exited early (exit codes {sorted(codes)})")
+        if pool.failing is not None:
+            failing = f"the study stopped: {pool.failing}"
+        elif EXIT_FAILING in codes:
+            failing = "the study stopped because its trials keep failing (see the messages above)"
+        else:
+            failing = f"all workers exited early (exit codes {sorted(codes)})"
     return RunOutcome(study.study_name, redact(url), run_dir, snap, interrupted, failing,
                       tuple(pool.killed_configs))

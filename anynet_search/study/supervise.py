@@ -104,6 +104,7 @@ class WorkerPool:
         self.blameless = [0] * len(specs)
         self.reaper = Worker(study, worker_id="supervisor")
         self.stopping = False
+        self.failing: str | None = None  # why the study stopped: the deaths recorded here ended a failure streak
 
     @property
     def killed_configs(self) -> list[str]:
@@ -125,7 +126,8 @@ class WorkerPool:
 
     def poll(self) -> list[str]:
         """Collect exited workers; one killed by a signal has its trial marked failed with that signal and is
-        replaced. Returns the messages about configs recorded as failed by this call."""
+        replaced, unless its death ended a streak of failed trials (then `failing` says so and no worker is started
+        again: call `stop()`). Returns the messages about configs recorded as failed by this call."""
         before = len(self.killed_configs)
         for i, p in enumerate(self.procs):
             if p is None or p.is_alive():  # is_alive() also reaps an exited child (no zombies)
@@ -142,10 +144,12 @@ class WorkerPool:
                 cause = f"signal {-p.exitcode}, {signal.Signals(-p.exitcode).name}"
             except ValueError:
                 pass
-            if self.reaper.reap_worker(p.pid, cause):
-                self.blameless[i] = 0
-            else:
-                self.blameless[i] += 1
+            try:
+                blamed = self.reaper.reap_worker(p.pid, cause)
+            except StudyFailing as exc:  # every recent config killed its worker: replacing it would loop
+                self.failing, self.stopping = str(exc), True
+                continue
+            self.blameless[i] = 0 if blamed else self.blameless[i] + 1
             if self.blameless[i] <= MAX_BLAMELESS_RESPAWNS:
                 self._start(i)
         return self.killed_configs[before:]
