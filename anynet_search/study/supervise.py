@@ -170,12 +170,13 @@ class WorkerPool:
         return [p.pid for p in self.procs if p is not None and p.pid is not None]
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Ask every worker to stop (SIGINT: the running trial is re-enqueued), then terminate stragglers."""
+        """Ask every worker to stop (SIGTERM: its trials in flight are re-enqueued; one still starting up, before its
+        handler is installed, just ends, with no trial and no traceback), then terminate stragglers."""
         self.stopping = True
         running = [p for p in self.procs if p is not None]
         for p in running:
             if p.is_alive() and p.pid:
-                os.kill(p.pid, signal.SIGINT)
+                os.kill(p.pid, signal.SIGTERM)
         for p in running:
             p.join(timeout=timeout)
             if p.is_alive():
