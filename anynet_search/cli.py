@@ -351,6 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error(exc: OSError, out: str | None) -> str:
+    """One line for a path the OS refused, naming --out when the path is that folder or lies in it."""
+    from pathlib import Path
+
+    line = os_error_line(exc)
+    path, folder = Path(str(exc.filename)).absolute(), Path(out).absolute() if out else None
+    if folder is not None and exc.filename2 is None and path.is_relative_to(folder):
+        return f"--out {out}: {exc.strerror}" if path == folder and exc.strerror else f"--out {out}: {line}"
+    return line
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -377,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if error is None and is_no_space(exc):  # a full disk while writing a report, export or space file
             error = StorageFullError(getattr(exc, "filename", None) or getattr(args, "out", None) or "a file")
         if error is None and isinstance(exc, OSError) and exc.filename is not None:
-            error = CliError(os_error_line(exc))  # a path the OS refused (/proc, a read-only or looping folder)
+            error = CliError(_os_error(exc, getattr(args, "out", None)))  # /proc, a read-only or looping folder
         if error is None:
             print(f"anynet-search {args.command}: internal error (a bug, please report it with this traceback):",
                   file=sys.stderr)

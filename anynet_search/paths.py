@@ -47,7 +47,8 @@ def _first_existing(path: Path, option: str, given: Path) -> Path:
         except (FileNotFoundError, NotADirectoryError):  # not there (below a file: its parent says so)
             continue
         except OSError as exc:
-            raise InputError(f"{option} {given}: {candidate}: {os_reason(exc)}") from None
+            where = "" if candidate == given.absolute() else f"{candidate}: "
+            raise InputError(f"{option} {given}: {where}{os_reason(exc)}") from None
         return candidate
     return Path(".")
 
