@@ -15,13 +15,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from faults import spawned_workers
 from optuna.trial import TrialState
 
 from anynet_search.reporting.results import open_run
+from anynet_search.study import RunOptions, StudyFailing, Worker, prepare_study
 from anynet_search.study.capacity import cores, plan_workers
 from anynet_search.study.local_runs import LocalRun, other_runs, process_start, registered
-from anynet_search.study.reaper import pid_alive
+from anynet_search.study.reaper import MAX_DEATHS, pid_alive
+from anynet_search.study.worker import FAILURE_STREAK
 from anynet_search.training.interface import TrainConfig
 from anynet_search.training.memory import cgroup_memory_left, free_memory, memory_limits
 
@@ -76,22 +79,43 @@ def test_a_killed_run_takes_its_workers_along(tmp_path):
 
 
 def test_every_config_killing_its_worker_stops_the_study_with_one_message(tmp_path):
-    """A space where every config kills its worker (e.g. a CPU-time limit) looped forever: worker deaths never
-    reached the failure streak. Each config is tried twice, recorded as failed, and the tenth such failure in a row
-    stops the study; no worker is left behind."""
-    proc = subprocess.run(_run_cmd(tmp_path / "runs", "--workers", "2", "--trials", "30", "--objective",
+    """A space where every config kills its worker (e.g. a CPU-time limit) looped forever: 20 failed trials in a
+    row, still going at 180 s. A retried config is queued behind every other slot, so the failure streak (a config
+    counts once it killed its worker twice) would come only after N + 10 deaths: the supervisor stops after 10
+    worker processes in a row died with nothing trained meanwhile, and leaves no worker behind."""
+    proc = subprocess.run(_run_cmd(tmp_path / "runs", "--workers", "2", "--trials", "50", "--objective",
                                    "faults:kill_every_config"),
                           env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("anynet-search run: error: the study stopped: the last 10 trials all failed (10 with: "
-                           "worker died (signal 9, SIGKILL) twice on this config)"), last
+    assert last == ("anynet-search run: error: the study stopped: the last 10 worker processes were killed (signal 9, "
+                    "SIGKILL) while running trials, and none was trained meanwhile: the configs kill their workers; "
+                    "stopping instead of looping"), last
     assert "Traceback" not in proc.stderr
     study = open_run(tmp_path / "runs" / "anynet_xa_tiny-synthetic-random-s0")[1]
-    final = [t for t in study.get_trials(states=(TrialState.FAIL,)) if t.user_attrs["failure"].endswith("twice on "
-                                                                                                         "this config")]
-    assert 10 <= len(final) < 30  # it stopped at the streak, long before every slot was tried
+    deaths = [t for t in study.get_trials(states=(TrialState.FAIL,)) if t.user_attrs["failure"].startswith("worker "
+                                                                                                           "died")]
+    assert 10 <= len(deaths) < 50  # it stopped at the streak, long before every slot was tried
     assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_a_config_recorded_as_failed_after_killing_its_worker_counts_in_the_failure_streak(tmp_path):
+    """`mark_dead` never consulted the failure streak: ten configs recorded as failed after their second death (and
+    nothing else finished) now stop the study like ten failed trainings."""
+    study, *_ = prepare_study(RunOptions(trials=12, workers=1, dataset="synthetic:64", out=str(tmp_path),
+                                         objective=DRY))
+    supervisor = Worker(study, objective=DRY)
+    for n in range(FAILURE_STREAK):
+        trial_id = supervisor.index.claim()
+        supervisor.storage.set_trial_user_attr(trial_id, "deaths", MAX_DEATHS - 1)  # it killed a worker before
+        running = supervisor.storage.get_trial(trial_id)
+        if n < FAILURE_STREAK - 1:
+            assert supervisor.mark_dead(running, "signal 24, SIGXCPU")
+            continue
+        with pytest.raises(StudyFailing, match=r"the last 10 trials all failed \(10 with: worker died \(signal 24, "
+                                               r"SIGXCPU\) twice on this config\)"):
+            supervisor.mark_dead(running, "signal 24, SIGXCPU")
+    assert len(supervisor.killed_configs) == FAILURE_STREAK
 
 
 # ------------------------------------------------------------------------------------------ memory limits
