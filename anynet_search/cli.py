@@ -293,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", default=None, help="study name (default: SPACE-DATASET-SAMPLER-sSEED)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: journal file in the run folder)")
     p.add_argument("--devices", default=None, help="cpu | cuda | cuda:0,cuda:1 (default: all GPUs, else cpu)")
-    p.add_argument("--seed", type=_seed, default=0, help=f"seed of the configs drawn and the data split (0..{MAX_SEED})")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help=f"seed of the configs drawn and the data split (0..{MAX_SEED})")
     p.add_argument("--out", default="runs", help="folder of run folders (default runs)")
     p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE", help="trainer setting, e.g. lr=0.1 (repeatable)")
     p.add_argument("--objective", default=None, help=argparse.SUPPRESS)
@@ -388,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if error is None and is_no_space(exc):  # a full disk while writing a report, export or space file
             error = StorageFullError(getattr(exc, "filename", None) or getattr(args, "out", None) or "a file")
         if error is None and isinstance(exc, OSError) and exc.filename is not None:
-            error = CliError(_os_error(exc, getattr(args, "out", None)))  # /proc, a read-only or looping folder
+            # a path the OS refused: /proc, a read-only file system, a symbolic-link loop
+            error = CliError(_os_error(exc, getattr(args, "out", None)))
         if error is None:
             print(f"anynet-search {args.command}: internal error (a bug, please report it with this traceback):",
                   file=sys.stderr)

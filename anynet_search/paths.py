@@ -55,7 +55,7 @@ def _first_existing(path: Path, option: str, given: Path) -> Path:
 
 def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     """A folder that exists or can be created (nothing is created here); InputError naming the option otherwise."""
-    if not str(os.fspath(path)).strip():  # Path("") is "."; an empty option would write into the current folder
+    if not str(os.fspath(path)).strip():  # Path("") is ".": an empty option would write into the cwd
         raise InputError(f"{option}: empty path (give a folder, e.g. {option} .)")
     path = Path(path)
     existing = _first_existing(path.absolute(), option, path)
@@ -69,8 +69,8 @@ def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
 
 
 def make_dir(path: str | os.PathLike, option: str = "--out") -> Path:
-    """Create a folder and its parents; InputError naming the option, the folder and the OS's reason if that fails
-    (a place like /proc or /sys, a read-only file system), StorageFullError on a full disk."""
+    """Create a folder and its parents; InputError naming the option, the folder and the OS's reason if that
+    fails (a place like /proc or /sys, a read-only file system), StorageFullError on a full disk."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)

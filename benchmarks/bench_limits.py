@@ -1,12 +1,13 @@
-"""The resource limits of issue 20, measured: the RegNet fit's memory and time by depth, and how long the workers of
-a `run` killed with SIGKILL live on.
+"""The resource limits of issue 20, measured: the RegNet fit's memory and time by depth, and how long the
+workers of a `run` killed with SIGKILL live on.
 
-Part 1: `fit_regnet` of a 4-stage network of each depth, its peak traced memory (numpy allocations are traced by
-tracemalloc) and wall time; beside it, the size of one (grid x depth) array of the search before it worked in
-chunks (13,981 grid points x depth x 8 bytes; it held several at once).
+Part 1: `fit_regnet` of a 4-stage network of each depth, its peak traced memory (numpy allocations are traced
+by tracemalloc) and wall time; beside it, the size of one (grid x depth) array of the search before it worked
+in chunks (13,981 grid points x depth x 8 bytes; it held several at once).
 
-Part 2: `anynet-search run --workers 2` on the dry objective (3-second trials); once both workers are mid-trial
-the run is killed with SIGKILL and the time until both workers have exited is measured, `--repeats` times.
+Part 2: `anynet-search run --workers 2` on the dry objective (3-second trials); once both workers are
+mid-trial the run is killed with SIGKILL and the time until both workers have exited is measured, `--repeats`
+times.
 
     python benchmarks/bench_limits.py [--repeats 3]
     python benchmarks/bench_limits.py --quick    # one repeat
@@ -39,7 +40,8 @@ OLD_GRID = 11 * 41 * 31  # w0 x wa x wm points of the coarse search
 
 
 def fit_rows() -> list[dict[str, str]]:
-    """One row per depth: peak traced MiB, seconds, fit error, and one array of the unchunked search in MiB."""
+    """One row per depth: peak traced MiB, seconds, fit error, and one array of the unchunked search in
+    MiB."""
     rows = []
     for depth in (64, 1024, 20_000, 400_000):
         quarter = depth // 4
@@ -50,8 +52,8 @@ def fit_rows() -> list[dict[str, str]]:
         seconds = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        rows.append({"depth (blocks)": f"{depth:,}", "peak MiB": f"{peak / 2**20:.1f}", "seconds": f"{seconds:.2f}",
-                     "fit error": f"{fit.fit_error:.3f}",
+        rows.append({"depth (blocks)": f"{depth:,}", "peak MiB": f"{peak / 2**20:.1f}",
+                     "seconds": f"{seconds:.2f}", "fit error": f"{fit.fit_error:.3f}",
                      "one unchunked array, MiB": f"{OLD_GRID * depth * 8 / 2**20:,.0f}"})
     return rows
 

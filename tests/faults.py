@@ -108,14 +108,14 @@ def _stepped(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) 
 
 
 def kill_every_config(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) -> float:
-    """Every config kills its own worker process (SIGKILL), like a space whose every network crashes the process or
-    exceeds a CPU-time limit."""
+    """Every config kills its own worker process (SIGKILL), like a space whose every network crashes the
+    process or exceeds a CPU-time limit."""
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable: the process was killed")
 
 
 def spawned_workers(parent: int) -> list[int]:
-    """Pids of the live worker processes `parent` spawned (multiprocessing's spawn_main; not its resource tracker)."""
+    """Pids of the live worker processes `parent` spawned (multiprocessing's spawn_main, not the tracker)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

@@ -42,8 +42,10 @@ def _study(root: Path, name: str, trials: int, sampler: str = "random", work: bo
 
 
 def _as_other_version(root: Path, name: str, **changes: object) -> None:
-    """Store the study's settings as another version would have: keys changed, added (a value) or removed (None)."""
-    study = optuna.load_study(study_name=name, storage=open_storage(f"journal:{root / 'runs' / name / 'journal.log'}"))
+    """Store the study's settings as another version would have: keys changed, added (a value) or removed
+    (None)."""
+    journal = root / "runs" / name / "journal.log"
+    study = optuna.load_study(study_name=name, storage=open_storage(f"journal:{journal}"))
     settings = {**study.user_attrs[SETTINGS_ATTR], **changes}
     study.set_user_attr(SETTINGS_ATTR, {k: v for k, v in settings.items() if v is not None})
 
@@ -84,8 +86,9 @@ def world(tmp_path_factory) -> Path:
     _as_other_version(root, "unknownkey", cache="ram")  # a key this format does not have
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    optuna.create_study(study_name="plain", storage=JournalStorage(JournalFileBackend(str(root / "plain.log")))
-                        ).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=5)
+    plain = JournalStorage(JournalFileBackend(str(root / "plain.log")))
+    optuna.create_study(study_name="plain", storage=plain).optimize(lambda t: t.suggest_float("x", 0, 1),
+                                                                    n_trials=5)
     os.symlink("loop_b", root / "loop_a")  # a symbolic-link loop
     os.symlink("loop_a", root / "loop_b")
     shutil.copytree(root / "runs" / "finished", root / "runs" / "corrupt")
@@ -204,7 +207,8 @@ ROWS = [
      ["nosuch", "finished"]),
     ("worker-foreign-study", ["worker", "--study", "foreign", "--storage", "sqlite:///{W}/foreign.db"],
      ["foreign", "not created by anynet-search"]),
-    ("worker-newer-settings", ["worker", "--study", "newer", "--storage", "journal:{W}/runs/newer/journal.log"],
+    ("worker-newer-settings",
+     ["worker", "--study", "newer", "--storage", "journal:{W}/runs/newer/journal.log"],
      ["'newer'", "anynet-search 9.0.0", "format 99"]),
     ("worker-missing-journal-folder", ["worker", "--study", "x", "--storage", "journal:{W}/nope/journal.log"],
      ["nope"]),
@@ -244,14 +248,16 @@ ROWS = [
      ["'plain'", "not made by anynet-search", "5 complete"]),
     ("export-plain-optuna-journal", ["export", "journal:{W}/plain.log", "--out", "{W}/ex"],
      ["'plain'", "not made by anynet-search"]),
-    ("derive-plain-optuna-journal", ["derive", "journal:{W}/plain.log"], ["'plain'", "not made by anynet-search"]),
+    ("derive-plain-optuna-journal", ["derive", "journal:{W}/plain.log"],
+     ["'plain'", "not made by anynet-search"]),
     ("export-no-completed", ["export", "{W}/runs/empty", "--out", "{W}/ex"], ["empty", "no completed trials"]),
     ("analyze-missing", ["analyze", "{W}/nope", "--out", "{W}/rep"], ["nope", "not a run folder"]),
     ("analyze-bins-zero", ["analyze", R, "--out", "{W}/rep", "--bins", "0"], ["--bins"]),
     ("analyze-bins-negative", ["analyze", R, "--out", "{W}/rep", "--bins", "-2"], ["--bins"]),
     ("analyze-out-is-a-file", ["analyze", R, "--out", "{W}/afile.txt"], ["--out", "afile.txt"]),
     ("analyze-out-empty", ["analyze", R, "--out", ""], ["--out", "empty"]),
-    ("analyze-out-symlink-loop", ["analyze", R, "--out", "{W}/loop_a"], ["--out", "loop_a", "symbolic links"]),
+    ("analyze-out-symlink-loop", ["analyze", R, "--out", "{W}/loop_a"],
+     ["--out", "loop_a", "symbolic links"]),
     ("analyze-out-in-proc", ["analyze", R, "--out", "/proc/anynet-search-x"], ["/proc/anynet-search-x"]),
     ("derive-out-empty", ["derive", R, "--out", ""], ["--out", "empty"]),
     ("derive-out-symlink-loop", ["derive", R, "--out", "{W}/loop_a"], ["--out", "loop_a", "symbolic links"]),
@@ -262,7 +268,8 @@ ROWS = [
     ("export-top-negative", ["export", R, "--top", "-1", "--out", "{W}/ex"], ["--top"]),
     ("export-out-is-a-file", ["export", R, "--out", "{W}/afile.txt"], ["--out", "afile.txt"]),
     ("export-out-empty", ["export", R, "--out", ""], ["--out", "empty"]),
-    ("export-out-symlink-loop", ["export", R, "--out", "{W}/loop_a/ex"], ["--out", "loop_a", "symbolic links"]),
+    ("export-out-symlink-loop", ["export", R, "--out", "{W}/loop_a/ex"],
+     ["--out", "loop_a", "symbolic links"]),
     ("export-out-in-proc", ["export", R, "--out", "/proc/anynet-search-x"], ["/proc/anynet-search-x"]),
     ("export-format-unknown", ["export", R, "--format", "onnx", "--out", "{W}/ex"], ["--format", "onnx"]),
     # ---- describe and spaces
@@ -318,8 +325,9 @@ def test_bad_input_is_one_line_naming_the_culprit_exit_2_and_nothing_written(wor
 
 # ------------------------------------------------------------------------------------------ beyond one line
 def test_absurd_workers_start_no_more_processes_than_trials(tmp_path):
-    """`--workers 10000 --trials 2` once started ~390 worker processes on 2 cores and took the machine down. The
-    processes `run` spawns are counted while it works: never more than the 2 trials, and one line says why."""
+    """`--workers 10000 --trials 2` once started ~390 worker processes on 2 cores and took the machine down.
+    The processes `run` spawns are counted while it works: never more than the 2 trials, and one line says
+    why."""
     import subprocess
     import sys
     import time
@@ -329,7 +337,8 @@ def test_absurd_workers_start_no_more_processes_than_trials(tmp_path):
     cmd = [sys.executable, "-m", "anynet_search", "run", "--workers", "10000", "--trials", "2", "--dataset",
            "synthetic:64", "--objective", DRY, "--no-analyze", "--out", str(tmp_path / "runs")]
     log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen(cmd, env=dict(os.environ, ANYNET_DRY_SLEEP="2"), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=dict(os.environ, ANYNET_DRY_SLEEP="2"), stdout=log,
+                            stderr=subprocess.STDOUT)
     most = 0
     try:
         while proc.poll() is None:
@@ -343,17 +352,19 @@ def test_absurd_workers_start_no_more_processes_than_trials(tmp_path):
     out = (tmp_path / "run.log").read_text()
     assert proc.returncode == 0, out
     assert 1 <= most <= 2
-    assert [line for line in out.splitlines() if line.startswith("--workers 10,000:")] and "2/2 completed" in out
+    assert [line for line in out.splitlines() if line.startswith("--workers 10,000:")]
+    assert "2/2 completed" in out
 
 
-def test_a_band_too_hard_to_sample_leaves_no_study_behind_so_the_fixed_file_runs(tmp_path, monkeypatch, capfd):
-    """A band reachable by a few configs in a million used to fail after the study was created: the empty study
-    then refused the corrected file ("already exists with a different space_hash"). The tickets are drawn first."""
+def test_a_band_too_hard_to_sample_leaves_no_study_so_the_fixed_file_runs(tmp_path, monkeypatch, capfd):
+    """A band reachable by a few configs in a million used to fail after the study was created: the empty
+    study then refused the corrected file ("already exists with a different space_hash"). The tickets are
+    drawn first."""
     from anynet_search.spaces import DesignSpace
 
-    monkeypatch.setattr(DesignSpace.iter_samples, "__defaults__", (20_000,))  # give up after 20,000 candidates
+    monkeypatch.setattr(DesignSpace.iter_samples, "__defaults__", (20_000,))  # give up after 20,000 draws
     space = tmp_path / "narrow.yaml"
-    space.write_text("extends: anynet_xa_tiny\nband:\n  flops: [1.49e+6, 1.5e+6]\n")  # ~0.2% of the candidates
+    space.write_text("extends: anynet_xa_tiny\nband:\n  flops: [1.49e+6, 1.5e+6]\n")  # ~0.2% of the draws
     argv = ["run", "--space", str(space), "--trials", "100", "--workers", "1", "--dataset", "synthetic:64",
             "--objective", DRY, "--no-analyze", "--out", str(tmp_path / "runs")]
     assert main(argv) == 2
@@ -401,4 +412,5 @@ def test_a_read_only_file_system_while_writing_is_one_line_naming_the_path(tmp_p
     monkeypatch.setattr("anynet_search.reporting.analyze.analyze_runs", read_only)
     assert main(["analyze", str(tmp_path), "--out", str(tmp_path / "report")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"anynet-search analyze: error: --out {tmp_path / 'report'}: {target}: Read-only file system\n")
+    expected = f"--out {tmp_path / 'report'}: {target}: Read-only file system"
+    assert err == f"anynet-search analyze: error: {expected}\n"

@@ -1,8 +1,8 @@
-"""Resource limits and the faults that once took a shared machine down (issue 20): a killed `run` takes its workers
-along, a space whose every config kills its worker stops instead of looping, memory checks read the process's own
-limits, the RegNet fit stays bounded in memory, and a run started beside another sizes its workers by the cores
-left. Each test keeps what it starts small (one or two workers, dry trials) and counts processes instead of timing
-them."""
+"""Resource limits and the faults that once took a shared machine down (issue 20): a killed `run` takes its
+workers along, a space whose every config kills its worker stops instead of looping, memory checks read the
+process's own limits, the RegNet fit stays bounded in memory, and a run started beside another sizes its
+workers by the cores left. Each test keeps what it starts small (one or two workers, dry trials) and counts
+processes instead of timing them."""
 
 from __future__ import annotations
 
@@ -57,14 +57,15 @@ def _running(folder: Path) -> int:
 
 # ------------------------------------------------------------------------------------------ runaway workers
 def test_a_killed_run_takes_its_workers_along(tmp_path):
-    """SIGKILL to `run` once left its workers orphaned, holding the machine's memory until killed by hand. Now the
-    kernel's parent-death signal (and a watchdog) stops them, and they put their trials back in the queue."""
+    """SIGKILL to `run` once left its workers orphaned, holding the machine's memory until killed by hand. Now
+    the kernel's parent-death signal (and a watchdog) stops them, and they put their trials back in the
+    queue."""
     log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen(_run_cmd(tmp_path / "runs", "--workers", "2", "--trials", "40", "--objective", DRY),
-                            env=_env(ANYNET_DRY_SLEEP="3"), stdout=log, stderr=subprocess.STDOUT)
+    cmd = _run_cmd(tmp_path / "runs", "--workers", "2", "--trials", "40", "--objective", DRY)
+    proc = subprocess.Popen(cmd, env=_env(ANYNET_DRY_SLEEP="3"), stdout=log, stderr=subprocess.STDOUT)
     folder = tmp_path / "runs" / "anynet_xa_tiny-synthetic-random-s0"
     try:
-        _wait_for(lambda: len(spawned_workers(proc.pid)) == 2 and _running(folder) >= 2, "two workers mid-trial")
+        _wait_for(lambda: len(spawned_workers(proc.pid)) == 2 and _running(folder) >= 2, "workers mid-trial")
         workers = spawned_workers(proc.pid)
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -79,41 +80,41 @@ def test_a_killed_run_takes_its_workers_along(tmp_path):
 
 
 def test_every_config_killing_its_worker_stops_the_study_with_one_message(tmp_path):
-    """A space where every config kills its worker (e.g. a CPU-time limit) looped forever: 20 failed trials in a
-    row, still going at 180 s. A retried config is queued behind every other slot, so the failure streak (a config
-    counts once it killed its worker twice) would come only after N + 10 deaths: the supervisor stops after 10
-    worker processes in a row died with nothing trained meanwhile, and leaves no worker behind."""
+    """A space where every config kills its worker (e.g. a CPU-time limit) looped forever: 20 failed trials in
+    a row, still going at 180 s. A retried config is queued behind every other slot, so the failure streak (a
+    config counts once it killed its worker twice) would come only after N + 10 deaths: the supervisor stops
+    after 10 worker processes in a row died with nothing trained meanwhile, and leaves no worker behind."""
     proc = subprocess.run(_run_cmd(tmp_path / "runs", "--workers", "2", "--trials", "50", "--objective",
                                    "faults:kill_every_config"),
                           env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == ("anynet-search run: error: the study stopped: the last 10 worker processes were killed (signal 9, "
-                    "SIGKILL) while running trials, and none was trained meanwhile: the configs kill their workers; "
-                    "stopping instead of looping"), last
+    assert last == ("anynet-search run: error: the study stopped: the last 10 worker processes were killed "
+                    "(signal 9, SIGKILL) while running trials, and none was trained meanwhile: the configs "
+                    "kill their workers; stopping instead of looping"), last
     assert "Traceback" not in proc.stderr
     study = open_run(tmp_path / "runs" / "anynet_xa_tiny-synthetic-random-s0")[1]
-    deaths = [t for t in study.get_trials(states=(TrialState.FAIL,)) if t.user_attrs["failure"].startswith("worker "
-                                                                                                           "died")]
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    deaths = [t for t in failed if t.user_attrs["failure"].startswith("worker died")]
     assert 10 <= len(deaths) < 50  # it stopped at the streak, long before every slot was tried
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
 def test_a_config_recorded_as_failed_after_killing_its_worker_counts_in_the_failure_streak(tmp_path):
-    """`mark_dead` never consulted the failure streak: ten configs recorded as failed after their second death (and
-    nothing else finished) now stop the study like ten failed trainings."""
+    """`mark_dead` never consulted the failure streak: ten configs recorded as failed after their second death
+    (and nothing else finished) now stop the study like ten failed trainings."""
     study, *_ = prepare_study(RunOptions(trials=12, workers=1, dataset="synthetic:64", out=str(tmp_path),
                                          objective=DRY))
     supervisor = Worker(study, objective=DRY)
     for n in range(FAILURE_STREAK):
         trial_id = supervisor.index.claim()
-        supervisor.storage.set_trial_user_attr(trial_id, "deaths", MAX_DEATHS - 1)  # it killed a worker before
+        supervisor.storage.set_trial_user_attr(trial_id, "deaths", MAX_DEATHS - 1)  # killed a worker before
         running = supervisor.storage.get_trial(trial_id)
         if n < FAILURE_STREAK - 1:
             assert supervisor.mark_dead(running, "signal 24, SIGXCPU")
             continue
-        with pytest.raises(StudyFailing, match=r"the last 10 trials all failed \(10 with: worker died \(signal 24, "
-                                               r"SIGXCPU\) twice on this config\)"):
+        with pytest.raises(StudyFailing, match=r"the last 10 trials all failed \(10 with: worker died "
+                                               r"\(signal 24, SIGXCPU\) twice on this config\)"):
             supervisor.mark_dead(running, "signal 24, SIGXCPU")
     assert len(supervisor.killed_configs) == FAILURE_STREAK
 
@@ -130,7 +131,7 @@ def test_cgroup_v2_limits_of_the_cgroup_and_its_parents_bound_the_free_memory(tm
     _write(root / "cgroup.controllers", "cpu memory\n")
     _write(root / "job" / "memory.max", f"{8 * 2**30}\n")
     _write(root / "job" / "memory.current", f"{3 * 2**30}\n")
-    _write(root / "job" / "memory.stat", f"anon 1\ninactive_file {2**30}\n")  # page cache the kernel can reclaim
+    _write(root / "job" / "memory.stat", f"anon 1\ninactive_file {2**30}\n")  # reclaimable page cache
     _write(root / "job" / "step" / "memory.max", "max\n")
     _write(root / "job" / "step" / "memory.current", f"{2**30}\n")
     assert cgroup_memory_left(root, tmp_path / "self_cgroup") == 8 * 2**30 - 2 * 2**30
@@ -155,8 +156,8 @@ def _limited(limit: int) -> None:
 
 
 def test_a_space_too_large_for_the_processs_own_memory_limit_is_refused_before_anything_is_written(tmp_path):
-    """Under `ulimit -v` the check used to compare with the machine's free memory (22 GiB) and let a space whose
-    smallest network cannot fit under the limit start; its workers then died of MemoryError."""
+    """Under `ulimit -v` the check used to compare with the machine's free memory (22 GiB) and let a space
+    whose smallest network cannot fit under the limit start; its workers then died of MemoryError."""
     space = tmp_path / "deep.yaml"
     space.write_text("extends: anynet_xa_tiny\nparameters:\n  d: {values: [1000]}\nband: null\n")
     limit = 3 * 2**30
@@ -174,7 +175,8 @@ def test_the_memory_limits_include_the_address_space_limit_in_a_limited_process(
     code = ("import resource; from anynet_search.training.memory import memory_limits, free_memory; "
             f"resource.setrlimit(resource.RLIMIT_AS, ({3 * 2**30}, resource.RLIM_INFINITY)); "
             "print(repr((memory_limits(), free_memory('cpu'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=True)
     limits, free = eval(out.stdout)  # noqa: S307 - our own repr
     (room,) = [b for b, what in limits if "RLIMIT_AS" in what]
     assert 0 < room < 3 * 2**30 and free == min(b for b, _ in limits)
@@ -246,8 +248,8 @@ def test_two_runs_of_one_study_at_once_share_the_cores(tmp_path):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: (runs_dir / f"{first.pid}.json").is_file(), "the first run's record")
-        second = subprocess.run(_run_cmd(tmp_path / "runs", "--workers", "2", *args), env=env, capture_output=True,
-                                text=True, timeout=600)
+        second = subprocess.run(_run_cmd(tmp_path / "runs", "--workers", "2", *args), env=env,
+                                capture_output=True, text=True, timeout=600)
     finally:
         first.wait(timeout=600)
     assert second.returncode == 0 and first.returncode == 0, second.stderr

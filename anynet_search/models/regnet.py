@@ -115,14 +115,16 @@ class RegNetFit:
     fit_error: float
 
 
-#: Grid points x blocks evaluated at once by `fit_regnet`: about 8 MiB per temporary array, whatever the depth.
+#: Grid points x blocks evaluated at once by `fit_regnet`: about 8 MiB per temporary array, whatever the
+#: depth.
 FIT_CHUNK_ELEMENTS = 2**20
-#: Deeper networks are fitted on this many evenly spaced blocks (published RegNets have at most a few dozen, the
-#: bundled AnyNet spaces 64); the error reported is still that of every block.
+#: Deeper networks are fitted on this many evenly spaced blocks (published RegNets have at most a few dozen,
+#: the bundled AnyNet spaces 64); the error reported is still that of every block.
 MAX_FIT_DEPTH = 1024
 
 
-def _fit_errors(j: np.ndarray, log_obs: np.ndarray, w0: np.ndarray, wa: np.ndarray, wm: np.ndarray) -> np.ndarray:
+def _fit_errors(j: np.ndarray, log_obs: np.ndarray, w0: np.ndarray, wa: np.ndarray,
+                wm: np.ndarray) -> np.ndarray:
     """Mean |log(predicted / observed)| over the blocks `j` for each parameter triple (1-D arrays), computed
     FIT_CHUNK_ELEMENTS at a time so that memory stays bounded for any grid and depth."""
     step = min(len(j), FIT_CHUNK_ELEMENTS)
@@ -141,12 +143,12 @@ def _fit_errors(j: np.ndarray, log_obs: np.ndarray, w0: np.ndarray, wa: np.ndarr
 def fit_regnet(block_widths: Sequence[int]) -> RegNetFit:
     """Fit (w0, wa, wm) to per-block widths by grid search, minimizing the mean absolute log-ratio.
 
-    Coarse grid over w0 (multiples of 8 around the first width), wa (log-spaced, plus 0) and wm in
-    [1.5, 3], then a finer grid around the best point. The grids hold wa and wm rounded to 4 decimals,
-    so `fit_error` is the error of the parameters returned. Exact inputs of `regnet_block_widths` with
-    parameters on the grid are recovered with error 0. Memory is bounded (FIT_CHUNK_ELEMENTS at a time); a
-    network deeper than MAX_FIT_DEPTH blocks is searched on MAX_FIT_DEPTH evenly spaced blocks, and the error of
-    the parameters found is then measured on all of them.
+    Coarse grid over w0 (multiples of 8 around the first width), wa (log-spaced, plus 0) and wm in [1.5, 3],
+    then a finer grid around the best point. The grids hold wa and wm rounded to 4 decimals, so `fit_error` is
+    the error of the parameters returned. Exact inputs of `regnet_block_widths` with parameters on the grid
+    are recovered with error 0. Memory is bounded (FIT_CHUNK_ELEMENTS at a time); a network deeper than
+    MAX_FIT_DEPTH blocks is searched on MAX_FIT_DEPTH evenly spaced blocks, and the error of the parameters
+    found is then measured on all of them.
 
     >>> fit_regnet([24, 56, 56, 152, 152, 152, 152]).fit_error < 0.1
     True
@@ -158,7 +160,9 @@ def fit_regnet(block_widths: Sequence[int]) -> RegNetFit:
         )
     depth, log_obs = obs.size, np.log(obs)
     every = np.arange(depth)
-    j = every if depth <= MAX_FIT_DEPTH else np.unique(np.round(np.linspace(0, depth - 1, MAX_FIT_DEPTH))).astype(int)
+    j = every
+    if depth > MAX_FIT_DEPTH:  # evenly spaced blocks, the first and the last among them
+        j = np.unique(np.round(np.linspace(0, depth - 1, MAX_FIT_DEPTH))).astype(int)
     first = obs[0]
     w0s = np.round(first * np.linspace(0.5, 1.5, 11) / QUANTUM) * QUANTUM
     w0s = np.unique(np.clip(w0s, QUANTUM, None))

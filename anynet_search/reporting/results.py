@@ -154,16 +154,17 @@ def space_of(study: optuna.Study | None, df: pd.DataFrame) -> tuple[DesignSpace 
 
 
 def foreign_study(study: optuna.Study) -> str:
-    """What a study that anynet-search did not make holds, in words (`status`, and the error `analyze` gives)."""
+    """What a study that anynet-search did not make holds, in words (for `status` and `analyze`)."""
     states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     held = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "no trials"
-    return (f"study {study.study_name!r} was not made by anynet-search: a plain Optuna study ({held}) with no "
-            "stored settings or recorded configs")
+    return (f"study {study.study_name!r} was not made by anynet-search: a plain Optuna study ({held}) "
+            "with no stored settings or recorded configs")
 
 
 def completed_frame(run: str | Path, study: optuna.Study, verb: str) -> pd.DataFrame:
-    """`trials_frame` of a study to analyze or export; InputError (one line) if it has nothing to `verb`: a study
-    with no completed trials, one that anynet-search did not make, or one a newer version stored (`SettingsError`)."""
+    """`trials_frame` of a study to analyze or export; InputError (one line) if it has nothing to `verb`: a
+    study with no completed trials, one that anynet-search did not make, or one a newer version stored
+    (`SettingsError`)."""
     settings = stored_settings(study)
     df = trials_frame(study)
     if df.empty and settings is None:

@@ -26,8 +26,8 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
     if settings is None:
         lines.append(f"  {foreign_study(st)}")
     else:
-        lines.append(f"  space {settings.space.get('name')}, sampler {settings.sampler}, dataset {settings.dataset}, "
-                     f"seed {settings.seed}")
+        lines.append(f"  space {settings.space.get('name')}, sampler {settings.sampler}, "
+                     f"dataset {settings.dataset}, seed {settings.seed}")
     lines.append(f"  {done}/{settings.n_trials if settings else '?'} completed; by state: "
                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     reasons = Counter(str(t.user_attrs.get("failure")) for t in trials if t.state == TrialState.FAIL)

@@ -83,8 +83,8 @@ def default_workers(spec: str | None) -> int:
 
 
 def threads_per_worker(devices: list[str], free_cores: int | None = None) -> list[int]:
-    """CPU workers split the free cores (default: all) between them instead of oversubscribing; GPU workers take one
-    each."""
+    """CPU workers split the free cores (default: all) between them instead of oversubscribing; GPU workers
+    take one each."""
     n_cpu = sum(d == "cpu" for d in devices)
     free = cores() if free_cores is None else free_cores
     return [max(1, free // n_cpu) if d == "cpu" else 1 for d in devices]
@@ -114,21 +114,22 @@ class WorkerPlan:
 
 def plan_workers(spec: str | None, workers: int | None, in_flight: int | None, trials_left: int, train: TrainConfig,
                  oversubscribe: bool = False, others: Sequence[LocalRun] = ()) -> WorkerPlan:
-    """The worker processes of a local run: how many, on which devices, with how many threads and trials in flight.
+    """The worker processes of a local run: how many, on which devices, their threads and trials in flight.
 
-    `others` are the runs already working on this machine (`local_runs.other_runs`): their workers' threads are
-    taken from the cores this run's CPU workers split and are capped by (at least one core is always left)."""
+    `others` are the runs already working on this machine (`local_runs.other_runs`): their workers' threads
+    are taken from the cores this run's CPU workers split and are capped by (at least one core is always
+    left)."""
     notes: list[str] = []
     asked = workers or default_workers(spec)
     n = asked
     busy = sum(r.threads for r in others)
     free = max(1, cores() - busy)
     cap = worker_cap(resolve_devices(spec, asked), free)
-    where = (f"its {cores()} cores less the {busy} threads of {describe(others)}" if busy else "its cores") + \
-        f", or {MAX_WORKERS_PER_GPU} per GPU"
+    where = f"its {cores()} cores less the {busy} threads of {describe(others)}" if busy else "its cores"
+    where += f", or {MAX_WORKERS_PER_GPU} per GPU"
     if n > cap and not oversubscribe:
-        notes.append(f"--workers {asked:,}: this machine takes {cap} ({where}); starting {cap} (--oversubscribe "
-                     f"starts all {asked:,})")
+        notes.append(f"--workers {asked:,}: this machine takes {cap} ({where}); starting {cap} "
+                     f"(--oversubscribe starts all {asked:,})")
         n = cap
     left = max(1, trials_left)
     if n > left:
@@ -138,8 +139,9 @@ def plan_workers(spec: str | None, workers: int | None, in_flight: int | None, t
     devices = resolve_devices(spec, n)
     threads = threads_per_worker(devices, free)
     if busy and not notes and "cpu" in devices:
-        notes.append(f"{describe(others)} {'uses' if len(others) == 1 else 'use'} {busy} of this machine's {cores()} cores: starting {n} worker(s) "
-                     f"with {threads[devices.index('cpu')]} thread(s) each")
+        verb = "uses" if len(others) == 1 else "use"
+        notes.append(f"{describe(others)} {verb} {busy} of this machine's {cores()} cores: starting {n} "
+                     f"worker(s) with {threads[devices.index('cpu')]} thread(s) each")
     specs = []
     for i, device in enumerate(devices):
         k = in_flight or default_in_flight(device, train)

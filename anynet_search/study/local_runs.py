@@ -1,11 +1,11 @@
-"""The `anynet-search run`s working on this machine: each records how many torch threads its workers use, so that a
-run started beside others sizes its workers by the cores they leave (two runs of one study at once, each giving
-its workers every core, took 100 s where one alone took 18 s).
+"""The `anynet-search run`s working on this machine: each records how many torch threads its workers use, so
+that a run started beside others sizes its workers by the cores they leave (two runs of one study at once,
+each giving its workers every core, took 100 s where one alone took 18 s in the probe of issue 20).
 
-A record is a file `<pid>.json` in `runs_dir()` (ANYNET_SEARCH_RUNS_DIR, by default a folder of this user in the
-temporary directory), written when a run starts its workers and removed when it ends. A record whose process is
-gone (a killed run) is ignored and removed by the next reader. Two runs started in the same instant do not see
-each other: this spreads the machine between runs, it does not lock it.
+A record is a file `<pid>.json` in `runs_dir()` (ANYNET_SEARCH_RUNS_DIR, by default a folder of this user in
+the temporary directory), written when a run starts its workers and removed when it ends. A record whose
+process is gone (a killed run) is ignored and removed by the next reader. Two runs started in the same instant
+do not see each other: this spreads the machine between runs, it does not lock it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ log = logging.getLogger("anynet_search")
 
 @dataclass(frozen=True)
 class LocalRun:
-    """One running `anynet-search run` of this machine: its process, study, workers and their threads in all."""
+    """A running `anynet-search run` of this machine: its process, study, workers and their threads."""
 
     pid: int
     study: str
@@ -46,7 +46,7 @@ def runs_dir() -> Path:
 
 
 def process_start(pid: int) -> str | None:
-    """When a process started, in clock ticks since boot (Linux), to tell a reused pid apart; None if unknown."""
+    """When a process started (clock ticks since boot, Linux), to tell a reused pid apart; None if unknown."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[19]
@@ -78,7 +78,7 @@ def other_runs(folder: Path | None = None) -> list[LocalRun]:
 
 
 def describe(runs: Sequence[LocalRun]) -> str:
-    """'another anynet-search run (pid 12, study S, 2 workers)' or 'N other anynet-search runs (pids 12, 34)'."""
+    """'another anynet-search run (pid 12, study S, 2 worker(s))', or 'N other anynet-search runs (...)'."""
     if len(runs) == 1:
         r = runs[0]
         return f"another anynet-search run (pid {r.pid}, study {r.study}, {r.workers} worker(s))"

@@ -27,16 +27,16 @@ SETTINGS_ATTR = "anynet_search"
 EDF_SAMPLERS = ("random", "qmc")
 ADAPTIVE_SAMPLERS = ("tpe", "cmaes", "nsga2", "gp")
 SAMPLERS = EDF_SAMPLERS + ADAPTIVE_SAMPLERS
-MAX_SEED = 2**32 - 1  # a study's seed: numpy's and torch's generators take 0 .. 2**32 - 1 everywhere it is used
+MAX_SEED = 2**32 - 1  # a study's seed: numpy's and torch's generators take 0 .. 2**32 - 1 wherever it goes
 #: Settings fields older versions stored and nothing reads any more (`max_failures` was never used).
 RETIRED_FIELDS = frozenset({"max_failures"})
-#: Layout of the stored settings. 1: the fields of `StudySettings` (plus the retired `max_failures`), stored with
-#: no version; 2: the same plus FORMAT_KEY and WRITER_KEY. A change of the layout bumps it and adds its migration
-#: to `_migrate`; settings of a newer format are refused (a newer anynet-search wrote them).
+#: Layout of the stored settings. 1: the fields of `StudySettings` (plus the retired `max_failures`), stored
+#: with no version; 2: the same plus FORMAT_KEY and WRITER_KEY. A change of the layout bumps it and adds its
+#: migration to `_migrate`; settings of a newer format are refused (a newer anynet-search wrote them).
 SETTINGS_FORMAT = 2
 FORMAT_KEY = "format"
 WRITER_KEY = "written_by"  # the anynet-search version that last stored the settings
-#: Fields an older layout may lack, read as these defaults (an empty trainer dict means the trainer's defaults).
+#: Fields an older layout may lack, read as these defaults (an empty trainer dict: the trainer's defaults).
 FIELD_DEFAULTS: dict[str, Any] = {"train": {}}
 
 
@@ -47,12 +47,13 @@ def _package_version() -> str:
 
 
 class SettingsError(InputError):
-    """A study's stored settings cannot be read by this version of anynet-search (one line naming both versions)."""
+    """Stored settings this version of anynet-search cannot read (one line naming both versions)."""
 
 
 def _migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """Stored settings of an older or the current layout in the current one, without the version keys: format 1
-    differs from 2 only by those keys; retired fields are dropped and FIELD_DEFAULTS filled in whatever the format."""
+    """Stored settings of an older or the current layout in the current one, without the version keys: format
+    1 differs from 2 only by those keys; retired fields are dropped and FIELD_DEFAULTS filled in whatever the
+    format."""
     data = {k: v for k, v in data.items() if k not in (FORMAT_KEY, WRITER_KEY, *RETIRED_FIELDS)}
     return {**{k: v for k, v in FIELD_DEFAULTS.items() if k not in data}, **data}
 
@@ -71,13 +72,13 @@ class StudySettings:
     train: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (stored as a study user attribute), with the layout version and the writing version."""
+        """JSON-ready dict (a study user attribute), with the layout version and the writing version."""
         return {**dataclasses.asdict(self), FORMAT_KEY: SETTINGS_FORMAT, WRITER_KEY: _package_version()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], study: str | None = None) -> StudySettings:
-        """Settings from their stored dict, older layouts migrated; SettingsError (one line naming the study and both
-        versions) for a newer layout, or keys this version does not know or misses."""
+        """Settings from their stored dict, older layouts migrated; SettingsError (one line naming the study
+        and both versions) for a newer layout, or keys this version does not know or misses."""
         where = f"study {study!r}" if study is not None else "a study"
         if not isinstance(data, dict):
             raise SettingsError(f"{where}: its stored settings are not a mapping ({type(data).__name__})")
@@ -85,7 +86,8 @@ class StudySettings:
         by = f"anynet-search {writer}" if writer else "another version of anynet-search"
         here = f"this anynet-search ({_package_version()}) reads settings formats 1..{SETTINGS_FORMAT}"
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise SettingsError(f"{where}: stored settings format {version!r} is not a version number; {here}")
+            raise SettingsError(f"{where}: stored settings format {version!r} is not a version number; "
+                                f"{here}")
         if version > SETTINGS_FORMAT:
             raise SettingsError(f"{where} was stored by {by} in settings format {version}; {here}: upgrade "
                                 "anynet-search to use it")
@@ -103,8 +105,8 @@ class StudySettings:
         known_train = {f.name for f in dataclasses.fields(TrainConfig)}
         if not isinstance(train, dict) or set(train) - known_train:
             extra = sorted(set(train) - known_train) if isinstance(train, dict) else [repr(train)]
-            raise SettingsError(f"{where}: its stored trainer settings (by {by}) have {', '.join(extra)}, unknown "
-                                f"to this anynet-search ({_package_version()})")
+            raise SettingsError(f"{where}: its stored trainer settings (by {by}) have {', '.join(extra)}, "
+                                f"unknown to this anynet-search ({_package_version()})")
         return cls(**migrated)
 
     @classmethod
@@ -127,7 +129,7 @@ class StudySettings:
 
 
 def stored_settings(study: optuna.Study) -> StudySettings | None:
-    """The settings stored in a study, None if anynet-search did not make it; SettingsError if unreadable here."""
+    """A study's stored settings, None if anynet-search did not make it; SettingsError if unreadable here."""
     data = study.user_attrs.get(SETTINGS_ATTR)
     if data is None or data == {}:
         return None

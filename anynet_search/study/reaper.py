@@ -89,7 +89,7 @@ class Reaping:
         raise NotImplementedError
 
     def check_failing(self, trial: optuna.trial.FrozenTrial) -> None:
-        """StudyFailing if `trial` and the trials finished before it all failed (the worker's failure streak rule)."""
+        """StudyFailing if `trial` and the trials finished before it all failed (the worker's streak rule)."""
         raise NotImplementedError
 
     def mark_dead(self, trial: optuna.trial.FrozenTrial, cause: str) -> bool:

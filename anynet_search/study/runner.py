@@ -145,8 +145,8 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
 
     Every option, the space, the data set, the study name, the trainer settings and the configs of the tickets
     (a band that is too hard to reach fails while drawing them) are checked before anything is written, so a
-    refused run leaves the disk as it was. A study with no trials at all whose settings differ (left by an older
-    version that failed while drawing its tickets) is replaced.
+    refused run leaves the disk as it was. A study with no trials at all whose settings differ (left by an
+    older version that failed while drawing its tickets) is replaced.
     """
     devices = check_options(opts)
     train_cfg = _train_config(opts)
@@ -190,7 +190,7 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([METRIC_NAME])  # optuna-dashboard and Optuna's plots label the objective
     write_record(run_dir, url, name)  # the run folder finds a study kept outside it (SQL, a journal elsewhere)
-    if old is None or tickets:  # new (or created by a run that stopped before storing its settings), or extended
+    if old is None or tickets:  # new (or made by a run that stopped before storing its settings), or extended
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
         enqueue_many(study, tickets)
     return study, settings, url, run_dir
@@ -199,8 +199,8 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
 def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, url: str,
                     sampler: optuna.samplers.BaseSampler,
                     pruner: optuna.pruners.BasePruner) -> tuple[optuna.Study | None, bool]:
-    """(the stored study of this name if it may be resumed with `settings`, or None if there is none; whether it
-    is to be replaced: it has no trials and other settings); InputError if it may not be used.
+    """(the stored study of this name if it may be resumed with `settings`, or None if there is none; whether
+    it is to be replaced: it has no trials and other settings); InputError if it may not be used.
 
     Loaded, not re-created: creating an existing study would append a record to a journal every time.
     """
@@ -245,8 +245,8 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
     study, settings, url, run_dir = prepare_study(opts)
     index = trial_index(study)
     left = settings.n_trials - index.counts(settings.sampler not in EDF_SAMPLERS).trained
-    plan = plan_workers(opts.devices, opts.workers, opts.in_flight, left, settings.train_config(), opts.oversubscribe,
-                        others=other_runs())
+    plan = plan_workers(opts.devices, opts.workers, opts.in_flight, left, settings.train_config(),
+                        opts.oversubscribe, others=other_runs())
     view = progress or ProgressView()
     for note in plan.notes:
         view.note(note)

@@ -75,15 +75,15 @@ def config_memory(cfg: AnyNetConfig, resolution: int, train: TrainConfig) -> Mem
                            largest_activation(cfg, resolution))
 
 
-#: cgroup v1 writes "no limit" as LONG_MAX rounded to pages (9223372036854771712); anything this large is no limit.
+#: cgroup v1 writes "no limit" as LONG_MAX rounded to pages (9223372036854771712): this much or more is none.
 NO_LIMIT = 2**60
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 FREE = "free"  # what MemAvailable measures
 
 
 def _first_int(path: Path, key: str | None = None) -> int | None:
-    """The integer in a one-number file (None for 'max' or a missing file), or the value of `key` in a keyed file
-    like memory.stat or /proc/self/status ('VmSize: 123 kB' is read in bytes)."""
+    """The integer in a one-number file (None for 'max' or a missing file), or the value of `key` in a keyed
+    file like memory.stat or /proc/self/status ('VmSize: 123 kB' is read in bytes)."""
     try:
         text = path.read_text()
     except OSError:
@@ -112,7 +112,8 @@ def _cgroup_dirs(root: Path, proc_cgroup: Path) -> list[tuple[Path, str, str, st
         if hierarchy == "0" and not controllers:  # cgroup v2 (on a hybrid system its tree lacks memory files)
             base, files = root, ("memory.max", "memory.current", "inactive_file")
         elif "memory" in controllers.split(","):  # cgroup v1
-            base, files = root / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+            base = root / "memory"
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
         else:
             continue
         here = base / rel.lstrip("/")
@@ -126,8 +127,8 @@ def _cgroup_dirs(root: Path, proc_cgroup: Path) -> list[tuple[Path, str, str, st
 
 
 def cgroup_memory_left(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
-    """Bytes this process's cgroups still allow (the tightest limit minus its usage, reclaimable page cache not
-    counted as used); None if no cgroup limits memory."""
+    """Bytes this process's cgroups still allow (the tightest limit minus its usage, reclaimable page cache
+    not counted as used); None if no cgroup limits memory."""
     left = None
     for folder, limit_file, usage_file, inactive_key in _cgroup_dirs(root, proc_cgroup):
         limit, usage = _first_int(folder / limit_file), _first_int(folder / usage_file)
@@ -140,7 +141,7 @@ def cgroup_memory_left(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc
 
 
 def address_space_left() -> int | None:
-    """Bytes of address space this process may still map under its RLIMIT_AS (`ulimit -v`); None if unlimited."""
+    """Address space this process may still map under its RLIMIT_AS (`ulimit -v`); None if unlimited."""
     try:
         import resource
     except ImportError:  # not Unix
@@ -169,8 +170,8 @@ def memory_limits() -> list[tuple[int, str]]:
 
 
 def free_memory(device: str) -> int | None:
-    """Bytes the device can still give: on the CPU the tightest of MemAvailable, the process's address-space limit
-    and its cgroup's limit (`memory_limits`), on a CUDA device its free memory; None if unknown."""
+    """Bytes the device can still give: on the CPU the tightest of MemAvailable, the process's address-space
+    limit and its cgroup's limit (`memory_limits`), on a CUDA device its free memory; None if unknown."""
     if device.startswith("cuda"):
         import torch
 
