@@ -8,7 +8,13 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from anynet_search.errors import AnynetSearchError, StorageFullError, is_no_space, show_warnings
+from anynet_search.errors import (
+    AnynetSearchError,
+    StorageFullError,
+    is_no_space,
+    os_error_line,
+    show_warnings,
+)
 
 
 class CliError(AnynetSearchError):
@@ -31,6 +37,19 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """argparse type: a seed, an integer in 0 .. MAX_SEED."""
+    from anynet_search.study.plan import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_SEED}, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_SEED}, got {value}")
     return value
 
 
@@ -255,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="space name or file (with show)")
     p.set_defaults(func=_spaces)
 
-    from anynet_search.study.plan import SAMPLERS
+    from anynet_search.study.plan import MAX_SEED, SAMPLERS
 
     p = sub.add_parser("run", help="create or resume a study and train its samples with parallel workers")
     p.add_argument("--space", default="anynet_xa_tiny", help="bundled space name or space file (default anynet_xa_tiny)")
@@ -274,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", default=None, help="study name (default: SPACE-DATASET-SAMPLER-sSEED)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: journal file in the run folder)")
     p.add_argument("--devices", default=None, help="cpu | cuda | cuda:0,cuda:1 (default: all GPUs, else cpu)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0,
+                   help=f"seed of the configs drawn and the data split (0..{MAX_SEED})")
     p.add_argument("--out", default="runs", help="folder of run folders (default runs)")
     p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE", help="trainer setting, e.g. lr=0.1 (repeatable)")
     p.add_argument("--objective", default=None, help=argparse.SUPPRESS)
@@ -332,6 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error(exc: OSError, out: str | None) -> str:
+    """One line for a path the OS refused, naming --out when the path is that folder or lies in it."""
+    from pathlib import Path
+
+    line = os_error_line(exc)
+    path, folder = Path(str(exc.filename)).absolute(), Path(out).absolute() if out else None
+    if folder is not None and exc.filename2 is None and path.is_relative_to(folder):
+        return f"--out {out}: {exc.strerror}" if path == folder and exc.strerror else f"--out {out}: {line}"
+    return line
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -357,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = exc if isinstance(exc, AnynetSearchError) else None
         if error is None and is_no_space(exc):  # a full disk while writing a report, export or space file
             error = StorageFullError(getattr(exc, "filename", None) or getattr(args, "out", None) or "a file")
+        if error is None and isinstance(exc, OSError) and exc.filename is not None:
+            # a path the OS refused: /proc, a read-only file system, a symbolic-link loop
+            error = CliError(_os_error(exc, getattr(args, "out", None)))
         if error is None:
             print(f"anynet-search {args.command}: internal error (a bug, please report it with this traceback):",
                   file=sys.stderr)

@@ -47,3 +47,10 @@ def show_warnings(prefix: str) -> logging.Handler:
 def is_no_space(exc: BaseException) -> bool:
     """Whether an exception is an OSError for a full disk or an exhausted quota."""
     return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a file-system error: the path(s) it names and the OS's reason."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    return f"{paths}: {reason}" if paths else reason

@@ -10,7 +10,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from anynet_search.errors import InputError
+from anynet_search.errors import InputError, StorageFullError, is_no_space
 
 MAX_NAME_BYTES = 200  # below every file system's 255-byte name limit, leaving room for suffixes
 
@@ -33,20 +33,32 @@ def check_study_name(name: str, option: str = "--study") -> str:
     return name
 
 
-def _first_existing(path: Path) -> Path:
-    """The path itself or its nearest existing ancestor."""
+def os_reason(exc: OSError) -> str:
+    """The OS's words for an OSError ('Permission denied', 'Too many levels of symbolic links', ...)."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _first_existing(path: Path, option: str, given: Path) -> Path:
+    """The path itself or its nearest existing ancestor; InputError if the path cannot even be looked up (a
+    symbolic-link loop, a folder that may not be searched)."""
     for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
+        try:
+            os.stat(candidate)
+        except (FileNotFoundError, NotADirectoryError):  # not there (below a file: its parent says so)
+            continue
+        except OSError as exc:
+            where = "" if candidate == given.absolute() else f"{candidate}: "
+            raise InputError(f"{option} {given}: {where}{os_reason(exc)}") from None
+        return candidate
     return Path(".")
 
 
 def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     """A folder that exists or can be created (nothing is created here); InputError naming the option otherwise."""
+    if not str(os.fspath(path)).strip():  # Path("") is ".": an empty option would write into the cwd
+        raise InputError(f"{option}: empty path (give a folder, e.g. {option} .)")
     path = Path(path)
-    if str(path) == "":
-        raise InputError(f"{option}: empty path")
-    existing = _first_existing(path.absolute())
+    existing = _first_existing(path.absolute(), option, path)
     if existing == path.absolute() and not existing.is_dir():
         raise InputError(f"{option} {path}: exists and is not a folder")
     if not existing.is_dir():
@@ -56,9 +68,30 @@ def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     return path
 
 
+def make_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Create a folder and its parents; InputError naming the option, the folder and the OS's reason if that
+    fails (a place like /proc or /sys, a read-only file system), StorageFullError on a full disk."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_no_space(exc):
+            raise StorageFullError(path) from None
+        raise InputError(f"{option}: cannot create the folder {path} ({os_reason(exc)})") from None
+    return path
+
+
 def check_out_file(path: str | os.PathLike, option: str = "--out") -> Path:
     """A file path whose folder exists (or can be created) and that is not itself a folder."""
+    if not str(os.fspath(path)).strip():
+        raise InputError(f"{option}: empty path (give a file name)")
     path = Path(path)
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:  # a symbolic-link loop, a folder that may not be searched
+        raise InputError(f"{option} {path}: {os_reason(exc)}") from None
     if path.is_dir():
         raise InputError(f"{option} {path}: is a folder; give a file name")
     if path.exists() and not os.access(path, os.W_OK):

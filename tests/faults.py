@@ -5,13 +5,16 @@ sticky CUDA error that poisons its worker process.
 through (so a write can be cut mid-line, as on a real full disk) and then fails every write with ENOSPC.
 Worker processes are spawned, so a test cannot patch them from outside; `disk_full_objective` (selected
 with `--objective faults:disk_full_objective`) installs the full disk itself once its worker has finished
-ANYNET_TEST_DISK_FULL_AFTER trials.
+ANYNET_TEST_DISK_FULL_AFTER trials. `kill_every_config` kills its worker process on every config, and
+`spawned_workers` lists the worker processes a `run` process has started, for the tests that count them.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import signal
+from pathlib import Path
 from typing import Any
 
 from anynet_search.study import journal
@@ -102,3 +105,24 @@ def _stepped(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) 
             raise OutOfMemoryError("out of memory at batch size 64 (epoch 1 step 3) on cuda:0: Tried to allocate")
         yield Delay(0.005)
     return pseudo_error(trial, cfg, settings, resolution, device)
+
+
+def kill_every_config(trial: Any, cfg: Any, settings: Any, resolution: int, device: str) -> float:
+    """Every config kills its own worker process (SIGKILL), like a space whose every network crashes the
+    process or exceeds a CPU-time limit."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable: the process was killed")
+
+
+def spawned_workers(parent: int) -> list[int]:
+    """Pids of the live worker processes `parent` spawned (multiprocessing's spawn_main, not the tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError):  # exited meanwhile
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z" and "spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found

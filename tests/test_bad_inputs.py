@@ -1,14 +1,17 @@
 """Every bad input a demanding user tried: one line naming the culprit, exit 2, no traceback, nothing written.
 
 Each row runs the CLI (`main`, in this process; capfd also sees spawned processes) in a fresh copy of a
-small world of fixtures (finished / empty / adaptive / corrupt runs, databases, data sets, space and
-config files), and checks that the copy and the working folder are byte for byte what they were before:
-a refused command loses nothing and writes nothing, inside --out or outside it.
+small world of fixtures (finished / empty / adaptive / corrupt runs, runs stored by another version, a plain
+Optuna journal, databases, data sets, space and config files, a symbolic-link loop), and checks that the copy
+and the working folder are byte for byte what they were before: a refused command loses nothing and writes
+nothing, inside --out or outside it. Places the OS refuses (/proc, /sys) are refused with its reason, whether
+the check finds them unwritable or the OS refuses as the folder is made (as root).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +23,8 @@ import torch
 from anynet_search.cli import main
 from anynet_search.study import RunOptions, Worker, prepare_study
 from anynet_search.study.dry_run import pseudo_error
+from anynet_search.study.plan import SETTINGS_ATTR
+from anynet_search.study.storage import open_storage
 
 DRY = "anynet_search.study.dry_run:pseudo_error"
 RUN = ["run", "--dataset", "synthetic:64", "--trials", "3", "--workers", "1", "--objective", DRY, "--no-analyze",
@@ -34,6 +39,15 @@ def _study(root: Path, name: str, trials: int, sampler: str = "random", work: bo
     study, *_ = prepare_study(opts)
     if work:
         Worker(study, objective=pseudo_error, poll_seconds=0.01).run()
+
+
+def _as_other_version(root: Path, name: str, **changes: object) -> None:
+    """Store the study's settings as another version would have: keys changed, added (a value) or removed
+    (None)."""
+    journal = root / "runs" / name / "journal.log"
+    study = optuna.load_study(study_name=name, storage=open_storage(f"journal:{journal}"))
+    settings = {**study.user_attrs[SETTINGS_ATTR], **changes}
+    study.set_user_attr(SETTINGS_ATTR, {k: v for k, v in settings.items() if v is not None})
 
 
 def _image(path: Path, seed: int) -> None:
@@ -66,6 +80,17 @@ def world(tmp_path_factory) -> Path:
     _study(root, "finished", 12)
     _study(root, "empty", 3, work=False)  # tickets queued, nothing completed
     _study(root, "adaptive", 10, sampler="tpe")
+    _study(root, "newer", 4)
+    _as_other_version(root, "newer", format=99, written_by="9.0.0", cache="ram")  # a newer anynet-search's
+    _study(root, "unknownkey", 4)
+    _as_other_version(root, "unknownkey", cache="ram")  # a key this format does not have
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    plain = JournalStorage(JournalFileBackend(str(root / "plain.log")))
+    optuna.create_study(study_name="plain", storage=plain).optimize(lambda t: t.suggest_float("x", 0, 1),
+                                                                    n_trials=5)
+    os.symlink("loop_b", root / "loop_a")  # a symbolic-link loop
+    os.symlink("loop_a", root / "loop_b")
     shutil.copytree(root / "runs" / "finished", root / "runs" / "corrupt")
     journal = root / "runs" / "corrupt" / "journal.log"
     lines = journal.read_bytes().split(b"\n")
@@ -107,6 +132,8 @@ ROWS = [
     ("workers-negative", [*RUN, "--workers", "-3"], ["--workers"]),
     ("epochs-zero", [*RUN, "--epochs", "0"], ["--epochs"]),
     ("seed-negative", [*RUN, "--seed", "-1"], ["seed"]),
+    ("seed-minus-seven-blames-seed", [*RUN, "--seed", "-7"], ["--seed", "-7"]),
+    ("seed-above-32-bits", [*RUN, "--seed", "4294967296"], ["--seed", "4294967296", "4294967295"]),
     ("sampler-unknown", [*RUN, "--sampler", "bayes"], ["--sampler", "bayes"]),
     ("train-lr-word", [*RUN, "--train", "lr=abc"], ["lr", "abc"]),
     ("train-momentum-word", [*RUN, "--train", "momentum=abc"], ["momentum", "abc"]),
@@ -116,7 +143,6 @@ ROWS = [
     ("train-batch-one", [*RUN, "--train", "batch_size=1"], ["batch_size"]),
     ("train-epochs-fraction", [*RUN, "--train", "epochs=2.5"], ["epochs", "2.5"]),
     ("train-warmup-too-long", [*RUN, "--train", "warmup_epochs=100"], ["warmup_epochs"]),
-    ("train-compile-and-graphs", [*RUN, "--train", "compile=true", "--train", "cuda_graphs=true"], ["cuda_graphs"]),
     ("train-lr-infinite", [*RUN, "--train", "lr=.inf"], ["lr"]),
     ("devices-word-index", [*RUN, "--devices", "cuda:abc"], ["cuda:abc"]),
     ("devices-negative-index", [*RUN, "--devices", "cuda:-1"], ["cuda:-1"]),
@@ -129,6 +155,11 @@ ROWS = [
     ("study-empty", [*RUN, "--study", ""], ["--study", "empty"]),
     ("out-is-a-file", [*RUN, "--out", "{W}/afile.txt"], ["--out", "afile.txt"]),
     ("out-below-a-file", [*RUN, "--out", "{W}/afile.txt/sub"], ["--out", "afile.txt"]),
+    ("out-empty", [*RUN, "--out", ""], ["--out", "empty"]),
+    ("out-symlink-loop", [*RUN, "--out", "{W}/loop_a/runs"], ["--out", "loop_a", "symbolic links"]),
+    ("out-in-proc", [*RUN, "--out", "/proc/anynet-search-x"], ["--out", "/proc/anynet-search-x"]),
+    ("out-in-read-only-sys", [*RUN, "--out", "/sys/anynet-search-x"], ["--out", "/sys/anynet-search-x"]),
+    ("storage-empty", [*RUN, "--storage", ""], ["--storage", "empty"]),
     ("space-unknown", [*RUN, "--space", "anynet_zz"], ["anynet_zz"]),
     ("resume-with-other-seed", [*RUN, "--study", "finished", "--out", "{W}/runs", "--seed", "3", "--trials", "12"],
      ["finished", "seed"]),
@@ -137,6 +168,11 @@ ROWS = [
     ("run-storage-dead-db", [*RUN, "--storage", f"postgresql://u:pw@{DEAD_DB}/db"], ["cannot connect"]),
     ("run-storage-not-a-journal", [*RUN, "--storage", "journal:{W}/notes.log"], ["notes.log", "journal"]),
     ("run-storage-journal-is-a-folder", [*RUN, "--storage", "journal:{W}/adir"], ["--storage", "adir"]),
+    # ---- studies stored by another version of anynet-search
+    ("run-newer-settings", [*RUN, "--study", "newer", "--out", "{W}/runs", "--trials", "8"],
+     ["'newer'", "anynet-search 9.0.0", "format 99", "formats 1..2"]),
+    ("run-settings-unknown-key", [*RUN, "--study", "unknownkey", "--out", "{W}/runs", "--trials", "8"],
+     ["'unknownkey'", "cache"]),
     # ---- run: space files
     ("space-bad-yaml", [*RUN, "--space", "{W}/bad_yaml.yaml"], ["bad_yaml.yaml", "YAML"]),
     ("space-unknown-key", [*RUN, "--space", "{W}/unknown_key.yaml"], ["unknown_key.yaml", "layers"]),
@@ -171,6 +207,9 @@ ROWS = [
      ["nosuch", "finished"]),
     ("worker-foreign-study", ["worker", "--study", "foreign", "--storage", "sqlite:///{W}/foreign.db"],
      ["foreign", "not created by anynet-search"]),
+    ("worker-newer-settings",
+     ["worker", "--study", "newer", "--storage", "journal:{W}/runs/newer/journal.log"],
+     ["'newer'", "anynet-search 9.0.0", "format 99"]),
     ("worker-missing-journal-folder", ["worker", "--study", "x", "--storage", "journal:{W}/nope/journal.log"],
      ["nope"]),
     # ---- status and storage URLs
@@ -200,17 +239,38 @@ ROWS = [
     ("export-corrupt-journal", ["export", "{W}/runs/corrupt", "--out", "{W}/ex"], ["journal.log", "line 20"]),
     ("derive-corrupt-journal", ["derive", "{W}/runs/corrupt", "--out", "{W}/d.yaml"], ["journal.log", "line 20"]),
     ("analyze-no-completed", ["analyze", "{W}/runs/empty", "--out", "{W}/rep"], ["empty", "no completed trials"]),
+    ("status-newer-settings", ["status", "{W}/runs/newer"], ["'newer'", "anynet-search 9.0.0", "format 99"]),
+    ("status-settings-unknown-key", ["status", "{W}/runs/unknownkey"], ["'unknownkey'", "cache"]),
+    ("analyze-newer-settings", ["analyze", "{W}/runs/newer", "--out", "{W}/rep"], ["'newer'", "format 99"]),
+    ("derive-newer-settings", ["derive", "{W}/runs/newer", "--out", "{W}/d.yaml"], ["'newer'", "format 99"]),
+    ("export-newer-settings", ["export", "{W}/runs/newer", "--out", "{W}/ex"], ["'newer'", "format 99"]),
+    ("analyze-plain-optuna-journal", ["analyze", "journal:{W}/plain.log", "--out", "{W}/rep"],
+     ["'plain'", "not made by anynet-search", "5 complete"]),
+    ("export-plain-optuna-journal", ["export", "journal:{W}/plain.log", "--out", "{W}/ex"],
+     ["'plain'", "not made by anynet-search"]),
+    ("derive-plain-optuna-journal", ["derive", "journal:{W}/plain.log"],
+     ["'plain'", "not made by anynet-search"]),
     ("export-no-completed", ["export", "{W}/runs/empty", "--out", "{W}/ex"], ["empty", "no completed trials"]),
     ("analyze-missing", ["analyze", "{W}/nope", "--out", "{W}/rep"], ["nope", "not a run folder"]),
     ("analyze-bins-zero", ["analyze", R, "--out", "{W}/rep", "--bins", "0"], ["--bins"]),
     ("analyze-bins-negative", ["analyze", R, "--out", "{W}/rep", "--bins", "-2"], ["--bins"]),
     ("analyze-out-is-a-file", ["analyze", R, "--out", "{W}/afile.txt"], ["--out", "afile.txt"]),
+    ("analyze-out-empty", ["analyze", R, "--out", ""], ["--out", "empty"]),
+    ("analyze-out-symlink-loop", ["analyze", R, "--out", "{W}/loop_a"],
+     ["--out", "loop_a", "symbolic links"]),
+    ("analyze-out-in-proc", ["analyze", R, "--out", "/proc/anynet-search-x"], ["/proc/anynet-search-x"]),
+    ("derive-out-empty", ["derive", R, "--out", ""], ["--out", "empty"]),
+    ("derive-out-symlink-loop", ["derive", R, "--out", "{W}/loop_a"], ["--out", "loop_a", "symbolic links"]),
     ("derive-out-is-a-folder", ["derive", R, "--out", "{W}/adir"], ["--out", "adir", "folder"]),
     ("derive-out-below-a-file", ["derive", R, "--out", "{W}/afile.txt/d.yaml"], ["afile.txt"]),
     ("derive-missing", ["derive", "{W}/nope"], ["nope", "not a run folder"]),
     ("export-top-zero", ["export", R, "--top", "0", "--out", "{W}/ex"], ["--top"]),
     ("export-top-negative", ["export", R, "--top", "-1", "--out", "{W}/ex"], ["--top"]),
     ("export-out-is-a-file", ["export", R, "--out", "{W}/afile.txt"], ["--out", "afile.txt"]),
+    ("export-out-empty", ["export", R, "--out", ""], ["--out", "empty"]),
+    ("export-out-symlink-loop", ["export", R, "--out", "{W}/loop_a/ex"],
+     ["--out", "loop_a", "symbolic links"]),
+    ("export-out-in-proc", ["export", R, "--out", "/proc/anynet-search-x"], ["/proc/anynet-search-x"]),
     ("export-format-unknown", ["export", R, "--format", "onnx", "--out", "{W}/ex"], ["--format", "onnx"]),
     # ---- describe and spaces
     ("describe-unknown", ["describe", "RegNetZ-1GF"], ["RegNetZ-1GF"]),
@@ -226,8 +286,8 @@ SECRETS = ("s3cr3t", "s3c", "r3t")
 
 def _snapshot(root: Path) -> dict[str, str]:
     """Every file and folder below root with a hash of its bytes."""
-    return {str(p.relative_to(root)): "<dir>" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))}
+    return {str(p.relative_to(root)): f"<link {os.readlink(p)}>" if p.is_symlink() else "<dir>" if p.is_dir()
+            else hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))}
 
 
 def test_the_table_has_at_least_60_rows_across_every_kind_of_input():
@@ -241,7 +301,7 @@ def test_bad_input_is_one_line_naming_the_culprit_exit_2_and_nothing_written(wor
     if "--devices" in args and "cuda" in args[args.index("--devices") + 1] and torch.cuda.is_available():
         pytest.skip("this row is about a machine without the named GPU")
     w = tmp_path / "w"
-    shutil.copytree(world, w)
+    shutil.copytree(world, w, symlinks=True)
     monkeypatch.chdir(tmp_path)
     argv = [a.replace("{W}", str(w)) for a in args]
     before = _snapshot(tmp_path)
@@ -261,3 +321,96 @@ def test_bad_input_is_one_line_naming_the_culprit_exit_2_and_nothing_written(wor
     if any(s in " ".join(argv) for s in SECRETS):
         assert not any(s in err + out for s in SECRETS), err
     assert _snapshot(tmp_path) == before  # nothing lost, nothing written (inside --out or elsewhere)
+
+
+# ------------------------------------------------------------------------------------------ beyond one line
+def test_absurd_workers_start_no_more_processes_than_trials(tmp_path):
+    """`--workers 10000 --trials 2` once started ~390 worker processes on 2 cores and took the machine down.
+    The processes `run` spawns are counted while it works: never more than the 2 trials, and one line says
+    why."""
+    import subprocess
+    import sys
+    import time
+
+    from faults import spawned_workers
+
+    cmd = [sys.executable, "-m", "anynet_search", "run", "--workers", "10000", "--trials", "2", "--dataset",
+           "synthetic:64", "--objective", DRY, "--no-analyze", "--out", str(tmp_path / "runs")]
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen(cmd, env=dict(os.environ, ANYNET_DRY_SLEEP="2"), stdout=log,
+                            stderr=subprocess.STDOUT)
+    most = 0
+    try:
+        while proc.poll() is None:
+            most = max(most, len(spawned_workers(proc.pid)))
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        log.close()
+    out = (tmp_path / "run.log").read_text()
+    assert proc.returncode == 0, out
+    assert 1 <= most <= 2
+    assert [line for line in out.splitlines() if line.startswith("--workers 10,000:")]
+    assert "2/2 completed" in out
+
+
+def test_a_band_too_hard_to_sample_leaves_no_study_so_the_fixed_file_runs(tmp_path, monkeypatch, capfd):
+    """A band reachable by a few configs in a million used to fail after the study was created: the empty
+    study then refused the corrected file ("already exists with a different space_hash"). The tickets are
+    drawn first."""
+    from anynet_search.spaces import DesignSpace
+
+    monkeypatch.setattr(DesignSpace.iter_samples, "__defaults__", (20_000,))  # give up after 20,000 draws
+    space = tmp_path / "narrow.yaml"
+    space.write_text("extends: anynet_xa_tiny\nband:\n  flops: [1.49e+6, 1.5e+6]\n")  # ~0.2% of the draws
+    argv = ["run", "--space", str(space), "--trials", "100", "--workers", "1", "--dataset", "synthetic:64",
+            "--objective", DRY, "--no-analyze", "--out", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    err = [line for line in capfd.readouterr().err.splitlines() if line.startswith("anynet-search")]
+    assert len(err) == 1 and "narrow: only" in err[0] and "candidates accepted" in err[0], err
+    assert not (tmp_path / "runs").exists()  # nothing written: no folder, no journal, no empty study
+    space.write_text("extends: anynet_xa_tiny\n")  # the corrected file: the parent's band
+    study, *_ = prepare_study(RunOptions(space=str(space), trials=100, workers=1, dataset="synthetic:64",
+                                         out=str(tmp_path / "runs"), objective=DRY))
+    assert len(study.get_trials(deepcopy=False)) == 100
+
+
+def test_an_empty_study_with_another_space_is_replaced_not_refused(tmp_path):
+    """What older versions left after failing to draw the tickets: a study with settings and no trials."""
+    opts = RunOptions(space="anynet_xa_tiny", trials=3, workers=1, dataset="synthetic:64", study="s",
+                      out=str(tmp_path), objective=DRY)
+    study, settings, url, _ = prepare_study(opts)
+    storage = open_storage(url)
+    optuna.delete_study(study_name="s", storage=storage)
+    left = optuna.create_study(study_name="s", storage=storage)
+    left.set_user_attr(SETTINGS_ATTR, {**settings.to_dict(), "space_hash": "another space"})
+    study, settings, *_ = prepare_study(opts)
+    assert optuna.get_all_study_names(open_storage(url)) == ["s"]
+    assert study.user_attrs[SETTINGS_ATTR]["space_hash"] == settings.space_hash != "another space"
+    assert len(study.get_trials(deepcopy=False)) == 3
+
+
+def test_status_says_what_a_plain_optuna_study_is(world, capsys):
+    assert main(["status", f"journal:{world / 'plain.log'}"]) == 0
+    out = capsys.readouterr().out
+    assert "study 'plain' was not made by anynet-search: a plain Optuna study (5 complete)" in out
+    assert "5/? completed; by state: complete 5" in out
+
+
+def test_a_read_only_file_system_while_writing_is_one_line_naming_the_path(tmp_path, monkeypatch, capsys):
+    """As root every folder passes the writability check; the OS still refuses a read-only file system, as the
+    report is written: one line with the file, the folder given and the OS's reason."""
+    import errno
+
+    target = tmp_path / "report" / "figures" / "edf.png"
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(target))
+
+    monkeypatch.setattr("anynet_search.reporting.analyze.analyze_runs", read_only)
+    assert main(["analyze", str(tmp_path), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    expected = f"--out {tmp_path / 'report'}: {target}: Read-only file system"
+    assert err == f"anynet-search analyze: error: {expected}\n"

@@ -1,12 +1,16 @@
-"""Studies stored by older versions, whose settings carry the retired `max_failures` key, still resume and report."""
+"""Settings stored by other versions: older layouts (no format version, the retired `max_failures` key, no
+trainer dict) resume and report; a newer layout, or keys a version does not know or misses, is one line naming
+both versions (the bad-input table runs it through every command)."""
 
 import subprocess
 import sys
 
 import optuna
+import pytest
 
+from anynet_search.errors import InputError
 from anynet_search.reporting.results import open_run
-from anynet_search.study.plan import SETTINGS_ATTR, StudySettings
+from anynet_search.study.plan import SETTINGS_ATTR, SETTINGS_FORMAT, SettingsError, StudySettings
 from anynet_search.study.storage import open_storage
 
 DRY = "anynet_search.study.dry_run:pseudo_error"
@@ -32,3 +36,46 @@ def test_a_study_with_the_retired_max_failures_key_resumes(tmp_path):
     status = cli("status", str(folder))
     assert status.returncode == 0, status.stderr
     assert "5/5 completed" in status.stdout
+
+
+def test_settings_of_the_older_layout_are_read_with_defaults_by_every_command(tmp_path):
+    """Format 1 stored no version and (hand-written or older still) may lack the trainer dict: run, worker,
+    status, analyze and derive read it with the defaults, and a resumed run stores the current format."""
+    run = ["run", "--space", "anynet_xa_tiny", "--workers", "1", "--dataset", "synthetic:64", "--out",
+           str(tmp_path), "--objective", DRY, "--no-analyze"]
+    assert cli(*run, "--trials", "3").returncode == 0
+    folder = tmp_path / "anynet_xa_tiny-synthetic-random-s0"
+    url, study = open_run(folder)
+    stored = study.user_attrs[SETTINGS_ATTR]
+    assert stored["format"] == SETTINGS_FORMAT and stored["written_by"]
+    old = {k: v for k, v in stored.items() if k not in ("format", "written_by", "train")}
+    stored_study = optuna.load_study(study_name=study.study_name, storage=open_storage(url))
+    stored_study.set_user_attr(SETTINGS_ATTR, old)
+    assert StudySettings.from_study(open_run(folder)[1]).train == {}  # the trainer's defaults
+    status = cli("status", str(folder))
+    assert status.returncode == 0 and "dataset synthetic:64, seed 0" in status.stdout, status.stderr
+    for command in (["analyze", str(folder), "--out", str(tmp_path / "report")],
+                    ["derive", str(folder), "--out", str(tmp_path / "d.yaml")],
+                    ["worker", "--study", study.study_name, "--storage", url, "--objective", DRY]):
+        done = cli(*command)
+        assert done.returncode == 0, (command, done.stderr)
+    resumed = cli(*run, "--trials", "4")  # the same trainer: the defaults compare equal to the empty dict
+    assert resumed.returncode == 0, resumed.stderr
+    assert open_run(folder)[1].user_attrs[SETTINGS_ATTR]["format"] == SETTINGS_FORMAT
+
+
+def test_settings_of_a_newer_layout_or_with_keys_missing_are_one_line_naming_both_versions():
+    good = {"space": {}, "space_source": "x", "space_hash": "h", "sampler": "random", "seed": 0,
+            "n_trials": 3, "dataset": "digits", "train": {}}
+    assert StudySettings.from_dict(good).n_trials == 3
+    newer = r"^study 's' was stored by anynet-search 9\.1 in settings format 3; this anynet-search \(.+\) "
+    newer += "reads "
+    with pytest.raises(SettingsError, match=newer + r"settings formats 1\.\.2: upgrade"):
+        StudySettings.from_dict({**good, "format": 3, "written_by": "9.1", "new": 1}, "s")
+    with pytest.raises(SettingsError, match=r"lack dataset, seed;"):
+        StudySettings.from_dict({k: v for k, v in good.items() if k not in ("seed", "dataset")}, "s")
+    with pytest.raises(SettingsError, match=r"stored trainer settings .* have warp_speed, unknown"):
+        StudySettings.from_dict({**good, "train": {"warp_speed": 9}}, "s")
+    with pytest.raises(SettingsError, match=r"format 'two' is not a version number"):
+        StudySettings.from_dict({**good, "format": "two"}, "s")
+    assert issubclass(SettingsError, InputError)

@@ -115,18 +115,40 @@ class RegNetFit:
     fit_error: float
 
 
-def _predict(depth: int, w0: np.ndarray, wa: np.ndarray, wm: np.ndarray) -> np.ndarray:
-    """Quantized widths for broadcast grids of (w0, wa, wm): shape grid + (depth,)."""
-    return quantized_widths(w0[..., None], wa[..., None], wm[..., None], np.arange(depth))
+#: Grid points x blocks evaluated at once by `fit_regnet`: about 8 MiB per temporary array, whatever the
+#: depth.
+FIT_CHUNK_ELEMENTS = 2**20
+#: Deeper networks are fitted on this many evenly spaced blocks (published RegNets have at most a few dozen,
+#: the bundled AnyNet spaces 64); the error reported is still that of every block.
+MAX_FIT_DEPTH = 1024
+
+
+def _fit_errors(j: np.ndarray, log_obs: np.ndarray, w0: np.ndarray, wa: np.ndarray,
+                wm: np.ndarray) -> np.ndarray:
+    """Mean |log(predicted / observed)| over the blocks `j` for each parameter triple (1-D arrays), computed
+    FIT_CHUNK_ELEMENTS at a time so that memory stays bounded for any grid and depth."""
+    step = min(len(j), FIT_CHUNK_ELEMENTS)
+    rows = max(1, FIT_CHUNK_ELEMENTS // step)
+    out = np.empty(len(w0))
+    for r in range(0, len(w0), rows):
+        p = slice(r, r + rows)
+        total = np.zeros(len(w0[p]))
+        for c in range(0, len(j), step):
+            pred = quantized_widths(w0[p, None], wa[p, None], wm[p, None], j[c:c + step])
+            total += np.abs(np.log(pred) - log_obs[c:c + step]).sum(axis=-1)
+        out[p] = total / len(j)
+    return out
 
 
 def fit_regnet(block_widths: Sequence[int]) -> RegNetFit:
     """Fit (w0, wa, wm) to per-block widths by grid search, minimizing the mean absolute log-ratio.
 
-    Coarse grid over w0 (multiples of 8 around the first width), wa (log-spaced, plus 0) and wm in
-    [1.5, 3], then a finer grid around the best point. The grids hold wa and wm rounded to 4 decimals,
-    so `fit_error` is the error of the parameters returned. Exact inputs of `regnet_block_widths` with
-    parameters on the grid are recovered with error 0.
+    Coarse grid over w0 (multiples of 8 around the first width), wa (log-spaced, plus 0) and wm in [1.5, 3],
+    then a finer grid around the best point. The grids hold wa and wm rounded to 4 decimals, so `fit_error` is
+    the error of the parameters returned. Exact inputs of `regnet_block_widths` with parameters on the grid
+    are recovered with error 0. Memory is bounded (FIT_CHUNK_ELEMENTS at a time); a network deeper than
+    MAX_FIT_DEPTH blocks is searched on MAX_FIT_DEPTH evenly spaced blocks, and the error of the parameters
+    found is then measured on all of them.
 
     >>> fit_regnet([24, 56, 56, 152, 152, 152, 152]).fit_error < 0.1
     True
@@ -137,6 +159,10 @@ def fit_regnet(block_widths: Sequence[int]) -> RegNetFit:
             f"block_widths must be a non-empty list of positive widths, got {list(block_widths)!r}"
         )
     depth, log_obs = obs.size, np.log(obs)
+    every = np.arange(depth)
+    j = every
+    if depth > MAX_FIT_DEPTH:  # evenly spaced blocks, the first and the last among them
+        j = np.unique(np.round(np.linspace(0, depth - 1, MAX_FIT_DEPTH))).astype(int)
     first = obs[0]
     w0s = np.round(first * np.linspace(0.5, 1.5, 11) / QUANTUM) * QUANTUM
     w0s = np.unique(np.clip(w0s, QUANTUM, None))
@@ -146,9 +172,10 @@ def fit_regnet(block_widths: Sequence[int]) -> RegNetFit:
 
     def search(w0_grid: np.ndarray, wa_grid: np.ndarray, wm_grid: np.ndarray) -> tuple[float, ...]:
         # rounded before the search: the error found is the error of the parameters returned
-        w0g, wag, wmg = np.meshgrid(w0_grid, np.round(wa_grid, 4), np.round(wm_grid, 4), indexing="ij")
-        err = np.abs(np.log(_predict(depth, w0g, wag, wmg)) - log_obs).mean(axis=-1)
-        k = np.unravel_index(np.argmin(err), err.shape)
+        w0g, wag, wmg = (g.ravel() for g in np.meshgrid(w0_grid, np.round(wa_grid, 4), np.round(wm_grid, 4),
+                                                         indexing="ij"))
+        err = _fit_errors(j, log_obs[j], w0g, wag, wmg)
+        k = int(np.argmin(err))
         return float(w0g[k]), float(wag[k]), float(wmg[k]), float(err[k])
 
     w0, wa, wm, err = search(w0s, was, wms)
@@ -158,4 +185,6 @@ def fit_regnet(block_widths: Sequence[int]) -> RegNetFit:
     fine = search(w0_fine, wa_fine, wm_fine)
     if fine[3] < err:
         w0, wa, wm, err = fine
+    if len(j) < depth:  # searched on a subset: the error of the parameters found, over every block
+        err = float(_fit_errors(every, log_obs, *(np.array([v]) for v in (w0, wa, wm)))[0])
     return RegNetFit(int(w0), wa, wm, err)

@@ -38,15 +38,13 @@ import pandas as pd
 import yaml
 from optuna.trial import TrialState
 
-from anynet_search.errors import InputError
 from anynet_search.models import registry
 from anynet_search.models.config import AnyNetConfig
 from anynet_search.models.regnet import fit_regnet, regnet
 from anynet_search.models.regnet_targets import RULES, StageLayout, find_params, layout_of
 from anynet_search.models.rules import STAGE_COLUMNS
-from anynet_search.reporting.results import open_run, trials_frame
-from anynet_search.study.plan import StudySettings
-from anynet_search.study.storage import redact
+from anynet_search.reporting.results import completed_frame, open_run
+from anynet_search.study.plan import StudySettings, stored_settings
 
 __all__ = [
     "FORMATS",
@@ -437,12 +435,7 @@ def export_run(
 ) -> list[Path]:
     """`export_top` of a run folder or storage URL (+ study name), with its stored configs and settings."""
     _, loaded = open_run(run, study)
-    df = trials_frame(loaded)
-    if df.empty:
-        raise InputError(f"{redact(str(run))}: study {loaded.study_name!r} has no completed trials to export")
-    try:
-        settings = StudySettings.from_study(loaded)
-    except (ValueError, TypeError):
-        settings = None
+    df = completed_frame(run, loaded, "export")
+    settings = stored_settings(loaded)
     return export_top(df, k, fmt, out_dir, settings, configs=configs_for(loaded), **kwargs)
 

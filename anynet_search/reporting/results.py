@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from anynet_search.analysis.studies import HISTORY_COLUMNS
 from anynet_search.errors import InputError
 from anynet_search.models.rules import STAGE_COLUMNS
 from anynet_search.spaces import DesignSpace, SpaceError, load_space
-from anynet_search.study.plan import SETTINGS_ATTR, StudySettings
+from anynet_search.study.plan import SETTINGS_ATTR, StudySettings, stored_settings
 from anynet_search.study.run_folder import folder_storage
 from anynet_search.study.storage import load_study, open_storage, redact
 
@@ -152,13 +153,33 @@ def space_of(study: optuna.Study | None, df: pd.DataFrame) -> tuple[DesignSpace 
     return space, f"design space rebuilt from the space file {space.source} ({problem})"
 
 
+def foreign_study(study: optuna.Study) -> str:
+    """What a study that anynet-search did not make holds, in words (for `status` and `analyze`)."""
+    states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    held = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "no trials"
+    return (f"study {study.study_name!r} was not made by anynet-search: a plain Optuna study ({held}) "
+            "with no stored settings or recorded configs")
+
+
+def completed_frame(run: str | Path, study: optuna.Study, verb: str) -> pd.DataFrame:
+    """`trials_frame` of a study to analyze or export; InputError (one line) if it has nothing to `verb`: a
+    study with no completed trials, one that anynet-search did not make, or one a newer version stored
+    (`SettingsError`)."""
+    settings = stored_settings(study)
+    df = trials_frame(study)
+    if df.empty and settings is None:
+        raise InputError(f"{display_run(run)}: {foreign_study(study)}; nothing to {verb} (give a run of "
+                         "anynet-search run)")
+    if df.empty:
+        raise InputError(f"{display_run(run)}: study {study.study_name!r} has no completed trials to {verb}")
+    return df
+
+
 def load_run(run: str | Path, study_name: str | None = None) -> RunData:
     """Load a run folder (or a storage URL and study name): results, histories, study and design space."""
     _, study = open_run(run, study_name)
     name = study.study_name
-    df = trials_frame(study)
-    if df.empty:
-        raise InputError(f"{display_run(run)}: study {name!r} has no completed trials to analyze")
+    df = completed_frame(run, study, "analyze")
     space, note = space_of(study, df)
     return RunData(label=name, run=display_run(run), df=df, study=study, space=space, space_note=note,
                    histories=histories_frame(study))

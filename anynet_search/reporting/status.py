@@ -7,9 +7,9 @@ from collections import Counter
 from optuna.trial import TrialState
 
 from anynet_search.analysis.columns import param_columns
-from anynet_search.reporting.results import open_run, trials_frame
+from anynet_search.reporting.results import foreign_study, open_run, trials_frame
 from anynet_search.study.launch import job_lines
-from anynet_search.study.plan import SETTINGS_ATTR, is_trained
+from anynet_search.study.plan import is_trained, stored_settings
 from anynet_search.study.storage import redact
 
 
@@ -17,16 +17,19 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
     """Multi-line status of a study: settings, counts by state, recent failure reasons, best trials."""
     url, st = open_run(run, study)
     name = st.study_name
-    settings = st.user_attrs.get(SETTINGS_ATTR, {})
+    settings = stored_settings(st)  # SettingsError (one line) if a newer anynet-search stored it
     trials = st.get_trials(deepcopy=False)
     # an infeasible adaptive suggestion is told back as COMPLETE, but trained nothing: counted on its own
     counts = Counter("infeasible" if "infeasible" in t.user_attrs else t.state.name.lower() for t in trials)
     done = sum(is_trained(t) for t in trials)  # what a study's N counts
-    lines = [f"study {name} ({redact(url)})",
-             f"  space {settings.get('space', {}).get('name')}, sampler {settings.get('sampler')}, "
-             f"dataset {settings.get('dataset')}, seed {settings.get('seed')}",
-             f"  {done}/{settings.get('n_trials', '?')} completed; by state: "
-             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
+    lines = [f"study {name} ({redact(url)})"]
+    if settings is None:
+        lines.append(f"  {foreign_study(st)}")
+    else:
+        lines.append(f"  space {settings.space.get('name')}, sampler {settings.sampler}, "
+                     f"dataset {settings.dataset}, seed {settings.seed}")
+    lines.append(f"  {done}/{settings.n_trials if settings else '?'} completed; by state: "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     reasons = Counter(str(t.user_attrs.get("failure")) for t in trials if t.state == TrialState.FAIL)
     for reason, n in reasons.most_common(3):
         lines.append(f"  failed x{n}: {reason}")

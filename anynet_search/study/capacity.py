@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from anynet_search.errors import InputError
+from anynet_search.study.local_runs import LocalRun, describe
 from anynet_search.study.supervise import WorkerSpec
 from anynet_search.training.engine import MAX_SLOTS
 from anynet_search.training.interface import TrainConfig
@@ -80,10 +82,12 @@ def default_workers(spec: str | None) -> int:
     return len(gpus) if len(gpus) == len(devices) else DEFAULT_CPU_WORKERS
 
 
-def threads_per_worker(devices: list[str]) -> list[int]:
-    """CPU workers split the cores between them instead of oversubscribing; GPU workers take one each."""
+def threads_per_worker(devices: list[str], free_cores: int | None = None) -> list[int]:
+    """CPU workers split the free cores (default: all) between them instead of oversubscribing; GPU workers
+    take one each."""
     n_cpu = sum(d == "cpu" for d in devices)
-    return [max(1, cores() // n_cpu) if d == "cpu" else 1 for d in devices]
+    free = cores() if free_cores is None else free_cores
+    return [max(1, free // n_cpu) if d == "cpu" else 1 for d in devices]
 
 
 def default_in_flight(device: str, train: TrainConfig) -> int:
@@ -92,10 +96,11 @@ def default_in_flight(device: str, train: TrainConfig) -> int:
     return GPU_IN_FLIGHT if device.startswith("cuda") and not train.compile else 1
 
 
-def worker_cap(devices: list[str]) -> int:
-    """The most workers this machine takes without oversubscribing: its cores, or MAX_WORKERS_PER_GPU per GPU."""
+def worker_cap(devices: list[str], free_cores: int | None = None) -> int:
+    """The most workers this machine takes without oversubscribing: its free cores (default: all), or
+    MAX_WORKERS_PER_GPU per GPU."""
     gpus = {d for d in devices if d.startswith("cuda")}
-    cpu_cap = cores() if "cpu" in devices else 0
+    cpu_cap = (cores() if free_cores is None else free_cores) if "cpu" in devices else 0
     return cpu_cap + MAX_WORKERS_PER_GPU * len(gpus)
 
 
@@ -108,15 +113,23 @@ class WorkerPlan:
 
 
 def plan_workers(spec: str | None, workers: int | None, in_flight: int | None, trials_left: int, train: TrainConfig,
-                 oversubscribe: bool = False) -> WorkerPlan:
-    """The worker processes of a local run: how many, on which devices, with how many threads and trials in flight."""
+                 oversubscribe: bool = False, others: Sequence[LocalRun] = ()) -> WorkerPlan:
+    """The worker processes of a local run: how many, on which devices, their threads and trials in flight.
+
+    `others` are the runs already working on this machine (`local_runs.other_runs`): their workers' threads
+    are taken from the cores this run's CPU workers split and are capped by (at least one core is always
+    left)."""
     notes: list[str] = []
     asked = workers or default_workers(spec)
     n = asked
-    cap = worker_cap(resolve_devices(spec, asked))
+    busy = sum(r.threads for r in others)
+    free = max(1, cores() - busy)
+    cap = worker_cap(resolve_devices(spec, asked), free)
+    where = f"its {cores()} cores less the {busy} threads of {describe(others)}" if busy else "its cores"
+    where += f", or {MAX_WORKERS_PER_GPU} per GPU"
     if n > cap and not oversubscribe:
-        notes.append(f"--workers {asked:,}: this machine takes {cap} (its cores, or {MAX_WORKERS_PER_GPU} per GPU); "
-                     f"starting {cap} (--oversubscribe starts all {asked:,})")
+        notes.append(f"--workers {asked:,}: this machine takes {cap} ({where}); starting {cap} "
+                     f"(--oversubscribe starts all {asked:,})")
         n = cap
     left = max(1, trials_left)
     if n > left:
@@ -124,7 +137,11 @@ def plan_workers(spec: str | None, workers: int | None, in_flight: int | None, t
             notes.append(f"--workers {asked:,}: only {trials_left} trial(s) left to train; starting {left}")
         n = left
     devices = resolve_devices(spec, n)
-    threads = threads_per_worker(devices)
+    threads = threads_per_worker(devices, free)
+    if busy and not notes and "cpu" in devices:
+        verb = "uses" if len(others) == 1 else "use"
+        notes.append(f"{describe(others)} {verb} {busy} of this machine's {cores()} cores: starting {n} "
+                     f"worker(s) with {threads[devices.index('cpu')]} thread(s) each")
     specs = []
     for i, device in enumerate(devices):
         k = in_flight or default_in_flight(device, train)

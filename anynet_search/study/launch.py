@@ -143,6 +143,10 @@ def job_task(study: str, url: str, gpus_per_node: int, workers_per_gpu: int, thr
     while True:
         for message in pool.poll():
             print(f"anynet-search job {env.job_id}: {message}", flush=True)
+        if pool.failing is not None:
+            print(f"anynet-search job {env.job_id}: the study stopped: {pool.failing}", flush=True)
+            pool.stop()
+            break
         if not pool.alive():
             break
         if stop["requested"]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 
+from anynet_search.errors import InputError
 from anynet_search.spaces import DesignSpace, Sample
 from anynet_search.training.interface import TrainConfig  # torch-free: settings are read where nothing trains
 
@@ -26,8 +27,35 @@ SETTINGS_ATTR = "anynet_search"
 EDF_SAMPLERS = ("random", "qmc")
 ADAPTIVE_SAMPLERS = ("tpe", "cmaes", "nsga2", "gp")
 SAMPLERS = EDF_SAMPLERS + ADAPTIVE_SAMPLERS
+MAX_SEED = 2**32 - 1  # a study's seed: numpy's and torch's generators take 0 .. 2**32 - 1 wherever it goes
 #: Settings fields older versions stored and nothing reads any more (`max_failures` was never used).
 RETIRED_FIELDS = frozenset({"max_failures"})
+#: Layout of the stored settings. 1: the fields of `StudySettings` (plus the retired `max_failures`), stored
+#: with no version; 2: the same plus FORMAT_KEY and WRITER_KEY. A change of the layout bumps it and adds its
+#: migration to `_migrate`; settings of a newer format are refused (a newer anynet-search wrote them).
+SETTINGS_FORMAT = 2
+FORMAT_KEY = "format"
+WRITER_KEY = "written_by"  # the anynet-search version that last stored the settings
+#: Fields an older layout may lack, read as these defaults (an empty trainer dict: the trainer's defaults).
+FIELD_DEFAULTS: dict[str, Any] = {"train": {}}
+
+
+def _package_version() -> str:
+    import anynet_search
+
+    return str(anynet_search.__version__)
+
+
+class SettingsError(InputError):
+    """Stored settings this version of anynet-search cannot read (one line naming both versions)."""
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Stored settings of an older or the current layout in the current one, without the version keys: format
+    1 differs from 2 only by those keys; retired fields are dropped and FIELD_DEFAULTS filled in whatever the
+    format."""
+    data = {k: v for k, v in data.items() if k not in (FORMAT_KEY, WRITER_KEY, *RETIRED_FIELDS)}
+    return {**{k: v for k, v in FIELD_DEFAULTS.items() if k not in data}, **data}
 
 
 @dataclass(frozen=True)
@@ -44,23 +72,52 @@ class StudySettings:
     train: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (stored as a study user attribute)."""
-        return dataclasses.asdict(self)
+        """JSON-ready dict (a study user attribute), with the layout version and the writing version."""
+        return {**dataclasses.asdict(self), FORMAT_KEY: SETTINGS_FORMAT, WRITER_KEY: _package_version()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StudySettings:
-        """Settings from their stored dict, ignoring the retired fields older versions stored."""
-        return cls(**{k: v for k, v in data.items() if k not in RETIRED_FIELDS})
+    def from_dict(cls, data: dict[str, Any], study: str | None = None) -> StudySettings:
+        """Settings from their stored dict, older layouts migrated; SettingsError (one line naming the study
+        and both versions) for a newer layout, or keys this version does not know or misses."""
+        where = f"study {study!r}" if study is not None else "a study"
+        if not isinstance(data, dict):
+            raise SettingsError(f"{where}: its stored settings are not a mapping ({type(data).__name__})")
+        version, writer = data.get(FORMAT_KEY, 1), data.get(WRITER_KEY)
+        by = f"anynet-search {writer}" if writer else "another version of anynet-search"
+        here = f"this anynet-search ({_package_version()}) reads settings formats 1..{SETTINGS_FORMAT}"
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise SettingsError(f"{where}: stored settings format {version!r} is not a version number; "
+                                f"{here}")
+        if version > SETTINGS_FORMAT:
+            raise SettingsError(f"{where} was stored by {by} in settings format {version}; {here}: upgrade "
+                                "anynet-search to use it")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        migrated = _migrate(data)
+        unknown = sorted(set(migrated) - fields)
+        if unknown:
+            raise SettingsError(f"{where}: its stored settings (format {version}, by {by}) have key(s) "
+                                f"{', '.join(unknown)} that format {version} does not have; {here}")
+        missing = sorted(fields - set(migrated))
+        if missing:
+            raise SettingsError(f"{where}: its stored settings (format {version}, by {by}) lack "
+                                f"{', '.join(missing)}; {here}")
+        train = migrated["train"]
+        known_train = {f.name for f in dataclasses.fields(TrainConfig)}
+        if not isinstance(train, dict) or set(train) - known_train:
+            extra = sorted(set(train) - known_train) if isinstance(train, dict) else [repr(train)]
+            raise SettingsError(f"{where}: its stored trainer settings (by {by}) have {', '.join(extra)}, "
+                                f"unknown to this anynet-search ({_package_version()})")
+        return cls(**migrated)
 
     @classmethod
     def from_study(cls, study: optuna.Study) -> StudySettings:
         """Settings stored in a study; ValueError if the study was not created by anynet-search."""
-        data = study.user_attrs.get(SETTINGS_ATTR)
-        if not data:
+        settings = stored_settings(study)
+        if settings is None:
             raise ValueError(
                 f"study {study.study_name!r} was not created by anynet-search (no settings stored)"
             )
-        return cls.from_dict(data)
+        return settings
 
     def design_space(self) -> DesignSpace:
         """The study's design space, rebuilt from the stored definition (no file needed)."""
@@ -69,6 +126,14 @@ class StudySettings:
     def train_config(self) -> TrainConfig:
         """The study's training hyperparameters."""
         return TrainConfig(**self.train)
+
+
+def stored_settings(study: optuna.Study) -> StudySettings | None:
+    """A study's stored settings, None if anynet-search did not make it; SettingsError if unreadable here."""
+    data = study.user_attrs.get(SETTINGS_ATTR)
+    if data is None or data == {}:
+        return None
+    return StudySettings.from_dict(data, study.study_name)
 
 
 def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:

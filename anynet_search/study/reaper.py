@@ -88,10 +88,15 @@ class Reaping:
         """Enqueue the slot's next ticket: the same config, or the slot's next one (the worker's job)."""
         raise NotImplementedError
 
+    def check_failing(self, trial: optuna.trial.FrozenTrial) -> None:
+        """StudyFailing if `trial` and the trials finished before it all failed (the worker's streak rule)."""
+        raise NotImplementedError
+
     def mark_dead(self, trial: optuna.trial.FrozenTrial, cause: str) -> bool:
         """Record that the worker running `trial` died of `cause` and enqueue what comes next; False if the
         trial had finished meanwhile. After MAX_DEATHS deaths on one config the slot moves on to its next
-        config, and a message naming the config is added to `killed_configs`."""
+        config, a message naming the config is added to `killed_configs`, and the trial counts in the failure
+        streak: StudyFailing when it ends a streak of failed trials (every config kills its worker)."""
         deaths = int(trial.user_attrs.get("deaths", 0)) + 1
         reason = death_reason(cause, deaths)
         try:
@@ -107,6 +112,7 @@ class Reaping:
             config = trial.params or trial.system_attrs.get("fixed_params") or "not sampled before the deaths"
             self.killed_configs.append(f"trial {trial.number} (slot {slot}): {reason}; recorded as failed, the "
                                        f"slot moves on to its next config. The config: {config}")
+            self.check_failing(trial)
         return True
 
     def _death_cause(self, trial: optuna.trial.FrozenTrial, now: float) -> str | None:

@@ -14,7 +14,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from anynet_search.errors import InputError
-from anynet_search.paths import check_out_dir, check_out_file, check_study_name
+from anynet_search.paths import check_out_dir, check_out_file, check_study_name, make_dir
 from anynet_search.spaces import load_space
 from anynet_search.study.capacity import (
     MAX_IN_FLIGHT,
@@ -22,15 +22,18 @@ from anynet_search.study.capacity import (
     plan_workers,
     resolve_devices,
 )
+from anynet_search.study.local_runs import other_runs, registered
 from anynet_search.study.optuna_adapter import enqueue_many, trial_index
 from anynet_search.study.plan import (
     EDF_SAMPLERS,
+    MAX_SEED,
     SAMPLERS,
     SETTINGS_ATTR,
     StudySettings,
     make_pruner,
     make_sampler,
     planned_tickets,
+    stored_settings,
 )
 from anynet_search.study.progress import ProgressView, Snapshot
 from anynet_search.study.run_folder import write_record
@@ -113,6 +116,10 @@ def check_options(opts: RunOptions) -> list[str]:
         _positive("--workers", opts.workers)
     if opts.in_flight is not None:
         _positive("--in-flight", opts.in_flight, MAX_IN_FLIGHT, what="trials one process keeps on its device")
+    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or not 0 <= opts.seed <= MAX_SEED:
+        raise InputError(f"--seed must be an integer in 0..{MAX_SEED}, got {opts.seed!r}")
+    if opts.storage is not None and not opts.storage.strip():
+        raise InputError("--storage: empty (leave it out for the journal in the run folder)")
     if opts.sampler not in SAMPLERS:
         raise InputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {opts.sampler!r}")
     if opts.epochs is not None:
@@ -139,8 +146,10 @@ def _train_config(opts: RunOptions) -> TrainConfig:
 def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, Path]:
     """Create the study (tickets enqueued) or check that the existing one matches and extend it.
 
-    Every option, the space, the data set, the study name and the trainer settings are checked before
-    anything is written, so a refused run leaves the disk as it was.
+    Every option, the space, the data set, the study name, the trainer settings and the configs of the tickets
+    (a band that is too hard to reach fails while drawing them) are checked before anything is written, so a
+    refused run leaves the disk as it was. A study with no trials at all whose settings differ (left by an
+    older version that failed while drawing its tickets) is replaced.
     """
     devices = check_options(opts)
     train_cfg = _train_config(opts)
@@ -158,14 +167,25 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
                              train=train_cfg.to_dict())
     sampler, pruner = make_sampler(opts.sampler, opts.seed), make_pruner(opts.sampler)
     storage = study = None  # an existing storage and study are opened and checked before anything is written
+    replace = False
     if not is_journal(url) or check_out_file(journal_path(url), option="--storage" if opts.storage else
                                              "run folder").is_file():
         storage = open_storage(url)
-        study = _existing_study(storage, name, settings, url, sampler, pruner)
-    run_dir.mkdir(parents=True, exist_ok=True)
+        study, replace = _existing_study(storage, name, settings, url, sampler, pruner)
+    old = stored_settings(study) if study is not None and not replace else None
+    if old is None:  # a new study: every slot's ticket
+        tickets = planned_tickets(settings, space)
+    elif settings.n_trials > old.n_trials:  # more trials asked for: the new slots' tickets
+        tickets = planned_tickets(settings, space, first_slot=old.n_trials)
+    else:
+        tickets, settings = [], old
+    make_dir(run_dir)
     if is_journal(url):
-        journal_path(url).parent.mkdir(parents=True, exist_ok=True)
+        make_dir(journal_path(url).parent, option="--storage")
     storage = storage or open_storage(url)
+    if replace:
+        optuna.delete_study(study_name=name, storage=storage)
+        study = None
     if study is None:
         study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
                                     pruner=pruner)
@@ -173,43 +193,44 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([METRIC_NAME])  # optuna-dashboard and Optuna's plots label the objective
     write_record(run_dir, url, name)  # the run folder finds a study kept outside it (SQL, a journal elsewhere)
-    stored = study.user_attrs.get(SETTINGS_ATTR)
-    if stored is None:  # new (or created by a run that stopped before storing its settings)
+    if old is None or tickets:  # new (or made by a run that stopped before storing its settings), or extended
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
-        enqueue_many(study, planned_tickets(settings, space))
-        return study, settings, url, run_dir
-    old = StudySettings.from_dict(stored)
-    if settings.n_trials > old.n_trials:
-        study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
-        enqueue_many(study, planned_tickets(settings, space, first_slot=old.n_trials))
-    else:
-        settings = old
+        enqueue_many(study, tickets)
     return study, settings, url, run_dir
 
 
 def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, url: str,
-                    sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner) -> optuna.Study | None:
-    """The stored study of this name if it may be resumed with `settings` (None if there is none); InputError if not.
+                    sampler: optuna.samplers.BaseSampler,
+                    pruner: optuna.pruners.BasePruner) -> tuple[optuna.Study | None, bool]:
+    """(the stored study of this name if it may be resumed with `settings`, or None if there is none; whether
+    it is to be replaced: it has no trials and other settings); InputError if it may not be used.
 
     Loaded, not re-created: creating an existing study would append a record to a journal every time.
     """
     if name not in optuna.get_all_study_names(storage):
-        return None
+        return None, False
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    stored = study.user_attrs.get(SETTINGS_ATTR)
-    if stored is None:
-        if study.get_trials(deepcopy=False):
+    empty = not study.get_trials(deepcopy=False)
+    try:
+        old = stored_settings(study)
+    except InputError:
+        if empty:  # nothing to lose, and nothing this version could resume
+            return study, True
+        raise
+    if old is None:
+        if not empty:
             raise InputError(f"study {name!r} already exists in {redact(url)} and was not created by anynet-search; "
                              "pick another --study")
-        return study
-    old = StudySettings.from_dict(stored)
+        return study, False
     # a study made before a trainer field existed stored fewer keys: compare with the defaults filled in
     old = dataclasses.replace(old, train=old.train_config().to_dict())
     for field in ("space_hash", "sampler", "seed", "dataset", "train"):
         if getattr(old, field) != getattr(settings, field):
+            if empty:  # e.g. an older version stopped while drawing its tickets: nothing to resume
+                return study, True
             raise InputError(f"study {name!r} already exists with a different {field}; "
                              "run with the same options to resume, or pick another --study")
-    return study
+    return study, False
 
 
 def check_joinable(study: str, storage_url: str) -> StudySettings:
@@ -227,7 +248,8 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
     study, settings, url, run_dir = prepare_study(opts)
     index = trial_index(study)
     left = settings.n_trials - index.counts(settings.sampler not in EDF_SAMPLERS).trained
-    plan = plan_workers(opts.devices, opts.workers, opts.in_flight, left, settings.train_config(), opts.oversubscribe)
+    plan = plan_workers(opts.devices, opts.workers, opts.in_flight, left, settings.train_config(),
+                        opts.oversubscribe, others=other_runs())
     view = progress or ProgressView()
     for note in plan.notes:
         view.note(note)
@@ -236,19 +258,23 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
     previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     # a worker killed by a signal (a config that crashes it, the OOM killer) is recorded and replaced
     pool = WorkerPool(study, url, plan.specs, opts.objective)
-    pool.start()
     interrupted = False
-    try:
-        while True:
-            for message in pool.poll():
-                view.note(message)
-            if not pool.alive():
-                break
-            view.update(Snapshot.of(study, settings.n_trials, index))
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        interrupted = True
-        pool.stop()
+    with registered(study.study_name, len(plan.specs), sum(s.threads for s in plan.specs)):
+        pool.start()
+        try:
+            while True:
+                for message in pool.poll():
+                    view.note(message)
+                if pool.failing is not None:
+                    pool.stop()
+                    break
+                if not pool.alive():
+                    break
+                view.update(Snapshot.of(study, settings.n_trials, index))
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            interrupted = True
+            pool.stop()
     pool.join()
     signal.signal(signal.SIGTERM, previous_term)
     snap = Snapshot.of(study, settings.n_trials, index)
@@ -259,7 +285,11 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
         codes = set(pool.exit_codes)
         if pool.error is not None:
             raise pool.error  # e.g. a full disk: the journal stays readable, and the same command resumes
-        failing = ("the study stopped because its trials keep failing (see the messages above)"
-                   if EXIT_FAILING in codes else f"all workers exited early (exit codes {sorted(codes)})")
+        if pool.failing is not None:
+            failing = f"the study stopped: {pool.failing}"
+        elif EXIT_FAILING in codes:
+            failing = "the study stopped because its trials keep failing (see the messages above)"
+        else:
+            failing = f"all workers exited early (exit codes {sorted(codes)})"
     return RunOutcome(study.study_name, redact(url), run_dir, snap, interrupted, failing,
                       tuple(pool.killed_configs))

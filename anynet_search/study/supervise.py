@@ -25,12 +25,18 @@ import optuna
 
 from anynet_search.errors import AnynetSearchError, show_warnings
 from anynet_search.study import interrupts
+from anynet_search.study.plan import EDF_SAMPLERS
 from anynet_search.study.worker import DeviceLost, StudyFailing, Worker, run_worker
 
 EXIT_USER_ERROR = 2  # a worker stopped on a package error (a full disk, a corrupt journal); it printed nothing
 EXIT_FAILING = 3
 EXIT_DEVICE_LOST = 4  # a sticky CUDA error: the trial is recorded and a fresh process takes the worker's place
 MAX_BLAMELESS_RESPAWNS = 2  # deaths with no trial to blame (e.g. at start-up) before a worker is given up
+# Worker processes killed by a signal in a row, with no trial trained in the study meanwhile, before the pool
+# stops: a config is tried again after killing its worker, and the retry is queued behind every other slot, so
+# with every config killing its worker the failure streak (which counts a config once it killed two) would
+# come only after N + 10 deaths. A whole node lost is seen by peers as stale heartbeats, not counted here.
+DEATH_STREAK = 10
 
 
 def worker_main(study: str, url: str, device: str, threads: int, objective: str | None, worker_id: str,
@@ -104,6 +110,9 @@ class WorkerPool:
         self.blameless = [0] * len(specs)
         self.reaper = Worker(study, worker_id="supervisor")
         self.stopping = False
+        self.failing: str | None = None  # why the study stopped: deaths recorded here ended a failure streak
+        self.deaths_in_a_row = 0  # worker processes killed by a signal since the study last trained a trial
+        self._trained_mark: int | None = None
 
     @property
     def killed_configs(self) -> list[str]:
@@ -125,7 +134,8 @@ class WorkerPool:
 
     def poll(self) -> list[str]:
         """Collect exited workers; one killed by a signal has its trial marked failed with that signal and is
-        replaced. Returns the messages about configs recorded as failed by this call."""
+        replaced, unless its death ended a streak of failed trials (then `failing` says so and no worker is
+        started again: call `stop()`). Returns the messages about configs recorded as failed by this call."""
         before = len(self.killed_configs)
         for i, p in enumerate(self.procs):
             if p is None or p.is_alive():  # is_alive() also reaps an exited child (no zombies)
@@ -142,13 +152,30 @@ class WorkerPool:
                 cause = f"signal {-p.exitcode}, {signal.Signals(-p.exitcode).name}"
             except ValueError:
                 pass
-            if self.reaper.reap_worker(p.pid, cause):
-                self.blameless[i] = 0
-            else:
-                self.blameless[i] += 1
+            try:
+                blamed = self.reaper.reap_worker(p.pid, cause)
+                if blamed:
+                    self._count_death(cause)
+            except StudyFailing as exc:  # every recent config killed its worker: replacing it would loop
+                self.failing, self.stopping = str(exc), True
+                continue
+            self.blameless[i] = 0 if blamed else self.blameless[i] + 1
             if self.blameless[i] <= MAX_BLAMELESS_RESPAWNS:
                 self._start(i)
         return self.killed_configs[before:]
+
+    def _count_death(self, cause: str) -> None:
+        """Count a worker killed by a signal while running trials; StudyFailing when DEATH_STREAK died in a
+        row with no trial trained in the study meanwhile."""
+        reaper = self.reaper
+        trained = reaper.index.counts(reaper.settings.sampler not in EDF_SAMPLERS).trained
+        if trained != self._trained_mark:
+            self._trained_mark, self.deaths_in_a_row = trained, 0
+        self.deaths_in_a_row += 1
+        if self.deaths_in_a_row >= DEATH_STREAK:
+            raise StudyFailing(f"the last {DEATH_STREAK} worker processes were killed ({cause}) while "
+                               "running trials, and none was trained meanwhile: the configs kill their "
+                               "workers; stopping instead of looping")
 
     @property
     def error(self) -> AnynetSearchError | None:
@@ -166,12 +193,14 @@ class WorkerPool:
         return [p.pid for p in self.procs if p is not None and p.pid is not None]
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Ask every worker to stop (SIGINT: the running trial is re-enqueued), then terminate stragglers."""
+        """Ask every worker to stop (SIGTERM: its trials in flight are re-enqueued; one still starting up,
+        before its handler is installed, just ends, with no trial and no traceback), then terminate
+        stragglers."""
         self.stopping = True
         running = [p for p in self.procs if p is not None]
         for p in running:
             if p.is_alive() and p.pid:
-                os.kill(p.pid, signal.SIGINT)
+                os.kill(p.pid, signal.SIGTERM)
         for p in running:
             p.join(timeout=timeout)
             if p.is_alive():

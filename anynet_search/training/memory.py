@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 
 from anynet_search.errors import InputError
 from anynet_search.models.complexity import Complexity, complexity, largest_activation
@@ -74,8 +75,103 @@ def config_memory(cfg: AnyNetConfig, resolution: int, train: TrainConfig) -> Mem
                            largest_activation(cfg, resolution))
 
 
+#: cgroup v1 writes "no limit" as LONG_MAX rounded to pages (9223372036854771712): this much or more is none.
+NO_LIMIT = 2**60
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+FREE = "free"  # what MemAvailable measures
+
+
+def _first_int(path: Path, key: str | None = None) -> int | None:
+    """The integer in a one-number file (None for 'max' or a missing file), or the value of `key` in a keyed
+    file like memory.stat or /proc/self/status ('VmSize: 123 kB' is read in bytes)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    if key is None:
+        word = text.strip()
+        return int(word) if word.isdigit() else None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].rstrip(":") == key and parts[1].isdigit():
+            return int(parts[1]) * (1024 if parts[2:3] == ["kB"] else 1)
+    return None
+
+
+def _cgroup_dirs(root: Path, proc_cgroup: Path) -> list[tuple[Path, str, str, str]]:
+    """(folder, limit file, usage file, reclaimable key in memory.stat) of this process's memory cgroup and of
+    each cgroup above it (a limit may be set on any of them), cgroup v2 and v1."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, rel = rest.partition(":")
+        if hierarchy == "0" and not controllers:  # cgroup v2 (on a hybrid system its tree lacks memory files)
+            base, files = root, ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):  # cgroup v1
+            base = root / "memory"
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        here = base / rel.lstrip("/")
+        if not here.is_dir():  # a cgroup namespace: this process sees its own cgroup as the root
+            here = base
+        for folder in (here, *here.parents):
+            found.append((folder, *files))
+            if folder == base:
+                break
+    return found
+
+
+def cgroup_memory_left(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+    """Bytes this process's cgroups still allow (the tightest limit minus its usage, reclaimable page cache
+    not counted as used); None if no cgroup limits memory."""
+    left = None
+    for folder, limit_file, usage_file, inactive_key in _cgroup_dirs(root, proc_cgroup):
+        limit, usage = _first_int(folder / limit_file), _first_int(folder / usage_file)
+        if limit is None or usage is None or limit >= NO_LIMIT:
+            continue
+        usage -= min(usage, _first_int(folder / "memory.stat", inactive_key) or 0)
+        room = max(0, limit - usage)
+        left = room if left is None else min(left, room)
+    return left
+
+
+def address_space_left() -> int | None:
+    """Address space this process may still map under its RLIMIT_AS (`ulimit -v`); None if unlimited."""
+    try:
+        import resource
+    except ImportError:  # not Unix
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    used = _first_int(Path("/proc/self/status"), "VmSize") or 0
+    return max(0, soft - used)
+
+
+def memory_limits() -> list[tuple[int, str]]:
+    """(bytes, what) of every bound on what this process may still allocate on the CPU: MemAvailable, its
+    address-space limit (RLIMIT_AS) and its cgroup's memory limit; the tightest one is what it has free."""
+    limits = []
+    available = _first_int(Path("/proc/meminfo"), "MemAvailable")
+    if available is not None:
+        limits.append((available, FREE))
+    room = address_space_left()
+    if room is not None:
+        limits.append((room, "left under this process's address-space limit, RLIMIT_AS"))
+    room = cgroup_memory_left()
+    if room is not None:
+        limits.append((room, "left under its cgroup's memory limit"))
+    return limits
+
+
 def free_memory(device: str) -> int | None:
-    """Bytes the device can still give: MemAvailable on the CPU, free memory on a CUDA device; None if unknown."""
+    """Bytes the device can still give: on the CPU the tightest of MemAvailable, the process's address-space
+    limit and its cgroup's limit (`memory_limits`), on a CUDA device its free memory; None if unknown."""
     if device.startswith("cuda"):
         import torch
 
@@ -85,14 +181,17 @@ def free_memory(device: str) -> int | None:
         # what this process's allocator caches but does not use is free for its next trial too
         cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
         return int(torch.cuda.mem_get_info(dev)[0]) + cached
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    limits = memory_limits()
+    return min(limits)[0] if limits else None
+
+
+def _binding_limit(device: str) -> str:
+    """' (left under ...)' when a process limit, not the machine's free memory, bounds what `device` gives."""
+    if device.startswith("cuda"):
+        return ""
+    limits = memory_limits()
+    what = min(limits)[1] if limits else FREE
+    return "" if what == FREE else f" ({what})"
 
 
 def too_large_reason(estimate: MemoryEstimate, cx: Complexity, batch_size: int, device: str,
@@ -103,7 +202,7 @@ def too_large_reason(estimate: MemoryEstimate, cx: Complexity, batch_size: int, 
     if free is None or estimate.total <= free:
         return None
     return (f"needs about {human_bytes(estimate.total)} to train at batch {batch_size} ({cx.params:,} params, "
-            f"{cx.acts:,} acts per image) but {device} has {human_bytes(free)} free")
+            f"{cx.acts:,} acts per image) but {device} has {human_bytes(free)} free{_binding_limit(device)}")
 
 
 def space_memory_range(space: DesignSpace, train: TrainConfig) -> tuple[int, int]:
