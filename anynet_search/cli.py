@@ -104,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
                       epochs=args.epochs, sampler=args.sampler, study=args.study, storage=args.storage,
                       devices=args.devices, seed=args.seed, out=args.out, objective=args.objective,
                       train_overrides=_train_overrides(args.train), in_flight=args.in_flight,
-                      oversubscribe=args.oversubscribe)
+                      oversubscribe=args.oversubscribe, configs_from=args.configs_from,
+                      configs_study=args.configs_study)
     cluster = cluster_options(args)
     if cluster is None:
         outcome = run_study(opts)
@@ -258,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     from anynet_search.study.plan import SAMPLERS
 
     p = sub.add_parser("run", help="create or resume a study and train its samples with parallel workers")
-    p.add_argument("--space", default="anynet_xa_tiny", help="bundled space name or space file (default anynet_xa_tiny)")
-    p.add_argument("--trials", type=_positive_int, default=64, help="completed trials to reach (default 64)")
+    p.add_argument("--space", default=None, help="bundled space name or space file (default anynet_xa_tiny)")
+    p.add_argument("--trials", type=_positive_int, default=None,
+                   help="completed trials to reach (default 64; with --configs-from, the source's slots)")
     p.add_argument("--workers", type=_positive_int, default=None,
                    help="worker processes on this machine (default: one per GPU, else 2; at most the cores, or 8 per "
                         "GPU, and the trials left)")
@@ -268,13 +270,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "a GPU, 1 on the CPU; at most 64)")
     p.add_argument("--oversubscribe", action="store_true",
                    help="start every worker asked for, even beyond the machine's cores or 8 per GPU")
-    p.add_argument("--dataset", default="digits", help="digits | synthetic[:N] | cifar10:PATH | cifar100:PATH | imagefolder:PATH")
+    p.add_argument("--dataset", default=None, help="digits | synthetic[:N] | cifar10:PATH | cifar100:PATH | "
+                   "imagefolder:PATH (default digits; with --configs-from, the source's)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs per model (default: the trainer's)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="random", help="random/qmc for EDFs; tpe, cmaes, nsga2, gp to optimize")
-    p.add_argument("--study", default=None, help="study name (default: SPACE-DATASET-SAMPLER-sSEED)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help="random/qmc for EDFs; tpe, cmaes, nsga2, gp to optimize (default random)")
+    p.add_argument("--study", default=None,
+                   help="study name (default: SPACE-DATASET-SAMPLER-sSEED; with --configs-from, SOURCE-eEPOCHS)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: journal file in the run folder)")
     p.add_argument("--devices", default=None, help="cpu | cuda | cuda:0,cuda:1 (default: all GPUs, else cpu)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="data split and stream seed (default 0; with "
+                   "--configs-from, the source's)")
+    p.add_argument("--configs-from", default=None, metavar="RUN",
+                   help="train exactly the configs of this random/qmc study (run folder or storage URL), slot by slot, "
+                        "with its space, sampler, data set, seed and trainer settings unless given (e.g. another "
+                        "--epochs); see `anynet-search fidelity`")
+    p.add_argument("--configs-study", default=None, metavar="NAME",
+                   help="the study of --configs-from when its storage holds several")
     p.add_argument("--out", default="runs", help="folder of run folders (default runs)")
     p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE", help="trainer setting, e.g. lr=0.1 (repeatable)")
     p.add_argument("--objective", default=None, help=argparse.SUPPRESS)

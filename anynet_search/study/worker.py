@@ -43,7 +43,7 @@ from anynet_search.study.plan import (
     is_trained,
     make_pruner,
     make_sampler,
-    planned_sample,
+    planned_params,
 )
 from anynet_search.study.reaper import REQUEUED, Heartbeat, Reaping
 from anynet_search.study.storage import load_study, open_storage
@@ -179,8 +179,7 @@ class Worker(Reaping):
         params = None
         if same_config:
             if self.settings.sampler in EDF_SAMPLERS:
-                params = planned_sample(self.space, self.settings.sampler, self.settings.seed,
-                                        self.settings.n_trials, slot, attempt).params
+                params = planned_params(self.settings, self.space, slot, attempt)
             else:
                 params = dict(trial.params)
         else:
