@@ -178,8 +178,41 @@ def _analyze_runs(runs: list[str | tuple[str, str]], out: str, force: bool, bins
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    runs = [(run, name) for run in args.runs for name in args.study] if args.study else args.runs
+    runs = _targets(args.runs, args.study)
     return _analyze_runs(runs, args.out, args.force, args.bins, (args.margin, args.margin_unit))
+
+
+def _targets(runs: list[str], studies: list[str]) -> list[str | tuple[str, str]]:
+    """RUN arguments with `--study` names: each run with each name, or the runs as given."""
+    return [(run, name) for run in runs for name in studies] if studies else list(runs)
+
+
+def _fidelity(args: argparse.Namespace) -> int:
+    from anynet_search.paths import check_out_dir
+    from anynet_search.reporting.fidelity import fidelity_runs
+
+    targets = _targets(args.runs, args.study)
+    if len(targets) != 2:
+        raise CliError(f"fidelity compares two studies (RUN_LOW RUN_HIGH, or one storage URL with --study LOW "
+                       f"--study HIGH); got {len(targets)}")
+    check_out_dir(args.out)
+    rep = fidelity_runs(targets[0], targets[1], args.out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
+                        margin_unit=args.margin_unit)
+    print("\n".join(rep.lines()))
+    print(f"  files: {', '.join(str(p) for p in rep.files)}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from anynet_search.reporting.plan import plan_study
+
+    if args.run is None and args.study:
+        raise CliError("--study names the pilot study in RUN; give RUN too")
+    run = (args.run, args.study) if args.run is not None and args.study else args.run
+    rep = plan_study(run, args.effect, spread=args.spread, alpha=args.alpha, comparisons=args.comparisons,
+                     target=args.power, spaces=args.spaces, bins=args.bins, sims=args.sims, seed=args.seed)
+    print("\n".join(rep.lines()))
+    return 0
 
 
 def _derive(args: argparse.Namespace) -> int:
@@ -331,6 +364,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
     _margin_arguments(p)
     p.set_defaults(func=_derive)
+
+    p = sub.add_parser("fidelity", help="do two budgets rank the same configs alike? (rank correlations, top-10%% "
+                       "overlap, constraint verdicts)")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="RUN_LOW RUN_HIGH: two run folders or storage URLs (e.g. a study and one made from it with "
+                        "run --configs-from RUN --epochs E)")
+    p.add_argument("--study", action="append", default=[], metavar="NAME",
+                   help="study to read from each RUN (one storage URL with --study LOW --study HIGH)")
+    p.add_argument("--out", default="fidelity", help="folder for fidelity.png and the CSVs (default fidelity)")
+    p.add_argument("--n-boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutation tests")
+    _margin_arguments(p)
+    p.set_defaults(func=_fidelity)
+
+    p = sub.add_parser("plan", help="models per space a comparison needs for 80%% power, from a pilot study's errors")
+    p.add_argument("run", nargs="?", default=None, metavar="RUN",
+                   help="the pilot: a run folder or storage URL of a random/qmc study (or none, with --spread)")
+    p.add_argument("--study", default=None, help=STUDY_HELP)
+    p.add_argument("--effect", type=float, nargs="+", required=True, metavar="E",
+                   help="effects that matter, in error points (several allowed)")
+    p.add_argument("--spread", type=float, default=None, metavar="SD",
+                   help="standard deviation of the errors in points, instead of the pilot's errors (normal errors)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="the analysis' level (default 0.05): one-sided tests at alpha / 2, as derive and analyze run them")
+    p.add_argument("--comparisons", type=_positive_int, default=1,
+                   help="comparisons corrected together (Holm): plan for the first step, at alpha / 2 / K")
+    p.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
+    p.add_argument("--spaces", type=_positive_int, default=2,
+                   help="spaces to train for the time estimate (default 2: one comparison)")
+    p.add_argument("--bins", type=_positive_int, default=None,
+                   help="complexity bins the comparison will use: plan with the pilot's spread inside them")
+    p.add_argument("--sims", type=_positive_int, default=1000, help="simulated studies per power (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_plan)
 
     p = sub.add_parser("export", help="write the best configs (ours, pycls, RegNet parameters)")
     p.add_argument("run", help="run folder or storage URL")

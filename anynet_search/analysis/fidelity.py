@@ -225,23 +225,30 @@ def top_overlap(low: ArrayLike, high: ArrayLike, fraction: float = 0.1) -> dict[
 # ------------------------------------------------------------------------------------------ verdicts
 def verdict_agreement(low: pd.DataFrame, high: pd.DataFrame, *, seed: int = 0, margin: float = 0.5,
                       margin_unit: str = "points", power: bool = True) -> pd.DataFrame:
-    """The constraint verdicts `derive_constraints` draws from each frame (the same models, in the same order),
-    for every constraint judged in both: `verdict_low`, `verdict_high`, `agree`, the effects `mean_diff_low` and
-    `mean_diff_high` (points; < 0: the constraint lowers the error) and, with `power`, each verdict's power
-    (`analysis.power.verdict_power`: the chance of keeping it as 'not worse' if it changed nothing)."""
+    """The constraint verdicts `derive_constraints` draws from each frame (the same models, in the same order)
+    for every constraint judged in both that some models satisfy and others violate.
+
+    Columns: `constraint`, `n` (satisfying) and `n_eval` (evaluated, from the high frame), `verdict_low`,
+    `verdict_high`, `agree`, the effects `mean_diff_low` and `mean_diff_high` (points; < 0: the constraint
+    lowers the error) and, with `power`, `power_low` and `power_high` (`analysis.power.verdict_power`: the
+    chance of keeping the constraint as 'not worse' if it changed nothing). `attrs["trivial"]` counts the
+    constraints left out because every (or no) evaluated model satisfies them.
+    """
     options = dict(seed=seed, margin=margin, margin_unit=margin_unit)
     tables = [derive_constraints(df.reset_index(drop=True), **options) for df in (low, high)]
-    cols = ["constraint", "verdict", "mean_diff"]
     views = []
     for t, df in zip(tables, (low, high)):
-        view = t[cols].copy()
-        if power:
-            view["power"] = verdict_power(t, df["error"].to_numpy(dtype=float), seed=seed)
+        view = t[["constraint", "n", "n_eval", "verdict", "mean_diff"]].copy()
+        view["power"] = verdict_power(t, df["error"].to_numpy(dtype=float), seed=seed) if power else np.nan
         views.append(view)
-    both = views[0].merge(views[1], on="constraint", suffixes=("_low", "_high"))
-    both.insert(3, "agree", both["verdict_low"] == both["verdict_high"])
-    both.attrs["margin_spec"] = tables[1].attrs.get("margin_spec", "")
-    both.attrs["alpha"] = tables[1].attrs.get("alpha", 0.05)
+    both = views[0].drop(columns=["n", "n_eval"]).merge(views[1], on="constraint", suffixes=("_low", "_high"))
+    split = (both["n"] > 0) & (both["n"] < both["n_eval"])
+    both = both[split].reset_index(drop=True)
+    both["agree"] = both["verdict_low"] == both["verdict_high"]
+    cols = ["constraint", "n", "n_eval", "verdict_low", "verdict_high", "agree", "mean_diff_low", "mean_diff_high"]
+    both = both[cols + (["power_low", "power_high"] if power else [])]
+    both.attrs.update(trivial=int((~split).sum()), margin_spec=tables[1].attrs.get("margin_spec", ""),
+                      alpha=tables[1].attrs.get("alpha", 0.05))
     return both
 
 
