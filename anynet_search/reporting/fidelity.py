@@ -128,7 +128,10 @@ def verdict_view(table: pd.DataFrame) -> pd.DataFrame:
 def fidelity_of(low: RunData, high: RunData, *, n_boot: int = 2000, seed: int = 0, margin: float = 0.5,
                 margin_unit: str = "points", figure: bool = True) -> FidelityReport:
     """The fidelity of `low` against `high` (see `analysis.fidelity.fidelity`), with its figure."""
-    result = fidelity(low.df, high.df, n_boot=n_boot, seed=seed, margin=margin, margin_unit=margin_unit)
+    try:
+        result = fidelity(low.df, high.df, n_boot=n_boot, seed=seed, margin=margin, margin_unit=margin_unit)
+    except ValueError as exc:  # e.g. two design spaces: nothing to match
+        raise InputError(f"fidelity of {low.label} against {high.label}: {str(exc).splitlines()[0]}") from None
     low_budget, high_budget = budgets(low, high)
     rep = FidelityReport(low.label, high.label, low_budget, high_budget, result, n_boot)
     if figure and result.n >= 1:

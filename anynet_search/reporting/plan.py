@@ -18,7 +18,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from anynet_search.analysis.planning import normal_errors, pilot_errors, plan_table
-from anynet_search.analysis.samplers import adaptive_note
+from anynet_search.analysis.samplers import sample_bias
 from anynet_search.errors import InputError
 from anynet_search.reporting.results import RunData, load_run
 from anynet_search.study.plan import is_trained
@@ -151,10 +151,10 @@ def plan_study(run: str | tuple[str, str] | None, effects: list[float], *, sprea
     notes: list[str] = []
     if run is not None:
         pilot = load_run(*run) if isinstance(run, tuple) else load_run(run)
-        why = adaptive_note(pilot.df)
+        why = sample_bias(pilot.df)
         if why and spread is None:
-            raise InputError(f"the pilot's errors do not describe its space ({why}); use a random or qmc pilot, "
-                             "or give --spread")
+            raise InputError(f"pilot {pilot.label}: {why}, so its errors describe the search, not the space; use a "
+                             "random or qmc pilot, or give --spread")
     if spread is not None:
         errors = normal_errors(spread)
         source = f"normal errors with standard deviation {spread:g} points"

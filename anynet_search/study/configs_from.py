@@ -51,7 +51,7 @@ def read_source(run: str | Path, study: str | None = None, n_trials: int | None 
     are no random sample of the space), has fewer slots than asked for, or has a slot without a trained model.
     """
     where = f"--configs-from {run}"
-    url, name, storage = resolve_study(run, study)
+    url, name, storage = resolve_study(run, study, option="--configs-study")
     source = load_study(name, storage if storage is not None else open_storage(url, repair=False))
     try:
         settings = StudySettings.from_study(source)

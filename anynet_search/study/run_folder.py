@@ -101,9 +101,11 @@ def is_storage_url(text: str) -> bool:
     return "://" in text or text.startswith("journal:")
 
 
-def resolve_study(run: str | Path, study: str | None) -> tuple[str, str, BaseStorage | None]:
+def resolve_study(run: str | Path, study: str | None,
+                  option: str = "--study") -> tuple[str, str, BaseStorage | None]:
     """(storage URL, study name, the storage if it was opened to find the name, or the folder's storage) of a
-    run folder, or of a storage URL and an optional study name (needed when the storage holds several)."""
+    run folder, or of a storage URL and an optional study name (needed when the storage holds several: the
+    error names `option`)."""
     text = str(run)
     is_url = is_storage_url(text)
     storage = None
@@ -121,5 +123,5 @@ def resolve_study(run: str | Path, study: str | None) -> tuple[str, str, BaseSto
         return url, names[0], storage
     if is_url:
         raise InputError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); "
-                         "name one with --study")
+                         f"name one with {option}")
     return url, path.name, storage
