@@ -187,14 +187,27 @@ def _targets(runs: list[str], studies: list[str]) -> list[str | tuple[str, str]]
     return [(run, name) for run in runs for name in studies] if studies else list(runs)
 
 
+def _fidelity_targets(runs: list[str], studies: list[str]) -> list[str | tuple[str, str]]:
+    """RUN_LOW RUN_HIGH with their --study names: one URL with --study LOW --study HIGH, or each storage URL among
+    the runs taking the next name in order (a single name goes to every URL); run folders take none."""
+    from anynet_search.study.run_folder import is_storage_url
+
+    if len(runs) == 1 and len(studies) == 2:
+        return [(runs[0], studies[0]), (runs[0], studies[1])]
+    urls = [r for r in runs if is_storage_url(r)]
+    if len(runs) != 2 or (studies and len(studies) not in (1, len(urls))) or (studies and not urls):
+        raise CliError(f"fidelity compares two studies: RUN_LOW RUN_HIGH (a storage URL among them with its --study "
+                       f"NAME), or one storage URL with --study LOW --study HIGH; got {len(runs)} RUN and "
+                       f"{len(studies)} --study")
+    names = iter(studies * len(urls) if len(studies) == 1 else studies)
+    return [(r, next(names)) if studies and is_storage_url(r) else r for r in runs]
+
+
 def _fidelity(args: argparse.Namespace) -> int:
     from anynet_search.paths import check_out_dir
     from anynet_search.reporting.fidelity import fidelity_runs
 
-    targets = _targets(args.runs, args.study)
-    if len(targets) != 2:
-        raise CliError(f"fidelity compares two studies (RUN_LOW RUN_HIGH, or one storage URL with --study LOW "
-                       f"--study HIGH); got {len(targets)}")
+    targets = _fidelity_targets(args.runs, args.study)
     check_out_dir(args.out)
     rep = fidelity_runs(targets[0], targets[1], args.out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
                         margin_unit=args.margin_unit)
@@ -371,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RUN_LOW RUN_HIGH: two run folders or storage URLs (e.g. a study and one made from it with "
                         "run --configs-from RUN --epochs E)")
     p.add_argument("--study", action="append", default=[], metavar="NAME",
-                   help="study to read from each RUN (one storage URL with --study LOW --study HIGH)")
+                   help="study of each storage URL among the RUNs, in order (one URL: --study LOW --study HIGH)")
     p.add_argument("--out", default="fidelity", help="folder for fidelity.png and the CSVs (default fidelity)")
     p.add_argument("--n-boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutation tests")
