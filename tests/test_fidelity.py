@@ -107,6 +107,8 @@ def test_a_config_that_kills_its_worker_here_moves_its_slot_on_and_fidelity_matc
     died = [t for t in study.get_trials() if t.user_attrs.get("slot") == 2 and t.state.name == "FAIL"]
     assert len(died) == 2 and all(t.user_attrs["attempt"] == 0 for t in died)
     assert all(t.params == theirs[2] for t in died if t.params)  # the re-enqueued ticket kept the source's config
+    status = cli("status", str(tmp_path / "runs" / "dst")).stdout
+    assert "trains the configs of study src (journal:" in status and "its first 8 slots, in order" in status
     rep = fidelity_runs(str(tmp_path / "runs" / "src"), str(tmp_path / "runs" / "dst"), tmp_path / "fid", n_boot=200)
     assert rep.result.n == 7 and "7 of 8 (low) and 8 (high)" in rep.result.notes[0]
 

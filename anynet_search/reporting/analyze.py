@@ -13,6 +13,10 @@ pure functions from `anynet_search.analysis`, and a space derived from the kept 
   (`derived_space_<study>.yaml` for the others), ready for `anynet-search run --space ...`;
 - `best_configs/<study>/`: the best models' configs.
 
+Two studies that trained the same configs (one made from the other with `run --configs-from`, or random
+studies of one space and seed) get a fidelity section (`reporting.fidelity`): do their budgets rank the
+models alike? Each comparison of studies states its power against a shift of the margin.
+
 `error` is the validation error (%) that the search minimized; `test_error` is measured on the held-out
 test split and only reported, never used to select or judge anything.
 """

@@ -8,6 +8,7 @@ from optuna.trial import TrialState
 
 from anynet_search.analysis.columns import param_columns
 from anynet_search.reporting.results import open_run, trials_frame
+from anynet_search.study.configs_from import describe_source
 from anynet_search.study.launch import job_lines
 from anynet_search.study.plan import SETTINGS_ATTR, is_trained
 from anynet_search.study.storage import redact
@@ -27,6 +28,8 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
              f"dataset {settings.get('dataset')}, seed {settings.get('seed')}",
              f"  {done}/{settings.get('n_trials', '?')} completed; by state: "
              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
+    if isinstance(settings.get("configs_from"), dict):
+        lines.insert(2, f"  trains the {describe_source(settings['configs_from'])}")
     reasons = Counter(str(t.user_attrs.get("failure")) for t in trials if t.state == TrialState.FAIL)
     for reason, n in reasons.most_common(3):
         lines.append(f"  failed x{n}: {reason}")
