@@ -123,7 +123,8 @@ def _run(args: argparse.Namespace) -> int:
                       epochs=args.epochs, sampler=args.sampler, study=args.study, storage=args.storage,
                       devices=args.devices, seed=args.seed, out=args.out, objective=args.objective,
                       train_overrides=_train_overrides(args.train), in_flight=args.in_flight,
-                      oversubscribe=args.oversubscribe)
+                      oversubscribe=args.oversubscribe, configs_from=args.configs_from,
+                      configs_study=args.configs_study)
     cluster = cluster_options(args)
     if cluster is None:
         outcome = run_study(opts)
@@ -196,8 +197,54 @@ def _analyze_runs(runs: list[str | tuple[str, str]], out: str, force: bool, bins
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    runs = [(run, name) for run in args.runs for name in args.study] if args.study else args.runs
+    runs = _targets(args.runs, args.study)
     return _analyze_runs(runs, args.out, args.force, args.bins, (args.margin, args.margin_unit))
+
+
+def _targets(runs: list[str], studies: list[str]) -> list[str | tuple[str, str]]:
+    """RUN arguments with `--study` names: each run with each name, or the runs as given."""
+    return [(run, name) for run in runs for name in studies] if studies else list(runs)
+
+
+def _fidelity_targets(runs: list[str], studies: list[str]) -> list[str | tuple[str, str]]:
+    """RUN_LOW RUN_HIGH with their --study names: one URL with --study LOW --study HIGH, or each storage URL among
+    the runs taking the next name in order (a single name goes to every URL); run folders take none."""
+    from anynet_search.study.run_folder import is_storage_url
+
+    if len(runs) == 1 and len(studies) == 2:
+        return [(runs[0], studies[0]), (runs[0], studies[1])]
+    urls = [r for r in runs if is_storage_url(r)]
+    if len(runs) != 2 or (studies and len(studies) not in (1, len(urls))) or (studies and not urls):
+        raise CliError(f"fidelity compares two studies: RUN_LOW RUN_HIGH (a storage URL among them with its --study "
+                       f"NAME), or one storage URL with --study LOW --study HIGH; got {len(runs)} RUN and "
+                       f"{len(studies)} --study")
+    names = iter(studies * len(urls) if len(studies) == 1 else studies)
+    return [(r, next(names)) if studies and is_storage_url(r) else r for r in runs]
+
+
+def _fidelity(args: argparse.Namespace) -> int:
+    from anynet_search.paths import check_out_dir
+    from anynet_search.reporting.fidelity import fidelity_runs
+
+    targets = _fidelity_targets(args.runs, args.study)
+    check_out_dir(args.out)
+    rep = fidelity_runs(targets[0], targets[1], args.out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
+                        margin_unit=args.margin_unit)
+    print("\n".join(rep.lines()))
+    print(f"  files: {', '.join(str(p) for p in rep.files)}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from anynet_search.reporting.plan import plan_study
+
+    if args.run is None and args.study:
+        raise CliError("--study names the pilot study in RUN; give RUN too")
+    run = (args.run, args.study) if args.run is not None and args.study else args.run
+    rep = plan_study(run, args.effect, spread=args.spread, alpha=args.alpha, comparisons=args.comparisons,
+                     target=args.power, spaces=args.spaces, bins=args.bins, sims=args.sims, seed=args.seed)
+    print("\n".join(rep.lines()))
+    return 0
 
 
 def _derive(args: argparse.Namespace) -> int:
@@ -277,8 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     from anynet_search.study.plan import MAX_SEED, SAMPLERS
 
     p = sub.add_parser("run", help="create or resume a study and train its samples with parallel workers")
-    p.add_argument("--space", default="anynet_xa_tiny", help="bundled space name or space file (default anynet_xa_tiny)")
-    p.add_argument("--trials", type=_positive_int, default=64, help="completed trials to reach (default 64)")
+    p.add_argument("--space", default=None, help="bundled space name or space file (default anynet_xa_tiny)")
+    p.add_argument("--trials", type=_positive_int, default=None,
+                   help="completed trials to reach (default 64; with --configs-from, the source's slots)")
     p.add_argument("--workers", type=_positive_int, default=None,
                    help="worker processes on this machine (default: one per GPU, else 2; at most the cores, or 8 per "
                         "GPU, and the trials left)")
@@ -287,14 +335,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "a GPU, 1 on the CPU; at most 64)")
     p.add_argument("--oversubscribe", action="store_true",
                    help="start every worker asked for, even beyond the machine's cores or 8 per GPU")
-    p.add_argument("--dataset", default="digits", help="digits | synthetic[:N] | cifar10:PATH | cifar100:PATH | imagefolder:PATH")
+    p.add_argument("--dataset", default=None, help="digits | synthetic[:N] | cifar10:PATH | cifar100:PATH | "
+                   "imagefolder:PATH (default digits; with --configs-from, the source's)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs per model (default: the trainer's)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="random", help="random/qmc for EDFs; tpe, cmaes, nsga2, gp to optimize")
-    p.add_argument("--study", default=None, help="study name (default: SPACE-DATASET-SAMPLER-sSEED)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help="random/qmc for EDFs; tpe, cmaes, nsga2, gp to optimize (default random)")
+    p.add_argument("--study", default=None,
+                   help="study name (default: SPACE-DATASET-SAMPLER-sSEED; with --configs-from, SOURCE-eEPOCHS)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: journal file in the run folder)")
     p.add_argument("--devices", default=None, help="cpu | cuda | cuda:0,cuda:1 (default: all GPUs, else cpu)")
-    p.add_argument("--seed", type=_seed, default=0,
-                   help=f"seed of the configs drawn and the data split (0..{MAX_SEED})")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help=f"seed of the configs drawn and the data split (0..{MAX_SEED}; default 0; with "
+                        "--configs-from, the source's)")
+    p.add_argument("--configs-from", default=None, metavar="RUN",
+                   help="train exactly the configs of this random/qmc study (run folder or storage URL), slot by slot, "
+                        "with its space, sampler, data set, seed and trainer settings unless given (e.g. another "
+                        "--epochs); see `anynet-search fidelity`")
+    p.add_argument("--configs-study", default=None, metavar="NAME",
+                   help="the study of --configs-from when its storage holds several")
     p.add_argument("--out", default="runs", help="folder of run folders (default runs)")
     p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE", help="trainer setting, e.g. lr=0.1 (repeatable)")
     p.add_argument("--objective", default=None, help=argparse.SUPPRESS)
@@ -339,6 +397,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
     _margin_arguments(p)
     p.set_defaults(func=_derive)
+
+    p = sub.add_parser("fidelity", help="do two budgets rank the same configs alike? (rank correlations, top-10%% "
+                       "overlap, constraint verdicts)")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="RUN_LOW RUN_HIGH: two run folders or storage URLs (e.g. a study and one made from it with "
+                        "run --configs-from RUN --epochs E)")
+    p.add_argument("--study", action="append", default=[], metavar="NAME",
+                   help="study of each storage URL among the RUNs, in order (one URL: --study LOW --study HIGH)")
+    p.add_argument("--out", default="fidelity", help="folder for fidelity.png and the CSVs (default fidelity)")
+    p.add_argument("--n-boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutation tests")
+    _margin_arguments(p)
+    p.set_defaults(func=_fidelity)
+
+    p = sub.add_parser("plan", help="models per space a comparison needs for 80%% power, from a pilot study's errors")
+    p.add_argument("run", nargs="?", default=None, metavar="RUN",
+                   help="the pilot: a run folder or storage URL of a random/qmc study (or none, with --spread)")
+    p.add_argument("--study", default=None, help=STUDY_HELP)
+    p.add_argument("--effect", type=float, nargs="+", required=True, metavar="E",
+                   help="effects that matter, in error points (several allowed)")
+    p.add_argument("--spread", type=float, default=None, metavar="SD",
+                   help="standard deviation of the errors in points, instead of the pilot's errors (normal errors)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="the analysis' level (default 0.05): one-sided tests at alpha / 2, as derive and analyze run them")
+    p.add_argument("--comparisons", type=_positive_int, default=1,
+                   help="comparisons corrected together (Holm): plan for the first step, at alpha / 2 / K")
+    p.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
+    p.add_argument("--spaces", type=_positive_int, default=2,
+                   help="spaces to train for the time estimate (default 2: one comparison)")
+    p.add_argument("--bins", type=_positive_int, default=None,
+                   help="complexity bins the comparison will use: plan with the pilot's spread inside them")
+    p.add_argument("--sims", type=_positive_int, default=1000, help="simulated studies per power (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_plan)
 
     p = sub.add_parser("export", help="write the best configs (ours, pycls, RegNet parameters)")
     p.add_argument("run", help="run folder or storage URL")

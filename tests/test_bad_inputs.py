@@ -33,8 +33,9 @@ R = "{W}/runs/finished"  # a finished random study (12 trials)
 DEAD_DB = "127.0.0.1:1"  # nothing listens on port 1: connecting fails at once
 
 
-def _study(root: Path, name: str, trials: int, sampler: str = "random", work: bool = True) -> None:
-    opts = RunOptions(space="anynet_xa_tiny", trials=trials, workers=1, dataset="synthetic:64", sampler=sampler,
+def _study(root: Path, name: str, trials: int, sampler: str = "random", work: bool = True,
+           space: str = "anynet_xa_tiny") -> None:
+    opts = RunOptions(space=space, trials=trials, workers=1, dataset="synthetic:64", sampler=sampler,
                       study=name, out=str(root / "runs"), objective=DRY)
     study, *_ = prepare_study(opts)
     if work:
@@ -91,6 +92,7 @@ def world(tmp_path_factory) -> Path:
                                                                     n_trials=5)
     os.symlink("loop_b", root / "loop_a")  # a symbolic-link loop
     os.symlink("loop_a", root / "loop_b")
+    _study(root, "other_space", 6, space="anynet_xb_tiny")
     shutil.copytree(root / "runs" / "finished", root / "runs" / "corrupt")
     journal = root / "runs" / "corrupt" / "journal.log"
     lines = journal.read_bytes().split(b"\n")
@@ -272,6 +274,35 @@ ROWS = [
      ["--out", "loop_a", "symbolic links"]),
     ("export-out-in-proc", ["export", R, "--out", "/proc/anynet-search-x"], ["/proc/anynet-search-x"]),
     ("export-format-unknown", ["export", R, "--format", "onnx", "--out", "{W}/ex"], ["--format", "onnx"]),
+    # ---- run --configs-from, fidelity, plan
+    ("configs-from-adaptive", [*RUN, "--configs-from", "{W}/runs/adaptive"], ["adaptive", "tpe", "random"]),
+    ("configs-from-missing", [*RUN, "--configs-from", "{W}/nope"], ["nope", "not a run folder"]),
+    ("configs-from-unfinished", [*RUN, "--configs-from", "{W}/runs/empty"], ["empty", "no trained model"]),
+    ("configs-from-too-many", [*RUN, "--configs-from", R, "--trials", "13"], ["13", "12 slots"]),
+    ("configs-from-other-sampler", [*RUN, "--configs-from", R, "--sampler", "qmc"], ["--sampler", "random"]),
+    ("configs-from-other-space", [*RUN, "--configs-from", R, "--space", "anynet_xb_tiny"],
+     ["--space", "anynet_xa_tiny"]),
+    ("configs-from-two-studies", [*RUN, "--configs-from", "sqlite:///{W}/two.db"], ["2 studies", "--configs-study"]),
+    ("configs-study-alone", [*RUN, "--configs-study", "finished"], ["--configs-study", "--configs-from"]),
+    ("resume-with-other-configs", [*RUN, "--study", "finished", "--out", "{W}/runs",
+                                   "--configs-from", "{W}/runs/other_space"], ["finished", "space"]),
+    ("fidelity-one-run", ["fidelity", R, "--out", "{W}/f"], ["two studies", "got 1 RUN"]),
+    ("fidelity-study-for-folders", ["fidelity", R, "{W}/runs/other_space", "--study", "x", "--out", "{W}/f"],
+     ["two studies", "--study"]),
+    ("fidelity-same-run", ["fidelity", R, R, "--out", "{W}/f"], ["finished", "both are"]),
+    ("fidelity-other-space", ["fidelity", R, "{W}/runs/other_space", "--out", "{W}/f"], ["not one design space"]),
+    ("fidelity-out-is-a-file", ["fidelity", R, "{W}/runs/other_space", "--out", "{W}/afile.txt"],
+     ["--out", "afile.txt"]),
+    ("fidelity-no-completed", ["fidelity", R, "{W}/runs/empty", "--out", "{W}/f"], ["empty", "no completed"]),
+    ("plan-nothing", ["plan", "--effect", "1"], ["RUN", "--spread"]),
+    ("plan-no-effect", ["plan", R], ["--effect"]),
+    ("plan-effect-zero", ["plan", R, "--effect", "0"], ["--effect", "0"]),
+    ("plan-spread-negative", ["plan", "--spread", "-2", "--effect", "1"], ["--spread", "-2"]),
+    ("plan-alpha-one", ["plan", R, "--effect", "1", "--alpha", "1"], ["--alpha"]),
+    ("plan-power-zero", ["plan", R, "--effect", "1", "--power", "0"], ["--power"]),
+    ("plan-adaptive-pilot", ["plan", "{W}/runs/adaptive", "--effect", "1"], ["adaptive", "tpe", "--spread"]),
+    ("plan-missing-pilot", ["plan", "{W}/nope", "--effect", "1"], ["nope", "not a run folder"]),
+    ("plan-study-without-run", ["plan", "--spread", "2", "--effect", "1", "--study", "x"], ["--study", "RUN"]),
     # ---- describe and spaces
     ("describe-unknown", ["describe", "RegNetZ-1GF"], ["RegNetZ-1GF"]),
     ("describe-resolution-zero", ["describe", "RegNetX-200MF", "--resolution", "0"], ["--resolution"]),

@@ -260,3 +260,30 @@ def test_cell(cell, matrix):
     out = cli("export", *second, "--top", "2", "--format", "yaml", "--out", str(ex), cwd=elsewhere).stdout
     configs = [Path(p) for p in out.split() if p.endswith(".yaml") and not p.endswith(".regnet.yaml")]
     assert len(configs) == min(2, n) and all(load_config(p).num_stages >= 1 for p in configs)
+
+
+def test_fidelity_and_plan_through_the_installed_cli(tmp_path):
+    """A 6-model pilot at 1 epoch (journal), the same configs at 2 epochs into SQLite (`run --configs-from`), then
+    `fidelity` (run folder and `URL --study NAME`), `analyze` of the pair, and `plan` from the pilot and from a spread."""
+    base = ["--space", "anynet_xa_tiny", "--dataset", "digits", "--workers", "2", "--out", "runs", "--no-analyze"]
+    out = cli("run", *base, "--trials", "6", "--epochs", "1", "--study", "pilot", cwd=tmp_path).stdout
+    assert "study pilot: 6/6 completed, 0 failed" in out
+    out = cli("run", "--configs-from", "runs/pilot", "--epochs", "2", "--storage", "sqlite:///fid.db", "--workers", "2",
+              "--out", "runs", "--no-analyze", cwd=tmp_path).stdout
+    assert "study pilot-e2: 6/6 completed, 0 failed" in out
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    url = f"sqlite:///{tmp_path / 'fid.db'}"
+    out = cli("fidelity", str(tmp_path / "runs" / "pilot"), url, "--study", "pilot-e2", "--out", "fid",
+              cwd=elsewhere).stdout
+    assert "fidelity of pilot (1 epoch on digits) against pilot-e2 (2 epochs on digits):" in out
+    assert "6 models matched by config" in out and re.search(r"Spearman rho -?[01]\.\d{3} \[", out)
+    assert (elsewhere / "fid" / "fidelity.png").is_file() and (elsewhere / "fid" / "fidelity_pairs.csv").is_file()
+    out = cli("analyze", str(tmp_path / "runs" / "pilot"), str(tmp_path / "runs" / "pilot-e2"), "--out", "rep",
+              cwd=elsewhere).stdout
+    assert "fidelity of pilot" in out and "Fidelity: pilot against pilot-e2" in (elsewhere / "rep" / "report.html"
+                                                                                   ).read_text()
+    out = cli("plan", str(tmp_path / "runs" / "pilot"), "--effect", "2", "--sims", "300", cwd=elsewhere).stdout
+    assert "plan from pilot pilot: 6 models" in out and "power at 6" in out and "time (2 spaces)" in out
+    out = cli("plan", "--spread", "3", "--effect", "2", "1", "--sims", "300", cwd=elsewhere).stdout
+    assert "standard deviation 3 points" in out and len(re.findall(r"^\s+[12]\s+(mean|KS)\s+\d+", out, re.M)) == 4

@@ -14,6 +14,7 @@ from anynet_search.analysis._checks import check_positive_int, error_column
 from anynet_search.analysis.best import default_ns, expected_best_error
 from anynet_search.analysis.compare import compare_edfs
 from anynet_search.analysis.edf import weighted_mean, weighted_median
+from anynet_search.analysis.power import power
 
 #: Columns of a per-epoch history table (`anynet_search.reporting.results.histories_frame`).
 HISTORY_COLUMNS: tuple[str, ...] = ("trial", "epoch", "val_error")
@@ -48,9 +49,15 @@ def expected_best_table(
 
 
 def compare_studies(
-    frames: Mapping[str, pd.DataFrame], strata: Mapping[str, np.ndarray], seed: int = 0
+    frames: Mapping[str, pd.DataFrame], strata: Mapping[str, np.ndarray], seed: int = 0,
+    power_shift: float | None = None, power_sims: int = 200,
 ) -> pd.DataFrame | None:
     """Each study's EDF against the first one's (KS test and mean/median differences; < 0: better).
+
+    With `power_shift` (points > 0) a `power` column gives each comparison's chance to find a shift of that
+    size (`analysis.power`, one-sided KS at 0.025, the two-sided test at 0.05 against a shift in one
+    direction; the baseline's errors resampled at both studies' numbers of models, `power_sims` studies; the
+    plain KS test, also where the comparison is complexity-normalized).
 
     With `strata` (complexity bins over the shared range) the comparison is complexity-normalized and
     its p-value a permutation test within bins, after moving each error to its bin's mean log flops
@@ -73,7 +80,12 @@ def compare_studies(
             complexity_b=frames[base]["flops"].to_numpy(dtype=float) if adjust else None,
             seed=seed,
         )
-        rows.append({"study": label, "versus": base, **res.as_dict()})
+        row: dict[str, Any] = {"study": label, "versus": base, **res.as_dict()}
+        if power_shift is not None and power_shift > 0:
+            base_errors = frames[base]["error"].to_numpy(dtype=float)
+            row["power"] = power(base_errors, base_errors.size, -power_shift, test="ks", alpha=0.025,
+                                 sims=power_sims, seed=seed, n_other=len(frames[label]))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -13,6 +13,10 @@ pure functions from `anynet_search.analysis`, and a space derived from the kept 
   (`derived_space_<study>.yaml` for the others), ready for `anynet-search run --space ...`;
 - `best_configs/<study>/`: the best models' configs.
 
+Two studies that trained the same configs (one made from the other with `run --configs-from`, or random
+studies of one space and seed) get a fidelity section (`reporting.fidelity`): do their budgets rank the
+models alike? Each comparison of studies states its power against a shift of the margin.
+
 `error` is the validation error (%) that the search minimized; `test_error` is measured on the held-out
 test split and only reported, never used to select or judge anything.
 """
@@ -33,6 +37,7 @@ from anynet_search.analysis.studies import compare_studies, expected_best_table
 from anynet_search.paths import safe_file_name
 from anynet_search.reporting import plots
 from anynet_search.reporting.export import configs_for, export_top
+from anynet_search.reporting.fidelity import fidelity_of, fidelity_pairs
 from anynet_search.reporting.figures import png_bytes, report_figures
 from anynet_search.reporting.report import render_report
 from anynet_search.reporting.results import RunData, load_run
@@ -117,7 +122,11 @@ def analyze_runs(
         except ValueError as exc:
             norm_note = f"no complexity-normalized EDFs: {exc}; EDF comparisons use raw EDFs"
     expected = expected_best_table(frames, weights) if frames else None
-    comparisons = compare_studies(frames, strata, seed)
+    shift = _power_shift(frames, margin, margin_unit)
+    comparisons = compare_studies(frames, strata, seed, power_shift=shift)
+    unbiased = [r for r in loaded if not adaptive[r.label]]
+    fidelity = [fidelity_of(unbiased[i], unbiased[j], n_boot=n_boot, seed=seed, margin=margin, margin_unit=margin_unit)
+                for i, j in fidelity_pairs(unbiased)]
 
     out = Path(out_dir)
     fig_dir = out / "figures"
@@ -125,6 +134,15 @@ def analyze_runs(
     figures: list[ReportFigure] = []
     for entry, fig in report_figures(loaded, reports, bins if weights else None, n_boot, seed):
         entry.png = png_bytes(fig)
+        entry.path = fig_dir / f"{entry.name}.png"
+        entry.path.write_bytes(entry.png)
+        figures.append(entry)
+    for k, f in enumerate(fidelity):
+        if f.figure is None:
+            continue
+        entry = ReportFigure(f"fidelity_{k + 1}", f"Fidelity: {f.low} ({f.low_budget}) against {f.high} "
+                             f"({f.high_budget}): each matched model's two errors, and their EDFs.", None, "fidelity")
+        entry.png = png_bytes(f.figure)
         entry.path = fig_dir / f"{entry.name}.png"
         entry.path.write_bytes(entry.png)
         figures.append(entry)
@@ -164,9 +182,20 @@ def analyze_runs(
         expected_best=expected,
         bins=bins,
         normalization_note=norm_note,
+        fidelity=fidelity,
+        power_shift=shift,
     )
     summary.report.write_text(render_report(summary, loaded, figures, top), encoding="utf-8")
     return summary
+
+
+def _power_shift(frames: dict[str, pd.DataFrame], margin: float, margin_unit: str) -> float | None:
+    """The shift whose power each comparison of studies states: the margin in points (the first study's sd
+    for `sd` units); None when it is 0 or there is nothing to compare."""
+    if len(frames) < 2:
+        return None
+    shift, _ = resolve_margin(next(iter(frames.values()))["error"].to_numpy(dtype=float), margin, margin_unit)
+    return shift if shift > 0 else None
 
 
 def _export_best(run: RunData, top: int, folder: Path) -> tuple[list[Path], str | None]:

@@ -45,6 +45,7 @@ __all__ = [
     "plot_edfs",
     "plot_error_vs_flops",
     "plot_error_vs_param",
+    "plot_fidelity",
     "plot_history",
     "plot_split_edf",
     "plot_validation_curves",
@@ -315,4 +316,36 @@ def plot_validation_curves(curves: pd.DataFrame) -> Figure:
     ax.set_ylabel(ERROR_LABEL)
     ax.xaxis.get_major_locator().set_params(integer=True)
     fig.legend(loc="upper left", bbox_to_anchor=(1 - 2.0 / 6.0, 1 - 0.4 / 3.6), fontsize=7, frameon=False)
+    return fig
+
+
+def plot_fidelity(pairs: pd.DataFrame, correlations: pd.DataFrame | None, labels: tuple[str, str] = ("low", "high"),
+                  ) -> Figure:
+    """Low- against high-budget error of each matched model (`analysis.fidelity.match_models`), titled with the
+    rank correlations, beside the two error EDFs of those models."""
+    low = _column(pairs, "error_low", "plot_fidelity")
+    high = _column(pairs, "error_high", "plot_fidelity")
+    fig = Figure(figsize=(10.0, 4.2))
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.9, wspace=0.22)
+    with sns.axes_style("whitegrid"):
+        ax, ax2 = fig.subplots(1, 2)
+    ax.scatter(low, high, s=14, alpha=0.7, color="tab:blue", lw=0)
+    ax.set_xlabel(f"error (%), {labels[0]}", fontsize=9)
+    ax.set_ylabel(f"error (%), {labels[1]}", fontsize=9)
+    title = f"n={low.size} models"
+    if correlations is not None:
+        parts = [f"{sym} {r['estimate']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]"
+                 for sym, (_, r) in zip(("Spearman", "Kendall"), correlations.iterrows())]
+        title += ": " + ", ".join(parts)
+    ax.set_title(title, fontsize=9)
+    for errors, label, color in ((low, labels[0], "tab:orange"), (high, labels[1], "tab:blue")):
+        e, F = edf(errors)
+        ax2.plot(e, F, drawstyle="steps-post", color=color, lw=1.8,
+                 label=f"{label}: min {errors.min():.2f} | mean {errors.mean():.2f}")
+    ax2.set_xlabel(ERROR_LABEL, fontsize=9)
+    ax2.set_ylabel("cumulative prob.", fontsize=9)
+    ax2.set_ylim(0, 1)
+    ax2.set_title("error EDFs of the matched models", fontsize=9)
+    ax2.legend(loc="lower right", fontsize=7)
     return fig

@@ -221,6 +221,7 @@ def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure]
     section: dict[str, Any] = {
         "label": s.label,
         "space_note": s.space_note,
+        "configs_note": s.configs_note,
         "adaptive_note": s.adaptive_note,
         "constraints": None,
         "constraints_note": s.constraints_note,
@@ -268,6 +269,49 @@ def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure]
     return section
 
 
+def _comparison_powers(summary: ReportSummary) -> list[str]:
+    """One sentence per study comparison: the power it had, and what a 'no difference' there is worth."""
+    table = summary.comparisons
+    if table is None or "power" not in table.columns:
+        return []
+    shift = summary.power_shift
+    out = []
+    for row in table.itertuples(index=False):
+        p = float(row.power)
+        found = row.p_value <= 0.05
+        text = (f"{row.study} against {row.versus}: this comparison had {100 * p:.0f}% power to detect a "
+                f"{shift:.3g}-point shift")
+        if found:
+            text += f"; it found a difference (p = {row.p_value:.2g})."
+        elif p < 0.8:
+            text += "; 'no difference' here is not evidence."
+        else:
+            text += "; it found none, and would have found one that large 4 times in 5."
+        out.append(text)
+    return out
+
+
+def _fidelity_sections(summary: ReportSummary, figures: Sequence[ReportFigure]) -> list[dict[str, Any]]:
+    """The template's view of each fidelity pair: headline table, verdict table, notes and figure."""
+    from anynet_search.reporting.fidelity import verdict_view
+
+    pictures = [_img(f) for f in figures if f.kind == "fidelity"]
+    out = []
+    for k, f in enumerate(summary.fidelity):
+        v = f.result.verdicts
+        out.append({
+            "low": f.low, "high": f.high, "low_budget": f.low_budget, "high_budget": f.high_budget,
+            "summary": Table.of(f.summary_rows()),
+            "verdicts": Table.of(verdict_view(v)) if v is not None else None,
+            "trivial": v.attrs.get("trivial", 0) if v is not None else 0,
+            "margin_spec": v.attrs.get("margin_spec", "") if v is not None else "",
+            "notes": f.result.notes,
+            "n_boot": f.n_boot,
+            "figure": pictures[k:k + 1],
+        })
+    return out
+
+
 def render_report(
     summary: ReportSummary, runs: Sequence[RunData], figures: Sequence[ReportFigure], top: int
 ) -> str:
@@ -298,8 +342,10 @@ def render_report(
         "adaptive_notes": [(s.label, s.adaptive_note) for s in summary.studies if s.adaptive_note],
         "comparisons": Table.of(summary.comparisons),
         "versus": summary.comparisons["versus"].iloc[0] if summary.comparisons is not None else "",
+        "comparison_powers": _comparison_powers(summary),
         "complexity_figures": [_img(f) for f in figures if f.kind == "complexity"],
         "expected_best": Table.of(summary.expected_best),
+        "fidelity": _fidelity_sections(summary, figures),
         "studies": [_study_section(s, run, figures, top, out) for s, run in zip(summary.studies, runs)],
         "files": [str(p.relative_to(out)) for p in files],
     }

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
-from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from anynet_search.analysis.columns import SAMPLED_PREFIX
@@ -18,38 +17,15 @@ from anynet_search.errors import InputError
 from anynet_search.models.rules import STAGE_COLUMNS
 from anynet_search.spaces import DesignSpace, SpaceError, load_space
 from anynet_search.study.plan import SETTINGS_ATTR, StudySettings, stored_settings
-from anynet_search.study.run_folder import folder_storage
+from anynet_search.study.run_folder import is_storage_url, resolve_study
 from anynet_search.study.storage import load_study, open_storage, redact
 
 STAGE_PREFIXES = STAGE_COLUMNS  # config field -> column family (d1..dN, w1..wN, ...)
 
 
-def _resolve(run: str | Path, study: str | None) -> tuple[str, str, BaseStorage | None]:
-    """(storage URL, study name, the storage if it was opened to find the name, or the folder's storage)."""
-    text = str(run)
-    is_url = "://" in text or text.startswith("journal:")
-    storage = None
-    if is_url:
-        url = text
-    else:
-        path = Path(text)
-        url, recorded, storage = folder_storage(path)  # the folder's journal, or the storage it records
-        study = study or recorded
-    if study is not None:
-        return url, study, storage
-    storage = open_storage(url, repair=False)  # read-only: never changes the file
-    names = optuna.get_all_study_names(storage)
-    if len(names) == 1:
-        return url, names[0], storage
-    if is_url:
-        raise InputError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); "
-                         "name one with --study")
-    return url, path.name, storage
-
-
 def resolve_run(run: str | Path, study: str | None = None) -> tuple[str, str]:
     """(storage URL, study name) of a run folder, or of a storage URL plus a study name."""
-    url, name, _ = _resolve(run, study)
+    url, name, _ = resolve_study(run, study)
     return url, name
 
 
@@ -58,7 +34,7 @@ def open_run(run: str | Path, study: str | None = None) -> tuple[str, optuna.Stu
 
     Opening a journal replays the whole file (about 4 s at 10,000 trials), so it is not done twice.
     """
-    url, name, storage = _resolve(run, study)
+    url, name, storage = resolve_study(run, study)
     return url, load_study(name, storage if storage is not None else open_storage(url, repair=False))
 
 
@@ -131,7 +107,7 @@ class RunData:
 def display_run(run: str | Path) -> str:
     """A run folder as given, or a storage URL with its credentials redacted."""
     text = str(run)
-    return redact(text) if "://" in text or text.startswith("journal:") else text
+    return redact(text) if is_storage_url(text) else text
 
 
 def space_of(study: optuna.Study | None, df: pd.DataFrame) -> tuple[DesignSpace | None, str | None]:

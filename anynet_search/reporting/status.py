@@ -8,6 +8,7 @@ from optuna.trial import TrialState
 
 from anynet_search.analysis.columns import param_columns
 from anynet_search.reporting.results import foreign_study, open_run, trials_frame
+from anynet_search.study.configs_from import describe_source
 from anynet_search.study.launch import job_lines
 from anynet_search.study.plan import is_trained, stored_settings
 from anynet_search.study.storage import redact
@@ -28,6 +29,8 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
     else:
         lines.append(f"  space {settings.space.get('name')}, sampler {settings.sampler}, "
                      f"dataset {settings.dataset}, seed {settings.seed}")
+        if settings.configs_from is not None:
+            lines.append(f"  trains the {describe_source(settings.configs_from)}")
     lines.append(f"  {done}/{settings.n_trials if settings else '?'} completed; by state: "
                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     reasons = Counter(str(t.user_attrs.get("failure")) for t in trials if t.state == TrialState.FAIL)

@@ -30,6 +30,8 @@ from anynet_search.analysis.studies import error_summary, extreme_curves, split_
 from anynet_search.reporting.results import RunData
 from anynet_search.spaces.constraints import STRUCTURAL
 from anynet_search.spaces.derive import DerivedSpace, derive_space, exact_shrink
+from anynet_search.study.configs_from import describe_source
+from anynet_search.study.plan import SETTINGS_ATTR
 
 CURVE_MODELS = 3  # validation curves of this many best and worst models
 
@@ -61,6 +63,7 @@ class StudyReport:
     curves_note: str | None = None
     exports: list[Path] = field(default_factory=list)
     exports_note: str | None = None
+    configs_note: str | None = None  # where a `run --configs-from` study's configs came from
 
     def verdicts(self) -> dict[str, list[str]]:
         """Constraint names by verdict (keep / neutral / reject)."""
@@ -98,6 +101,8 @@ class ReportSummary:
     expected_best: pd.DataFrame | None  # None when every study's EDF verdicts are left out
     bins: int | None
     normalization_note: str | None = None
+    fidelity: list[Any] = field(default_factory=list)  # `reporting.fidelity.FidelityReport` of each matched pair
+    power_shift: float | None = None  # the shift (points) whose power each study comparison states
 
     @property
     def derived_space(self) -> Path | None:
@@ -128,6 +133,8 @@ class ReportSummary:
                 )
             elif s.constraints_note:
                 lines.append(f"    constraints: {s.constraints_note}")
+        for f in self.fidelity:
+            lines += f.lines(table=False)
         lines.append(f"  report: {self.report}")
         lines.append(f"  results: {self.results_csv}   constraints: {self.constraints_csv}")
         for p in self.derived_spaces:
@@ -139,6 +146,12 @@ class ReportSummary:
             lines.append(f"  figures: {len(self.figures)} PNGs in {self.figures[0].parent}")
         return "\n".join(lines)
 
+
+
+def _configs_note(run: RunData) -> str | None:
+    """Where the configs of a study made with `run --configs-from` came from (None for a sampled study)."""
+    record = run.study.user_attrs.get(SETTINGS_ATTR, {}).get("configs_from") if run.study is not None else None
+    return describe_source(record) if isinstance(record, dict) else None
 
 
 def _state_counts(study: optuna.Study | None) -> dict[str, int]:
@@ -200,6 +213,7 @@ def study_report(
         warning=warning,
         space_note=run.space_note,
         adaptive_note=adaptive,
+        configs_note=_configs_note(run),
     )
     if importance:
         report.importance, report.importance_note = parameter_importance(run.study, seed=seed)

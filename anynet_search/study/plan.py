@@ -8,6 +8,12 @@ the same config. For random / QMC studies a ticket carries its config's paramete
 stream: slot k, attempt a uses stream element a * N + k, so the set of configs does not depend on the
 number of workers or on timing; each space has its own stream (`stream_seed`). Adaptive samplers get
 empty tickets and propose the parameters themselves.
+
+A study made with `--configs-from RUN` (`configs_from`) trains the configs of another random / QMC study: its
+slot k, attempt 0, carries the parameters of the trained model of the source's slot k, stored in its settings
+(`StudySettings.configs_from`), so a worker anywhere needs nothing but this study. A config that fails here
+(attempt >= 1) is replaced from this study's own stream, like any failed config: the study stays a random
+sample of the space, and the fidelity analysis matches only the configs trained in both studies.
 """
 
 from __future__ import annotations
@@ -31,13 +37,14 @@ MAX_SEED = 2**32 - 1  # a study's seed: numpy's and torch's generators take 0 ..
 #: Settings fields older versions stored and nothing reads any more (`max_failures` was never used).
 RETIRED_FIELDS = frozenset({"max_failures"})
 #: Layout of the stored settings. 1: the fields of `StudySettings` (plus the retired `max_failures`), stored
-#: with no version; 2: the same plus FORMAT_KEY and WRITER_KEY. A change of the layout bumps it and adds its
+#: with no version; 2: the same plus FORMAT_KEY and WRITER_KEY, and `configs_from` where a study has one. A change of the layout bumps it and adds its
 #: migration to `_migrate`; settings of a newer format are refused (a newer anynet-search wrote them).
 SETTINGS_FORMAT = 2
 FORMAT_KEY = "format"
 WRITER_KEY = "written_by"  # the anynet-search version that last stored the settings
-#: Fields an older layout may lack, read as these defaults (an empty trainer dict: the trainer's defaults).
-FIELD_DEFAULTS: dict[str, Any] = {"train": {}}
+#: Fields an older layout or a sampled study may lack, read as these defaults (an empty trainer dict: the
+#: trainer's defaults; no `configs_from`: a sampled study).
+FIELD_DEFAULTS: dict[str, Any] = {"train": {}, "configs_from": None}
 
 
 def _package_version() -> str:
@@ -70,10 +77,16 @@ class StudySettings:
     n_trials: int
     dataset: str
     train: dict[str, Any]
+    # the study whose trained configs this one trains, slot by slot (`configs_from.read_source`); None: sampled
+    configs_from: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (a study user attribute), with the layout version and the writing version."""
-        return {**dataclasses.asdict(self), FORMAT_KEY: SETTINGS_FORMAT, WRITER_KEY: _package_version()}
+        """JSON-ready dict (a study user attribute), with the layout version and the writing version; a sampled
+        study stores no `configs_from` key."""
+        data = dataclasses.asdict(self)
+        if data["configs_from"] is None:
+            del data["configs_from"]
+        return {**data, FORMAT_KEY: SETTINGS_FORMAT, WRITER_KEY: _package_version()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], study: str | None = None) -> StudySettings:
@@ -213,10 +226,18 @@ def ticket_attrs(slot: int, attempt: int, retry_of: int | None = None, deaths: i
     return attrs
 
 
-def _ticket_params(settings: StudySettings, space: DesignSpace, slot: int, attempt: int) -> dict[str, Any]:
-    """The fixed parameters of a ticket: the planned config's for random / QMC studies, none for adaptive."""
+def source_params(source: dict[str, Any], slot: int) -> dict[str, Any]:
+    """The parameters of the source study's trained config of `slot` (a `configs_from` record)."""
+    return dict(zip(source["names"], source["values"][slot]))
+
+
+def planned_params(settings: StudySettings, space: DesignSpace, slot: int, attempt: int) -> dict[str, Any]:
+    """The fixed parameters of a slot's attempt: the planned config's for random / QMC studies (the source study's
+    config for attempt 0 of a `configs_from` study), none for adaptive ones."""
     if settings.sampler not in EDF_SAMPLERS:
         return {}
+    if settings.configs_from is not None and attempt == 0:
+        return source_params(settings.configs_from, slot)
     return planned_sample(space, settings.sampler, settings.seed, settings.n_trials, slot, attempt).params
 
 
@@ -225,7 +246,7 @@ def enqueue_ticket(study: optuna.Study, settings: StudySettings, space: DesignSp
                    deaths: int = 0, solo: bool = False) -> None:
     """Add a WAITING trial for a slot (with the planned config's parameters for random / QMC studies)."""
     if params is None:
-        params = _ticket_params(settings, space, slot, attempt)
+        params = planned_params(settings, space, slot, attempt)
     study.enqueue_trial(params, user_attrs=ticket_attrs(slot, attempt, retry_of, deaths, solo))
 
 
@@ -233,5 +254,5 @@ def planned_tickets(settings: StudySettings, space: DesignSpace,
                     first_slot: int = 0) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(parameters, user attributes) of the tickets for slots first_slot .. N-1 (a new study, or one whose N
     was raised), for `optuna_adapter.enqueue_many` to write in bulk."""
-    return [(_ticket_params(settings, space, slot, 0), ticket_attrs(slot, 0))
+    return [(planned_params(settings, space, slot, 0), ticket_attrs(slot, 0))
             for slot in range(first_slot, settings.n_trials)]

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 from optuna.storages import BaseStorage
 
 from anynet_search.errors import InputError
@@ -93,3 +94,34 @@ def folder_storage(run_dir: str | Path) -> tuple[str, str | None, BaseStorage | 
         raise InputError(f"{exc}; {folder} records this storage without its password: set PGPASSWORD or "
                          "~/.pgpass, or pass the full URL and --study NAME") from None
     return record.storage, record.study, storage
+
+
+def is_storage_url(text: str) -> bool:
+    """Whether a RUN argument is a storage URL (else it names a run folder)."""
+    return "://" in text or text.startswith("journal:")
+
+
+def resolve_study(run: str | Path, study: str | None,
+                  option: str = "--study") -> tuple[str, str, BaseStorage | None]:
+    """(storage URL, study name, the storage if it was opened to find the name, or the folder's storage) of a
+    run folder, or of a storage URL and an optional study name (needed when the storage holds several: the
+    error names `option`)."""
+    text = str(run)
+    is_url = is_storage_url(text)
+    storage = None
+    if is_url:
+        url = text
+    else:
+        path = Path(text)
+        url, recorded, storage = folder_storage(path)  # the folder's journal, or the storage it records
+        study = study or recorded
+    if study is not None:
+        return url, study, storage
+    storage = open_storage(url, repair=False)  # read-only: never changes the file
+    names = optuna.get_all_study_names(storage)
+    if len(names) == 1:
+        return url, names[0], storage
+    if is_url:
+        raise InputError(f"storage holds {len(names)} studies ({', '.join(names) or 'none'}); "
+                         f"name one with {option}")
+    return url, path.name, storage

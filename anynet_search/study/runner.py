@@ -15,13 +15,14 @@ from optuna.storages import BaseStorage
 
 from anynet_search.errors import InputError
 from anynet_search.paths import check_out_dir, check_out_file, check_study_name, make_dir
-from anynet_search.spaces import load_space
+from anynet_search.spaces import DesignSpace, load_space
 from anynet_search.study.capacity import (
     MAX_IN_FLIGHT,
     default_workers,
     plan_workers,
     resolve_devices,
 )
+from anynet_search.study.configs_from import ConfigSource, read_source, same_source
 from anynet_search.study.local_runs import other_runs, registered
 from anynet_search.study.optuna_adapter import enqueue_many, trial_index
 from anynet_search.study.plan import (
@@ -46,7 +47,7 @@ from anynet_search.study.storage import (
     redact,
 )
 from anynet_search.study.supervise import EXIT_FAILING, WorkerPool
-from anynet_search.training.data import load_dataset
+from anynet_search.training.data import DataSplits, load_dataset
 from anynet_search.training.interface import TrainConfig
 from anynet_search.training.memory import check_space_fits
 
@@ -57,25 +58,34 @@ MAX_TRIALS = 100_000
 METRIC_NAME = "validation error (%)"  # what every trial's value is
 
 
+DEFAULTS = {"space": "anynet_xa_tiny", "trials": 64, "dataset": "digits", "sampler": "random", "seed": 0}
+
+
 @dataclass(frozen=True)
 class RunOptions:
-    """Everything `anynet-search run` takes."""
+    """Everything `anynet-search run` takes.
 
-    space: str = "anynet_xa_tiny"
-    trials: int = 64
+    `space`, `trials`, `dataset`, `sampler` and `seed` left None take `DEFAULTS`, or, with `configs_from`, the
+    source study's (its space and sampler must not differ; `trials` takes its first N slots).
+    """
+
+    space: str | None = None
+    trials: int | None = None
     workers: int | None = None  # None: one per GPU, else DEFAULT_CPU_WORKERS
-    dataset: str = "digits"
+    dataset: str | None = None
     epochs: int | None = None
-    sampler: str = "random"
+    sampler: str | None = None
     study: str | None = None
     storage: str | None = None
     devices: str | None = None
-    seed: int = 0
+    seed: int | None = None
     out: str = "runs"
     objective: str | None = None  # 'module:function' instead of training (dry runs, tests)
     train_overrides: tuple[tuple[str, Any], ...] = ()
     in_flight: int | None = None  # trials each worker trains at once (None: GPU_IN_FLIGHT on a GPU, 1 on the CPU)
     oversubscribe: bool = False  # keep more workers than the machine has cores (or GPU slots)
+    configs_from: str | None = None  # a run folder or storage URL: train the configs of that random / QMC study
+    configs_study: str | None = None  # the study in configs_from's storage, when it holds several
 
 
 @dataclass(frozen=True)
@@ -111,28 +121,62 @@ def _positive(option: str, value: object, limit: int | None = None, what: str | 
 
 def check_options(opts: RunOptions) -> list[str]:
     """Every option that can be checked without loading anything (nothing is written); returns the devices."""
-    _positive("--trials", opts.trials, MAX_TRIALS)
+    if opts.trials is not None:
+        _positive("--trials", opts.trials, MAX_TRIALS)
     if opts.workers is not None:
         _positive("--workers", opts.workers)
     if opts.in_flight is not None:
         _positive("--in-flight", opts.in_flight, MAX_IN_FLIGHT, what="trials one process keeps on its device")
-    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or not 0 <= opts.seed <= MAX_SEED:
+    if opts.seed is not None and (isinstance(opts.seed, bool) or not isinstance(opts.seed, int)
+                                  or not 0 <= opts.seed <= MAX_SEED):
         raise InputError(f"--seed must be an integer in 0..{MAX_SEED}, got {opts.seed!r}")
     if opts.storage is not None and not opts.storage.strip():
         raise InputError("--storage: empty (leave it out for the journal in the run folder)")
-    if opts.sampler not in SAMPLERS:
+    if opts.sampler is not None and opts.sampler not in SAMPLERS:
         raise InputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {opts.sampler!r}")
     if opts.epochs is not None:
         _positive("--epochs", opts.epochs)
     if opts.study is not None:
         check_study_name(opts.study)
+    if opts.configs_study is not None and opts.configs_from is None:
+        raise InputError("--configs-study names the study of --configs-from RUN; give --configs-from too")
     check_out_dir(opts.out)
     return resolve_devices(opts.devices, opts.workers or default_workers(opts.devices))
 
 
-def _train_config(opts: RunOptions) -> TrainConfig:
-    fields = dict(opts.train_overrides)
-    if fields.get("compile") is True and fields.get("cuda_graphs") is True:  # asked for both: say so
+def with_defaults(opts: RunOptions, source: ConfigSource | None = None) -> RunOptions:
+    """The options with every None that has a default filled in: from `DEFAULTS`, or from the source study's
+    settings for a `--configs-from` study (InputError if its sampler was asked to differ)."""
+    if source is None:
+        return dataclasses.replace(opts, **{k: v for k, v in DEFAULTS.items() if getattr(opts, k) is None})
+    theirs = source.settings
+    if opts.sampler is not None and opts.sampler != theirs.sampler:
+        raise InputError(f"--sampler {opts.sampler}: --configs-from trains the configs {source.name!r} sampled with "
+                         f"{theirs.sampler}; leave --sampler out")
+    return dataclasses.replace(opts, sampler=theirs.sampler, trials=source.n_slots,
+                               dataset=opts.dataset if opts.dataset is not None else theirs.dataset,
+                               seed=opts.seed if opts.seed is not None else theirs.seed)
+
+
+def _space(opts: RunOptions, source: ConfigSource | None, data: DataSplits) -> DesignSpace:
+    """The study's design space for its data set: `--space`, or the source study's stored space."""
+    if source is None:
+        return load_space(str(opts.space)).with_task(data.num_classes, data.in_channels)
+    theirs = source.settings.design_space()
+    space = theirs.with_task(data.num_classes, data.in_channels)
+    if opts.space is not None:
+        asked = load_space(opts.space).with_task(data.num_classes, data.in_channels)
+        if asked.hash != space.hash:
+            raise InputError(f"--space {opts.space}: --configs-from trains the configs of {source.name!r}, sampled "
+                             f"from its space {theirs.name}; leave --space out")
+    return space
+
+
+def _train_config(opts: RunOptions, source: ConfigSource | None = None) -> TrainConfig:
+    """The trainer settings: the defaults (or the source study's), then `--train` and `--epochs`."""
+    fields = dict(source.settings.train) if source is not None else {}
+    fields.update(opts.train_overrides)
+    if opts.train_overrides.get("compile") is True and opts.train_overrides.get("cuda_graphs") is True:
         raise InputError("--train: compile and cuda_graphs exclude each other (a compiled model is not captured); "
                          "set one of them")
     if opts.epochs is not None:
@@ -152,20 +196,26 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     older version that failed while drawing its tickets) is replaced.
     """
     devices = check_options(opts)
-    train_cfg = _train_config(opts)
-    space = load_space(opts.space)
-    data = load_dataset(opts.dataset, space.resolution, seed=opts.seed)
-    space = space.with_task(data.num_classes, data.in_channels)  # loaded up front: a bad path fails here
-    name = opts.study or check_study_name(default_study_name(space.name, opts.dataset, opts.sampler, opts.seed),
-                                          option="study name (from the space name)")
+    source = read_source(opts.configs_from, opts.configs_study, opts.trials) if opts.configs_from else None
+    opts = with_defaults(opts, source)
+    train_cfg = _train_config(opts, source)
+    resolution = source.settings.design_space().resolution if source else load_space(str(opts.space)).resolution
+    data = load_dataset(str(opts.dataset), resolution, seed=int(opts.seed))  # loaded up front: a bad path fails here
+    space = _space(opts, source, data)
+    if source is not None:
+        default_name = f"{source.name}-e{train_cfg.epochs}"
+    else:
+        default_name = default_study_name(space.name, str(opts.dataset), str(opts.sampler), int(opts.seed))
+    name = opts.study or check_study_name(default_name, option="study name (from the space name)")
     for device in sorted(set(devices)):
         check_space_fits(space, train_cfg, device)
     run_dir = Path(opts.out) / name
     url = opts.storage or default_storage_url(run_dir)
     settings = StudySettings(space=space.data, space_source=space.source, space_hash=space.hash,
-                             sampler=opts.sampler, seed=opts.seed, n_trials=opts.trials, dataset=opts.dataset,
-                             train=train_cfg.to_dict())
-    sampler, pruner = make_sampler(opts.sampler, opts.seed), make_pruner(opts.sampler)
+                             sampler=str(opts.sampler), seed=int(opts.seed), n_trials=int(opts.trials),
+                             dataset=str(opts.dataset), train=train_cfg.to_dict(),
+                             configs_from=source.record if source else None)
+    sampler, pruner = make_sampler(settings.sampler, settings.seed), make_pruner(settings.sampler)
     storage = study = None  # an existing storage and study are opened and checked before anything is written
     replace = False
     if not is_journal(url) or check_out_file(journal_path(url), option="--storage" if opts.storage else
@@ -224,11 +274,13 @@ def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, ur
         return study, False
     # a study made before a trainer field existed stored fewer keys: compare with the defaults filled in
     old = dataclasses.replace(old, train=old.train_config().to_dict())
-    for field in ("space_hash", "sampler", "seed", "dataset", "train"):
-        if getattr(old, field) != getattr(settings, field):
+    for field in ("space_hash", "sampler", "seed", "dataset", "train", "configs_from"):
+        same = (same_source(old.configs_from, settings.configs_from) if field == "configs_from"
+                else getattr(old, field) == getattr(settings, field))
+        if not same:
             if empty:  # e.g. an older version stopped while drawing its tickets: nothing to resume
                 return study, True
-            raise InputError(f"study {name!r} already exists with a different {field}; "
+            raise InputError(f"study {name!r} already exists with a different {field.replace('_', ' ')}; "
                              "run with the same options to resume, or pick another --study")
     return study, False
 

@@ -40,7 +40,7 @@ from anynet_search.study.plan import (
     is_trained,
     make_pruner,
     make_sampler,
-    planned_sample,
+    planned_params,
 )
 from anynet_search.study.process_health import poisons_device, raised_at, release_memory
 from anynet_search.study.reaper import REQUEUED, Heartbeat, Reaping
@@ -132,8 +132,7 @@ class Worker(Reaping):
         params = None
         if same_config:
             if self.settings.sampler in EDF_SAMPLERS:
-                params = planned_sample(self.space, self.settings.sampler, self.settings.seed,
-                                        self.settings.n_trials, slot, attempt).params
+                params = planned_params(self.settings, self.space, slot, attempt)
             else:
                 params = dict(trial.params)
         else:
