@@ -175,8 +175,9 @@ def _space(opts: RunOptions, source: ConfigSource | None, data: DataSplits) -> D
 def _train_config(opts: RunOptions, source: ConfigSource | None = None) -> TrainConfig:
     """The trainer settings: the defaults (or the source study's), then `--train` and `--epochs`."""
     fields = dict(source.settings.train) if source is not None else {}
-    fields.update(opts.train_overrides)
-    if opts.train_overrides.get("compile") is True and opts.train_overrides.get("cuda_graphs") is True:
+    asked = dict(opts.train_overrides)
+    fields.update(asked)
+    if asked.get("compile") is True and asked.get("cuda_graphs") is True:  # asked for both: say so
         raise InputError("--train: compile and cuda_graphs exclude each other (a compiled model is not captured); "
                          "set one of them")
     if opts.epochs is not None:
