@@ -8,6 +8,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from anynet_search.choices import MARGIN_UNITS, PRUNERS, SAMPLERS
 from anynet_search.errors import AnynetSearchError, StorageFullError, is_no_space, show_warnings
 
 
@@ -104,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
                       epochs=args.epochs, sampler=args.sampler, study=args.study, storage=args.storage,
                       devices=args.devices, seed=args.seed, out=args.out, objective=args.objective,
                       train_overrides=_train_overrides(args.train), in_flight=args.in_flight,
-                      oversubscribe=args.oversubscribe)
+                      oversubscribe=args.oversubscribe, pruner=args.pruner)
     cluster = cluster_options(args)
     if cluster is None:
         outcome = run_study(opts)
@@ -117,8 +118,11 @@ def _run(args: argparse.Namespace) -> int:
     for message in outcome.killed_configs:
         print(f"config that killed its worker twice: {message}")
     if outcome.detached or (outcome.interrupted and outcome.jobs):
-        print(f"jobs {' '.join(outcome.jobs)} work on; watch them with: anynet-search status --study "
-              f"{outcome.study_name} --storage {outcome.storage_url}")
+        from anynet_search.study.launch import watch_command
+
+        needs = "" if outcome.storage_url.startswith(("journal:", "sqlite")) else (
+            " (with the password in PGPASSWORD or ~/.pgpass, as for the jobs)")
+        print(f"jobs {' '.join(outcome.jobs)} work on; watch them with: {watch_command(outcome.run_dir)}{needs}")
         return 130 if outcome.interrupted else 0
     if outcome.interrupted:
         print("stopped: run the same command again to resume", file=sys.stderr)
@@ -230,8 +234,6 @@ STUDY_HELP = "study name: needed when RUN is a storage URL holding several studi
 
 
 def _margin_arguments(p: argparse.ArgumentParser) -> None:
-    from anynet_search.analysis.constraints import MARGIN_UNITS
-
     p.add_argument("--margin", type=float, default=0.5,  # checked by the analysis (one home for the rule)
                    help="non-inferiority margin: the worsening of the mean error a kept constraint must rule out "
                         "(default 0.5)")
@@ -255,8 +257,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="space name or file (with show)")
     p.set_defaults(func=_spaces)
 
-    from anynet_search.study.plan import SAMPLERS
-
     p = sub.add_parser("run", help="create or resume a study and train its samples with parallel workers")
     p.add_argument("--space", default="anynet_xa_tiny", help="bundled space name or space file (default anynet_xa_tiny)")
     p.add_argument("--trials", type=_positive_int, default=64, help="completed trials to reach (default 64)")
@@ -271,7 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="digits", help="digits | synthetic[:N] | cifar10:PATH | cifar100:PATH | imagefolder:PATH")
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs per model (default: the trainer's)")
     p.add_argument("--sampler", choices=SAMPLERS, default="random", help="random/qmc for EDFs; tpe, cmaes, nsga2, gp to optimize")
-    p.add_argument("--study", default=None, help="study name (default: SPACE-DATASET-SAMPLER-sSEED)")
+    p.add_argument("--pruner", choices=PRUNERS, default=None,
+                   help="Optuna pruner for adaptive samplers (default median): stops trials whose validation error "
+                        "trails the others' at the same epoch; refused for random/qmc, whose EDFs it would bias")
+    p.add_argument("--study", default=None,
+                   help="study name (default: SPACE-DATASET-SAMPLER-eEPOCHS-sSEED)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: journal file in the run folder)")
     p.add_argument("--devices", default=None, help="cpu | cuda | cuda:0,cuda:1 (default: all GPUs, else cpu)")
     p.add_argument("--seed", type=int, default=0)

@@ -86,7 +86,7 @@ def real_report(tmp_path_factory):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    report = cwd / "runs" / "anynet_xa_tiny-digits-random-s0" / "report" / "report.html"
+    report = cwd / "runs" / "anynet_xa_tiny-digits-random-e2-s0" / "report" / "report.html"
     assert report.is_file()
     return report
 

@@ -119,7 +119,7 @@ def test_adaptive_sampler_run_ends_exit_0_with_a_report_that_fits_it(tmp_path):
     out = cli("run", "--trials", "6", "--workers", "1", "--dataset", "synthetic:64", "--sampler", "tpe",
               "--space", "anynet_xc_tiny", "--objective", DRY, cwd=tmp_path).stdout
     assert "6/6 completed" in out and "EDF verdicts left out: 6 of 6 rows come from non-random sampler(s) ['tpe']" in out
-    run = tmp_path / "runs" / "anynet_xc_tiny-synthetic-tpe-s0"
+    run = tmp_path / "runs" / "anynet_xc_tiny-synthetic-tpe-e8-s0"
     html = (run / "report" / "report.html").read_text()
     assert "Optimization history" in html and "Parameter importance" in html and "Best models" in html
     assert len(list((run / "report" / "best_configs").glob("*/rank0*_trial*.yaml"))) >= 5

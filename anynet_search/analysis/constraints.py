@@ -67,13 +67,13 @@ from anynet_search.analysis.permutation import ShiftTests, ks_test, shift_tests,
 from anynet_search.analysis.ranges import good_ranges
 from anynet_search.analysis.samplers import require_unbiased_samples
 from anynet_search.analysis.weights import complexity_bins, weights_from_bins
+from anynet_search.choices import MARGIN_UNITS
 from anynet_search.errors import InputError
 from anynet_search.spaces.constraints import STRUCTURAL, Constraint, FitErrorAtMost, Range
 
 KEEP, NEUTRAL, REJECT = "keep", "neutral", "reject"
 VERDICTS: tuple[str, ...] = (KEEP, NEUTRAL, REJECT)
 #: Units of the non-inferiority margin: error points, or standard deviations of the study's errors.
-MARGIN_UNITS: tuple[str, ...] = ("points", "sd")
 
 COLUMNS: tuple[str, ...] = (
     "constraint",

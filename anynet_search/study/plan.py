@@ -19,13 +19,12 @@ from typing import Any
 
 import optuna
 
+from anynet_search.choices import ADAPTIVE_SAMPLERS, EDF_SAMPLERS, PRUNERS, SAMPLERS
+from anynet_search.errors import InputError
 from anynet_search.spaces import DesignSpace, Sample
 from anynet_search.training.interface import TrainConfig  # torch-free: settings are read where nothing trains
 
 SETTINGS_ATTR = "anynet_search"
-EDF_SAMPLERS = ("random", "qmc")
-ADAPTIVE_SAMPLERS = ("tpe", "cmaes", "nsga2", "gp")
-SAMPLERS = EDF_SAMPLERS + ADAPTIVE_SAMPLERS
 #: Settings fields older versions stored and nothing reads any more (`max_failures` was never used).
 RETIRED_FIELDS = frozenset({"max_failures"})
 
@@ -42,6 +41,7 @@ class StudySettings:
     n_trials: int
     dataset: str
     train: dict[str, Any]
+    pruner: str | None = None  # None: the sampler's default (studies made before --pruner stored none)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (stored as a study user attribute)."""
@@ -69,6 +69,15 @@ class StudySettings:
     def train_config(self) -> TrainConfig:
         """The study's training hyperparameters."""
         return TrainConfig(**self.train)
+
+    @property
+    def pruner_name(self) -> str:
+        """The study's pruner: the stored one, else its sampler's default (`default_pruner`)."""
+        return self.pruner or default_pruner(self.sampler)
+
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        """The study's Optuna pruner (`make_pruner` of its sampler, pruner and epochs)."""
+        return make_pruner(self.sampler, self.pruner, int(self.train.get("epochs", TrainConfig().epochs)))
 
 
 def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -99,11 +108,38 @@ def is_trained(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state == optuna.trial.TrialState.COMPLETE and INFEASIBLE_ATTR not in trial.user_attrs
 
 
-def make_pruner(kind: str) -> optuna.pruners.BasePruner:
-    """EDF studies never prune (it would truncate the distribution); adaptive ones use the median rule."""
-    if kind in EDF_SAMPLERS:
+def default_pruner(sampler: str) -> str:
+    """'none' for random / QMC studies, 'median' for adaptive samplers (what studies used before --pruner)."""
+    return "none" if sampler in EDF_SAMPLERS else "median"
+
+
+def check_pruner(sampler: str, pruner: str | None) -> None:
+    """InputError for a pruner the sampler cannot use (any pruner but 'none' with random / QMC)."""
+    if pruner is None:
+        return
+    if pruner not in PRUNERS:
+        raise InputError(f"--pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
+    if sampler in EDF_SAMPLERS and pruner != "none":
+        raise InputError(f"--pruner {pruner} with --sampler {sampler}: pruning stops the models that look worse "
+                         "early, so their recorded errors would be those of shorter training and the EDFs of the "
+                         "design space biased toward the models that looked good; prune only adaptive searches "
+                         f"({', '.join(ADAPTIVE_SAMPLERS)})")
+
+
+def make_pruner(kind: str, pruner: str | None = None, epochs: int = 8) -> optuna.pruners.BasePruner:
+    """The Optuna pruner of a study: EDF studies never prune (it would truncate the distribution); adaptive ones
+    use `pruner` (default: the median rule), with the training epochs as the resource."""
+    check_pruner(kind, pruner)
+    name = pruner or default_pruner(kind)
+    if name == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=2)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=2)
+    if name == "percentile":
+        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=8, n_warmup_steps=2)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
 
 
 _STREAMS: dict[tuple[str, int, bool], list[Sample]] = {}

@@ -28,7 +28,8 @@ from anynet_search.study.plan import (
     SAMPLERS,
     SETTINGS_ATTR,
     StudySettings,
-    make_pruner,
+    check_pruner,
+    default_pruner,
     make_sampler,
     planned_tickets,
 )
@@ -73,6 +74,7 @@ class RunOptions:
     train_overrides: tuple[tuple[str, Any], ...] = ()
     in_flight: int | None = None  # trials each worker trains at once (None: GPU_IN_FLIGHT on a GPU, 1 on the CPU)
     oversubscribe: bool = False  # keep more workers than the machine has cores (or GPU slots)
+    pruner: str | None = None  # None: the sampler's default (none for random / QMC, median for adaptive)
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,10 @@ class RunOutcome:
     detached: bool = False  # jobs submitted and left running
 
 
-def default_study_name(space_name: str, dataset: str, sampler: str, seed: int) -> str:
-    """A readable default study name, e.g. anynet_xa_tiny-digits-random-s0."""
+def default_study_name(space_name: str, dataset: str, sampler: str, seed: int, epochs: int) -> str:
+    """A readable default study name with the training budget, e.g. anynet_xa_tiny-digits-random-e8-s0."""
     ds = dataset.split(":")[0]
-    return f"{space_name}-{ds}-{sampler}-s{seed}"
+    return f"{space_name}-{ds}-{sampler}-e{epochs}-s{seed}"
 
 
 def _positive(option: str, value: object, limit: int | None = None, what: str | None = None) -> None:
@@ -117,6 +119,7 @@ def check_options(opts: RunOptions) -> list[str]:
         raise InputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {opts.sampler!r}")
     if opts.epochs is not None:
         _positive("--epochs", opts.epochs)
+    check_pruner(opts.sampler, opts.pruner)
     if opts.study is not None:
         check_study_name(opts.study)
     check_out_dir(opts.out)
@@ -144,7 +147,8 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     space = load_space(opts.space)
     data = load_dataset(opts.dataset, space.resolution, seed=opts.seed)
     space = space.with_task(data.num_classes, data.in_channels)  # loaded up front: a bad path fails here
-    name = opts.study or check_study_name(default_study_name(space.name, opts.dataset, opts.sampler, opts.seed),
+    name = opts.study or check_study_name(default_study_name(space.name, opts.dataset, opts.sampler, opts.seed,
+                                                             train_cfg.epochs),
                                           option="study name (from the space name)")
     for device in sorted(set(devices)):
         check_space_fits(space, train_cfg, device)
@@ -152,8 +156,8 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     url = opts.storage or default_storage_url(run_dir)
     settings = StudySettings(space=space.data, space_source=space.source, space_hash=space.hash,
                              sampler=opts.sampler, seed=opts.seed, n_trials=opts.trials, dataset=opts.dataset,
-                             train=train_cfg.to_dict())
-    sampler, pruner = make_sampler(opts.sampler, opts.seed), make_pruner(opts.sampler)
+                             train=train_cfg.to_dict(), pruner=opts.pruner or default_pruner(opts.sampler))
+    sampler, pruner = make_sampler(opts.sampler, opts.seed), settings.make_pruner()
     storage = study = None  # an existing storage and study are opened and checked before anything is written
     if not is_journal(url) or check_out_file(journal_path(url), option="--storage" if opts.storage else
                                              "run folder").is_file():
@@ -202,11 +206,27 @@ def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, ur
     old = StudySettings.from_dict(stored)
     # a study made before a trainer field existed stored fewer keys: compare with the defaults filled in
     old = dataclasses.replace(old, train=old.train_config().to_dict())
-    for field in ("space_hash", "sampler", "seed", "dataset", "train"):
-        if getattr(old, field) != getattr(settings, field):
-            raise InputError(f"study {name!r} already exists with a different {field}; "
-                             "run with the same options to resume, or pick another --study")
+    differences = settings_differences(old, settings)
+    if differences:
+        raise InputError(f"study {name!r} already exists with other settings: {'; '.join(differences)}; run with "
+                         "the stored settings to resume it, or pick another --study")
     return study
+
+
+def settings_differences(stored: StudySettings, asked: StudySettings) -> list[str]:
+    """'KEY STORED (stored) vs ASKED (asked)' for each setting that keeps a study from being resumed."""
+    out = []
+    for field in ("space_hash", "sampler", "pruner_name", "seed", "dataset"):
+        a, b = getattr(stored, field), getattr(asked, field)
+        if a != b:
+            what = {"space_hash": "space (its definition's hash)", "pruner_name": "--pruner"}.get(field, field)
+            out.append(f"{what} {a} (stored) vs {b} (asked)")
+    for key in sorted(set(stored.train) | set(asked.train)):
+        a, b = stored.train.get(key), asked.train.get(key)
+        if a != b:
+            out.append(f"--train {key}={a} (stored) vs {b} (asked)" if key != "epochs"
+                       else f"--epochs {a} (stored) vs {b} (asked)")
+    return out
 
 
 def check_joinable(study: str, storage_url: str) -> StudySettings:

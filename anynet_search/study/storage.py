@@ -35,7 +35,7 @@ def _redact_url(url: str) -> str:
     return f"{scheme}://{rest}"
 
 
-def _secrets(url: str) -> list[str]:
+def url_secrets(url: str) -> list[str]:
     """The URL's password, the pieces a parser splitting it at '@' would show (as a host), and query secrets."""
     rest = url.split("://", 1)[-1]
     at = rest.rfind("@")
@@ -48,7 +48,7 @@ def _secrets(url: str) -> list[str]:
 def _scrub(text: str, url: str) -> str:
     """A driver's message about `url` with the URL's secrets removed, wherever the driver quoted them."""
     text = redact(text)
-    for secret in _secrets(url):
+    for secret in url_secrets(url):
         text = text.replace(secret, "***")
     return text
 
@@ -131,7 +131,7 @@ def open_storage(url: str, repair: bool = True) -> BaseStorage:
                          "'postgres' extra") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds; the user needs one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = ("; a '@' in the password must be written %40" if any("@" in s for s in _secrets(url)) else "")
+        hint = ("; a '@' in the password must be written %40" if any("@" in s for s in url_secrets(url)) else "")
         raise InputError(f"storage {redact(url)}: cannot connect ({_scrub(first, url)}){hint}") from None
 
 

@@ -1,0 +1,148 @@
+"""Issue 23 through the installed command, as a user meets it: comparisons that refuse to mislead, settings named
+where they differ, exports that explain themselves, report folders that hold one report, a `--help` without
+torch, passwords kept out of job files, pruners only where they cannot bias an EDF.
+
+Studies here are tiny: the dry objective where only the bookkeeping matters, the real trainer (1-2 epochs on a
+small synthetic set) where the numbers a report judges must be real.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CLI = os.environ.get("ANYNET_CLI") or shutil.which("anynet-search", path=str(Path(sys.executable).parent))
+DRY = "anynet_search.study.dry_run:pseudo_error"
+SECRET = "issue23-s3cret"
+
+
+def cli(*args: str, cwd: Path, ok: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed command; with `ok`, exit 0 and no traceback."""
+    proc = subprocess.run([CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env=None if env is None else dict(os.environ, **env))
+    if ok:
+        assert proc.returncode == 0, f"{args} -> {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        assert "Traceback" not in proc.stdout + proc.stderr
+    return proc
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The single error line of a refused command (exit 2)."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("[I ")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------ item 9, item 10
+def test_building_the_parser_and_help_import_no_torch():
+    code = ("import sys, anynet_search.cli as c; p = c.build_parser(); p.format_help(); "
+            "[s.format_help() for a in p._subparsers._group_actions for s in a.choices.values()]; "
+            "print(sorted(m for m in ('torch', 'optuna', 'scipy', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_load_results_is_a_top_level_name(tmp_path):
+    cli("run", "--trials", "3", "--workers", "1", "--dataset", "synthetic:64", "--objective", DRY, "--no-analyze",
+        cwd=tmp_path)
+    code = ("import sys; from anynet_search import load_results; "
+            "df = load_results(sys.argv[1]); print(len(df), 'torch' in sys.modules)")
+    run = tmp_path / "runs" / "anynet_xa_tiny-synthetic-random-e8-s0"
+    out = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["3", "False"]
+
+
+# ------------------------------------------------------------------------------------------ item 6
+def test_the_default_name_holds_the_epochs_and_a_refused_resume_names_each_differing_setting(tmp_path):
+    base = ["run", "--trials", "2", "--workers", "1", "--dataset", "synthetic:64", "--objective", DRY, "--no-analyze"]
+    out = cli(*base, "--epochs", "3", cwd=tmp_path).stdout
+    assert "study anynet_xa_tiny-synthetic-random-e3-s0: 2/2 completed" in out
+    cli(*base, "--epochs", "4", cwd=tmp_path)  # another budget is another study, not a refusal
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "anynet_xa_tiny-synthetic-random-e3-s0", "anynet_xa_tiny-synthetic-random-e4-s0"]
+    line = one_error_line(cli(*base, "--epochs", "4", "--study", "anynet_xa_tiny-synthetic-random-e3-s0",
+                              "--train", "lr=0.1", "--seed", "2", cwd=tmp_path, ok=False))
+    assert "already exists with other settings" in line
+    for needle in ("seed 0 (stored) vs 2 (asked)", "--epochs 3 (stored) vs 4 (asked)",
+                   "--train lr=0.3 (stored) vs 0.1 (asked)"):
+        assert needle in line, line
+
+
+# ------------------------------------------------------------------------------------------ pruners
+def test_a_pruner_is_refused_for_random_and_qmc_with_the_reason(tmp_path):
+    for sampler in ("random", "qmc"):
+        line = one_error_line(cli("run", "--sampler", sampler, "--pruner", "hyperband", "--trials", "2",
+                                  "--dataset", "synthetic:64", "--objective", DRY, cwd=tmp_path, ok=False))
+        assert f"--pruner hyperband with --sampler {sampler}" in line and "biased" in line
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_an_adaptive_study_prunes_with_the_pruner_asked_and_a_resume_with_another_is_refused(tmp_path):
+    args = ["run", "--sampler", "tpe", "--pruner", "hyperband", "--trials", "3", "--workers", "1",
+            "--dataset", "synthetic:64", "--objective", DRY, "--no-analyze", "--study", "s"]
+    cli(*args, cwd=tmp_path)
+    import optuna
+
+    from anynet_search.study.plan import StudySettings
+    from anynet_search.study.storage import open_storage
+
+    study = optuna.load_study(study_name="s", storage=open_storage(f"journal:{tmp_path / 'runs/s/journal.log'}"))
+    settings = StudySettings.from_study(study)
+    assert settings.pruner == "hyperband"
+    assert type(settings.make_pruner()).__name__ == "HyperbandPruner"
+    line = one_error_line(cli(*[a if a != "hyperband" else "median" for a in args], cwd=tmp_path, ok=False))
+    assert "--pruner hyperband (stored) vs median (asked)" in line
+
+
+# ------------------------------------------------------------------------------------------ item 11
+def _postgres_url() -> str:
+    url = os.environ.get("ANYNET_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide ANYNET_TEST_POSTGRES_URL (see .ci/postgres.sh)")
+        pytest.skip("set ANYNET_TEST_POSTGRES_URL to run against PostgreSQL (.ci/postgres.sh starts one)")
+    return url
+
+
+@pytest.mark.parametrize("url", [f"postgresql://u:{SECRET}@127.0.0.1:1/db",
+                                 f"postgresql://u@127.0.0.1:1/db?sslpassword={SECRET}"])
+def test_a_password_in_the_url_of_submitted_jobs_is_refused_before_anything_is_written(tmp_path, url):
+    pytest.importorskip("submitit")
+    proc = cli("run", "--storage", url, "--local-jobs", "--detach", "--trials", "2", "--dataset", "synthetic:64",
+               "--objective", DRY, cwd=tmp_path, ok=False)
+    line = one_error_line(proc)
+    assert SECRET not in proc.stdout + proc.stderr
+    assert "would be stored in plain text in the job files" in line and "PGPASSWORD" in line
+    assert not list(tmp_path.rglob("*"))  # no run folder, no jobs folder
+
+
+def test_jobs_get_the_password_from_the_environment_and_their_files_hold_none(tmp_path):
+    pytest.importorskip("submitit")
+    url = _postgres_url()
+    name = f"pw-{os.getpid()}-{time.time_ns()}"
+    env = {"PGPASSWORD": SECRET, "ANYNET_DRY_SLEEP": "0.05"}  # the test server trusts loopback: any password works
+    out = cli("run", "--storage", url, "--study", name, "--local-jobs", "--detach", "--trials", "3",
+              "--dataset", "synthetic:64", "--objective", DRY, "--no-analyze", "--cpus-per-worker", "1",
+              cwd=tmp_path, env=env).stdout
+    watch = re.search(r"watch them with: (anynet-search status \S+)", out)
+    assert watch, out
+    deadline = time.time() + 300
+    while True:  # the printed command works as printed (the run folder's record finds the database)
+        status = cli(*watch.group(1).split()[1:], cwd=tmp_path, env=env).stdout
+        if "3/3 completed" in status or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert "3/3 completed" in status, status
+    jobs = tmp_path / "runs" / name / "jobs"
+    files = [p for p in jobs.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".pkl" for p in files)  # submitit's pickles are there, and none holds the password
+    assert not [p for p in files if SECRET.encode() in p.read_bytes()]
+    assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
