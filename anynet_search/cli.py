@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import traceback
 from collections.abc import Sequence
@@ -188,7 +189,8 @@ def _analyze(args: argparse.Namespace) -> int:
 def _derive(args: argparse.Namespace) -> int:
     from anynet_search.analysis import derive_constraints
     from anynet_search.analysis.samplers import adaptive_note
-    from anynet_search.paths import check_out_file, safe_file_name
+    from anynet_search.paths import check_out_file, derived_space_name
+    from anynet_search.reporting.report import verdict_text
     from anynet_search.reporting.results import load_run
     from anynet_search.spaces.derive import derive_space, exact_shrink
 
@@ -204,16 +206,16 @@ def _derive(args: argparse.Namespace) -> int:
                                margin_unit=args.margin_unit)
     if "warning" in table.attrs:
         print(f"warning: {table.attrs['warning']}", file=sys.stderr)
+    width = shutil.get_terminal_size((100, 24)).columns
     print(f"non-inferiority margin {table.attrs['margin_spec']}: 'not worse' needs p_not_worse <= "
           f"{table.attrs['alpha'] / 2:g}, the chance of keeping a constraint that worsens the mean error by the margin")
-    cols = [c for c in ("constraint", "verdict", "n", "mean_diff", "mean_diff_lo", "mean_diff_hi", "p_not_worse",
-                        "p_adjusted", "log10_shrink", "shrink_source", "note") if c in table.columns]
-    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(verdict_text(table, width))
+    print("every number (p-values, Holm, notes) of each constraint: anynet-search analyze writes constraints.csv")
     if run.space is None:
         print(f"no derived space: {run.space_note}", file=sys.stderr)
         return 0
     derived = derive_space(run.space, table, label=run.label)
-    out = args.out or str(check_out_file(f"{safe_file_name(run.label)}_derived.yaml"))
+    out = args.out or str(check_out_file(derived_space_name(run.label)))
     added = ", ".join(derived.added) or "none"
     derived.write(out, [f"derived by anynet-search derive from {run.label}; added: {added}"])
     print(f"derived space ({derived.log10_size_before:.2f} -> {derived.log10_size_after:.2f} log10 size): {out}")
@@ -225,8 +227,11 @@ def _export(args: argparse.Namespace) -> int:
     from anynet_search.reporting.export import export_run
 
     check_out_dir(args.out)
-    for path in export_run(args.run, args.top, args.format, args.out, study=args.study):
+    notes: list[str] = []
+    for path in export_run(args.run, args.top, args.format, args.out, study=args.study, notes=notes):
         print(path)
+    for note in notes:
+        print(note)
     return 0
 
 
@@ -319,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("derive", help="judge candidate constraints on a randomly sampled study; write the derived space")
     p.add_argument("run", help="run folder or storage URL")
     p.add_argument("--study", default=None, help=STUDY_HELP)
-    p.add_argument("--out", default=None, help="derived space file (default STUDY_derived.yaml)")
+    p.add_argument("--out", default=None, help="derived space file (default derived_space_STUDY.yaml, the name "
+                   "analyze gives it too)")
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
     _margin_arguments(p)
     p.set_defaults(func=_derive)
@@ -327,9 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the best configs (ours, pycls, RegNet parameters)")
     p.add_argument("run", help="run folder or storage URL")
     p.add_argument("--study", default=None, help=STUDY_HELP)
-    p.add_argument("--top", type=_positive_int, default=5)
-    p.add_argument("--format", choices=["yaml", "json", "pycls"], default="yaml")
-    p.add_argument("--out", default="exported")
+    p.add_argument("--top", type=_positive_int, default=5,
+                   help="export the K models of lowest validation error (default 5)")
+    p.add_argument("--format", choices=["yaml", "json", "pycls", "all"], default="yaml",
+                   help="yaml/json: anynet-search config files (load_config reads them); pycls: pycls's ANYNET "
+                        "config; all: every format. RegNets also get a .regnet file with parameters for timm, "
+                        "torchvision, pycls and anynet_search.regnet (default yaml)")
+    p.add_argument("--out", default="exported", help="folder for the files (created; default exported)")
     p.set_defaults(func=_export)
     for command in sub.choices.values():  # `--debug` also works after the sub-command
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 CLI = os.environ.get("ANYNET_CLI") or shutil.which("anynet-search", path=str(Path(sys.executable).parent))
 DRY = "anynet_search.study.dry_run:pseudo_error"
@@ -146,3 +147,49 @@ def test_jobs_get_the_password_from_the_environment_and_their_files_hold_none(tm
     assert any(p.suffix == ".pkl" for p in files)  # submitit's pickles are there, and none holds the password
     assert not [p for p in files if SECRET.encode() in p.read_bytes()]
     assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+
+
+# ------------------------------------------------------------------------------------------ item 5
+def test_every_exported_regnet_gets_its_file_from_its_own_sampled_parameters(tmp_path):
+    from anynet_search import load_config, regnet
+    from anynet_search.models.regnet_targets import find_params, layout_of
+
+    cli("run", "--space", "regnet_x_tiny", "--trials", "16", "--workers", "1", "--dataset", "synthetic:64",
+        "--objective", DRY, "--no-analyze", "--study", "rx", cwd=tmp_path)
+    out = cli("export", "runs/rx", "--top", "16", "--format", "all", "--out", "ex", cwd=tmp_path).stdout
+    assert "no RegNet file" not in out
+    missed_by_search = 0
+    for rank in range(1, 17):
+        (config,) = (tmp_path / "ex").glob(f"rank{rank:02d}_*[0-9].yaml")
+        assert config.with_suffix(".json").is_file() and config.with_suffix(".pycls.yaml").is_file()
+        record = yaml.safe_load(config.with_suffix(".regnet.yaml").read_text())
+        assert config.with_suffix(".regnet.json").is_file()
+        cfg = load_config(config)
+        assert record["exact"] and regnet(**record["anynet_search"]) == cfg
+        missed_by_search += find_params("anynet_search", layout_of(cfg.widths, cfg.depths, cfg.group_widths),
+                                        cfg.bottleneck_ratios[0]) is None
+    assert missed_by_search > 0  # the models the old export skipped silently are among these
+
+
+def test_a_model_without_a_regnet_file_gets_a_printed_reason(tmp_path):
+    cli("run", "--trials", "4", "--workers", "1", "--dataset", "synthetic:64", "--objective", DRY, "--no-analyze",
+        "--study", "xa", cwd=tmp_path)
+    out = cli("export", "runs/xa", "--top", "4", "--out", "ex", cwd=tmp_path).stdout
+    configs = [line for line in out.splitlines() if re.search(r"rank\d\d_trial\d+\.yaml$", line)]
+    regnets = [line for line in out.splitlines() if line.endswith(".regnet.yaml")]
+    reasons = re.findall(r"^rank (\d) \(trial \d+\): no RegNet file: (.+)$", out, flags=re.M)
+    assert len(configs) == 4 and len(regnets) + len(reasons) == 4 and reasons, out
+    assert all("bottleneck ratios" in why or "not a RegNet" in why for _, why in reasons)
+
+
+# ------------------------------------------------------------------------------------------ item 8
+def test_derive_fits_an_80_column_terminal_and_names_its_file_as_analyze_does(tmp_path):
+    cli("run", "--trials", "30", "--workers", "1", "--dataset", "synthetic:64", "--objective", DRY, "--study", "xa",
+        cwd=tmp_path)
+    proc = cli("derive", "runs/xa", cwd=tmp_path, env={"COLUMNS": "80"})
+    table = proc.stdout.splitlines()[1:-2]  # between the margin line and the file lines
+    assert table[0].startswith("constraint") and len(table) > 3
+    assert max(len(line) for line in table) <= 80, table
+    assert not re.search(r"[-+]inf\b|\bnan\b", proc.stdout, flags=re.I)
+    assert (tmp_path / "derived_space_xa.yaml").is_file()
+    assert (tmp_path / "runs/xa/report/derived_space_xa.yaml").is_file()  # the same name from analyze

@@ -48,7 +48,7 @@ def test_sqlite_run_ends_exit_0_and_its_folder_and_url_work_from_anywhere(tmp_pa
               "--study", "a", "--objective", DRY, cwd=work).stdout
     assert "a: 6/6 completed" in out and "report:" in out
     run = work / "runs" / "a"
-    assert (run / "report" / "report.html").is_file() and (run / "report" / "derived_space.yaml").is_file()
+    assert (run / "report" / "report.html").is_file() and (run / "report" / "derived_space_a.yaml").is_file()
     record = json.loads((run / RECORD_NAME).read_text())
     assert record == {"study": "a", "storage": f"sqlite:///{work / 's.db'}", "password_removed": False}
 

@@ -237,7 +237,9 @@ def judge(
     if not np.isfinite(p_not_worse):
         return NEUTRAL, "no test of the effect", "no test of the effect"
     significant = np.isfinite(p_adjusted) and p_adjusted < alpha
-    ci = f"mean diff {100 * (1 - alpha):g}% interval [{mean_diff_lo:+.3g}, {mean_diff_hi:+.3g}]"
+    ci = (f"mean diff {100 * (1 - alpha):g}% interval [{mean_diff_lo:+.3g}, {mean_diff_hi:+.3g}]"
+          if np.isfinite(mean_diff_lo) and np.isfinite(mean_diff_hi)
+          else f"mean diff {100 * (1 - alpha):g}% interval unbounded (too few models on one side to bound it)")
     if significant and mean_diff_hi < 0:
         return KEEP, f"significantly better (p_adj {p_adjusted:.2g})", f"significantly better ({ci})"
     if significant and mean_diff_lo > 0:

@@ -9,8 +9,8 @@ pure functions from `anynet_search.analysis`, and a space derived from the kept 
 - `figures/*.png`: every figure of the report;
 - `results.csv`: the tidy results of every study (one row per trained model);
 - `constraints.csv`: the constraint verdicts of every random/QMC study;
-- `derived_space.yaml`: the first analyzed study's design space with the kept constraints added
-  (`derived_space_<study>.yaml` for the others), ready for `anynet-search run --space ...`;
+- `derived_space_<study>.yaml`: each random/QMC study's design space with the kept constraints added, ready
+  for `anynet-search run --space ...` (`derive` names its file the same way);
 - `best_configs/<study>/`: the best models' configs.
 
 `error` is the validation error (%) that the search minimized; `test_error` is measured on the held-out
@@ -30,7 +30,7 @@ from anynet_search.analysis import complexity_bins, require_unbiased_samples, re
 from anynet_search.analysis.constraints import COLUMNS
 from anynet_search.analysis.samplers import adaptive_note
 from anynet_search.analysis.studies import compare_studies, expected_best_table
-from anynet_search.paths import safe_file_name
+from anynet_search.paths import derived_space_name, safe_file_name
 from anynet_search.reporting import plots
 from anynet_search.reporting.export import configs_for, export_top
 from anynet_search.reporting.figures import png_bytes, report_figures
@@ -144,9 +144,7 @@ def analyze_runs(
     for rep in reports:
         if rep.derived is None:
             continue
-        slug = safe_file_name(rep.label)
-        name = "derived_space.yaml" if not derived_paths else f"derived_space_{slug}.yaml"
-        rep.derived_path = _write_space(rep, out / name)
+        rep.derived_path = _write_space(rep, out / derived_space_name(rep.label))
         derived_paths.append(rep.derived_path)
     for run, rep in zip(loaded, reports):
         folder = out / "best_configs" / safe_file_name(rep.label)

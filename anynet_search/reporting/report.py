@@ -7,6 +7,7 @@ into table cells and places the figures (inlined as base64 PNGs, so the page ope
 from __future__ import annotations
 
 import base64
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from anynet_search.analysis import param_columns, stage_columns
 from anynet_search.reporting.results import RunData
 from anynet_search.reporting.summary import ReportFigure, ReportSummary, StudyReport
 
-__all__ = ["ERROR_NOTE", "render_report"]
+__all__ = ["ERROR_NOTE", "render_report", "verdict_text"]
 
 ERROR_NOTE = (
     "error is the validation error (%) on a split carved from the training set: it is what the search "
@@ -163,11 +164,12 @@ def _power(row: Any) -> str:
 
 
 def _effect(row: Any) -> str:
+    """The change of the mean error with its 95% interval ('unbounded' where too few models bound it)."""
     if not np.isfinite(row.mean_diff):
         return ""
     if np.isfinite(row.mean_diff_lo) and np.isfinite(row.mean_diff_hi):
         return f"{row.mean_diff:+.2f} [{row.mean_diff_lo:+.2f}, {row.mean_diff_hi:+.2f}]"
-    return f"{row.mean_diff:+.2f}"
+    return f"{row.mean_diff:+.2f} [unbounded]"
 
 
 def _verdict_rows(table: pd.DataFrame) -> tuple[list[VerdictRow], list[VerdictRow]]:
@@ -200,6 +202,32 @@ def _verdict_rows(table: pd.DataFrame) -> tuple[list[VerdictRow], list[VerdictRo
         )
         (folded if r.n == r.n_eval else shown).append(row)
     return shown, folded
+
+
+def verdict_text(table: pd.DataFrame, width: int = 100) -> str:
+    """The verdict table for a terminal of `width` columns: one line per judged constraint (the reason cut to
+    fit), then one line naming the constraints that every evaluated model satisfies."""
+    shown, folded = _verdict_rows(table)
+    head = ("constraint", "verdict", "n/eval", "mean error change [95%]", "log10 shrink", "power")
+    head = head if width >= 100 else ("constraint", "verdict", "n/eval", "change [95%]", "shrink", "power")
+    cells = [(r.constraint, r.verdict, r.n, r.effect, r.shrink.split(" ")[0], r.power) for r in shown]
+    if not any(c[-1] for c in cells):  # power is computed by analyze, not by derive
+        head, cells = head[:-1], [c[:-1] for c in cells]
+    sizes = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
+    room = width - sum(sizes) - 2 * len(sizes) - 1  # what is left for the reason (none below 10 characters)
+
+    def line(values: Sequence[str], reason: str) -> str:
+        text = "  ".join(v.ljust(n) if i < 2 else v.rjust(n) for i, (v, n) in enumerate(zip(values, sizes)))
+        if room < 10:
+            return text.rstrip()
+        reason = reason if len(reason) <= room else reason[: room - 1] + "…"
+        return f"{text}  {reason}".rstrip()
+
+    lines = [line(head, "reason")] + [line(c, r.reason) for c, r in zip(cells, shown)]
+    if folded:
+        names = ", ".join(r.constraint for r in folded)
+        lines += textwrap.wrap(f"satisfied by every evaluated model (nothing to compare, neutral): {names}", width)
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ page

@@ -101,7 +101,7 @@ class ReportSummary:
 
     @property
     def derived_space(self) -> Path | None:
-        """The main derived space file (`derived_space.yaml`), if one was written."""
+        """The first study's derived space file (`derived_space_<study>.yaml`), if one was written."""
         return self.derived_spaces[0] if self.derived_spaces else None
 
     def text(self) -> str:
