@@ -189,6 +189,7 @@ def _analyze(args: argparse.Namespace) -> int:
 def _derive(args: argparse.Namespace) -> int:
     from anynet_search.analysis import derive_constraints
     from anynet_search.analysis.samplers import adaptive_note
+    from anynet_search.analysis.studies import training_warnings
     from anynet_search.paths import check_out_file, derived_space_name
     from anynet_search.reporting.report import verdict_text
     from anynet_search.reporting.results import load_run
@@ -206,6 +207,9 @@ def _derive(args: argparse.Namespace) -> int:
                                margin_unit=args.margin_unit)
     if "warning" in table.attrs:
         print(f"warning: {table.attrs['warning']}", file=sys.stderr)
+    classes = run.df["num_classes"].dropna() if "num_classes" in run.df else []
+    for warning in training_warnings(run.df, run.histories, int(classes.iloc[0]) if len(classes) else None):
+        print(f"warning: {warning}", file=sys.stderr)
     width = shutil.get_terminal_size((100, 24)).columns
     print(f"non-inferiority margin {table.attrs['margin_spec']}: 'not worse' needs p_not_worse <= "
           f"{table.attrs['alpha'] / 2:g}, the chance of keeping a constraint that worsens the mean error by the margin")
@@ -316,8 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", action="append", default=[], metavar="NAME",
                    help="study to read from each RUN (repeatable: several studies of one storage URL)")
     p.add_argument("--out", default="report", help="output folder (default report)")
-    p.add_argument("--bins", type=_positive_int, default=None, help="complexity bins for normalized EDFs")
-    p.add_argument("--force", action="store_true", help="draw EDF verdicts for adaptive-sampler studies too (biased)")
+    p.add_argument("--bins", type=_positive_int, default=None,
+                   help="complexity-normalize the comparisons and constraint verdicts over N flops bins (default: "
+                        "study comparisons are normalized when the studies' flops distributions differ)")
+    p.add_argument("--force", action="store_true",
+                   help="analyze anyway, under a warning in the report: studies trained differently (data set, "
+                        "epochs, trainer settings), and EDF verdicts of adaptive-sampler studies (biased)")
     _margin_arguments(p)
     p.set_defaults(func=_analyze)
 

@@ -193,3 +193,83 @@ def test_derive_fits_an_80_column_terminal_and_names_its_file_as_analyze_does(tm
     assert not re.search(r"[-+]inf\b|\bnan\b", proc.stdout, flags=re.I)
     assert (tmp_path / "derived_space_xa.yaml").is_file()
     assert (tmp_path / "runs/xa/report/derived_space_xa.yaml").is_file()  # the same name from analyze
+
+
+# ------------------------------------------------------------------------------------------ items 1, 2, 7
+def dry_study(cwd: Path, name: str, *extra: str, trials: int = 40) -> Path:
+    cli("run", "--trials", str(trials), "--workers", "1", "--dataset", "synthetic:64", "--objective", DRY,
+        "--no-analyze", "--study", name, *extra, cwd=cwd)
+    return cwd / "runs" / name
+
+
+def test_studies_trained_differently_are_refused_and_forced_ones_carry_a_warning(tmp_path):
+    dry_study(tmp_path, "a", "--epochs", "2", trials=12)
+    dry_study(tmp_path, "b", "--epochs", "4", "--train", "lr=0.1", "--seed", "1", trials=12)
+    line = one_error_line(cli("analyze", "runs/a", "runs/b", "--out", "rep", cwd=tmp_path, ok=False))
+    assert "the studies were trained differently (epochs: a 2, b 4; lr: a 0.3, b 0.1)" in line and "--force" in line
+    assert not (tmp_path / "rep").exists()
+    out = cli("analyze", "runs/a", "runs/b", "--out", "rep", "--force", cwd=tmp_path).stdout
+    assert "WARNING: the studies were trained differently (epochs: a 2, b 4; lr: a 0.3, b 0.1)" in out
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert 'class="warning">the studies were trained differently (epochs: a 2, b 4; lr: a 0.3, b 0.1)' in html
+    studies = html[html.index('<table class="studies">'):html.index("</table>", html.index('<table class="studies">'))]
+    assert "<th>data set</th>" in studies and '<th class="num">epochs</th>' in studies
+    assert re.search(r"<td>a</td>.*?<td>synthetic:64</td><td class=\"num\">2</td>", studies, flags=re.S)
+    assert re.search(r"<td>b</td>.*?<td>synthetic:64</td><td class=\"num\">4</td>", studies, flags=re.S)
+    assert "trained with different settings" in html and "synthetic:64, 4 epochs, batch 64, lr 0.1" in html
+
+
+def test_comparisons_are_normalized_when_the_flops_distributions_differ_and_say_so(tmp_path):
+    dry_study(tmp_path, "xa")
+    dry_study(tmp_path, "xe", "--space", "anynet_xe_tiny")
+    dry_study(tmp_path, "xa2", "--seed", "1")
+    out = cli("analyze", "runs/xa", "runs/xe", "--out", "ae", cwd=tmp_path).stdout
+    assert re.search(r"comparisons on complexity-normalized \(4 flops bins; chosen because the studies' flops "
+                     r"distributions differ \(KS xe vs xa p = [0-9.e-]+ < 0.05\)\) EDFs, raw ones beside them", out), out
+    html = (tmp_path / "ae" / "report.html").read_text()
+    assert "Study comparisons use complexity-normalized (4 flops bins; chosen because" in html
+    assert html.index("on complexity-normalized (4 flops bins") < html.index("The same comparisons on raw EDFs")
+    assert (tmp_path / "ae" / "figures" / "edf_normalized_4bins.png").is_file()
+    out = cli("analyze", "runs/xa", "runs/xa2", "--out", "aa", cwd=tmp_path).stdout
+    assert "comparisons on raw EDFs" in out and "raw ones beside" not in out  # same space: same flops distribution
+
+
+def test_analyzing_into_a_report_folder_replaces_the_report_it_holds(tmp_path):
+    dry_study(tmp_path, "first", trials=12)
+    dry_study(tmp_path, "second", "--seed", "3", trials=12)
+    cli("analyze", "runs/first", "--out", "rep", cwd=tmp_path)
+    (tmp_path / "rep" / "notes.txt").write_text("mine")
+    assert (tmp_path / "rep" / "best_configs" / "first").is_dir()
+    cli("analyze", "runs/second", "--out", "rep", cwd=tmp_path)
+    left = sorted(str(p.relative_to(tmp_path / "rep")) for p in (tmp_path / "rep").rglob("*"))
+    assert not [p for p in left if "first" in p], left
+    assert "notes.txt" in left and "derived_space_second.yaml" in left and "best_configs/second" in left
+    assert "first" not in (tmp_path / "rep" / "results.csv").read_text()
+
+
+# ------------------------------------------------------------------------------------------ items 4, 13
+def test_good_ranges_show_the_range_kept_and_the_best_models_both_sampled_and_built_values(tmp_path):
+    import optuna
+    import pandas as pd
+
+    from anynet_search.study.storage import open_storage
+
+    run = dry_study(tmp_path, "xa", trials=60)
+    cli("analyze", "runs/xa", "--out", "rep", cwd=tmp_path)
+    html = (tmp_path / "rep" / "report.html").read_text()
+    kept = yaml.safe_load((tmp_path / "rep" / "derived_space_xa.yaml").read_text())["constraints"]["ranges"]
+    assert kept, "no range kept: the check below would test nothing"
+    for param, (lo, hi) in kept.items():  # the judged range, as the derived space keeps it, beside the good range
+        assert re.search(rf"<td>{param}</td><td class=\"num\">[^<]*</td><td class=\"num\">[^<]*</td>"
+                         rf"<td class=\"num\">{lo:g} \.\. {hi:g}</td><td>keep</td>", html), param
+    # item 13: every trial records the built values beside Optuna's (sampled) parameters
+    study = optuna.load_study(study_name="xa", storage=open_storage(f"journal:{run / 'journal.log'}"))
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert all(t.user_attrs["built"]["w"] == t.user_attrs["config"]["widths"] for t in trials)
+    assert any(t.params[f"w{i}"] != t.user_attrs["built"]["w"][i - 1] for t in trials for i in range(1, 5))
+    best = pd.read_csv(tmp_path / "rep" / "results.csv").sort_values("error", kind="stable").head(5)
+    for _, row in best.iterrows():
+        for i in range(1, 5):
+            if row[f"sampled_w{i}"] != row[f"w{i}"]:
+                assert f"w{i} {row[f'sampled_w{i}']:g} -&gt; {row[f'w{i}']:g}" in html
+    assert "<th>built w</th>" in html and "sampled -&gt; built, where they differ" in html

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import ticker as mticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -46,6 +47,7 @@ __all__ = [
     "plot_error_vs_flops",
     "plot_error_vs_param",
     "plot_history",
+    "plot_importance",
     "plot_split_edf",
     "plot_validation_curves",
 ]
@@ -298,7 +300,8 @@ def plot_split_edf(split: Mapping[str, np.ndarray], name: str) -> Figure:
 
 
 def plot_validation_curves(curves: pd.DataFrame) -> Figure:
-    """Validation error by epoch of the best (blue) and worst (red) models (`analysis.extreme_curves`)."""
+    """Validation error by epoch of the best (blue) and worst (red) models (`analysis.extreme_curves`), on a log
+    error axis (linear when an error is 0)."""
     if not isinstance(curves, pd.DataFrame) or curves.empty:
         raise ValueError("plot_validation_curves: needs a non-empty curves table "
                          "(trial, rank, error, epoch, val_error)")
@@ -312,7 +315,28 @@ def plot_validation_curves(curves: pd.DataFrame) -> Figure:
         ax.plot(rows["epoch"], rows["val_error"], "o-", color=color, ms=3, lw=1.5,
                 label=f"{rank}: trial {trial} ({float(rows['error'].iloc[0]):.2f}%)")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(ERROR_LABEL)
+    ax.set_ylabel(ERROR_LABEL + ", log scale")
+    if (curves["val_error"] > 0).all():  # the best models' few percent would sit on the floor of a linear axis
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(mticker.FuncFormatter(
+            lambda v, _: f"{v:g}" if f"{v:.1e}"[0] in "25" else ""))
+    else:
+        ax.set_ylabel(ERROR_LABEL)
     ax.xaxis.get_major_locator().set_params(integer=True)
     fig.legend(loc="upper left", bbox_to_anchor=(1 - 2.0 / 6.0, 1 - 0.4 / 3.6), fontsize=7, frameon=False)
+    return fig
+
+
+def plot_importance(importance: pd.DataFrame) -> Figure:
+    """Horizontal bars of each parameter's importance (`analysis.importance.parameter_importance`), largest on top."""
+    if not isinstance(importance, pd.DataFrame) or importance.empty or \
+            not {"param", "importance"} <= set(importance.columns):
+        raise ValueError("plot_importance: needs a non-empty table with param and importance columns")
+    rows = importance.sort_values("importance", ascending=True, kind="stable")
+    fig, ax = _figure(6.0, max(1.6, 0.3 * len(rows) + 1.0))
+    ax.barh(rows["param"].astype(str), rows["importance"].astype(float), color="tab:blue", alpha=0.8)
+    ax.set_xlabel("fANOVA importance (share of the validation error's variance)")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(axis="y", visible=False)
     return fig

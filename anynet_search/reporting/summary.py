@@ -26,10 +26,11 @@ from anynet_search.analysis import (
 )
 from anynet_search.analysis.importance import parameter_importance
 from anynet_search.analysis.power import verdict_power
-from anynet_search.analysis.studies import error_summary, extreme_curves, split_by_mask
+from anynet_search.analysis.studies import error_summary, extreme_curves, split_by_mask, training_warnings
 from anynet_search.reporting.results import RunData
 from anynet_search.spaces.constraints import STRUCTURAL
 from anynet_search.spaces.derive import DerivedSpace, derive_space, exact_shrink
+from anynet_search.study.plan import StudySettings
 
 CURVE_MODELS = 3  # validation curves of this many best and worst models
 
@@ -61,6 +62,10 @@ class StudyReport:
     curves_note: str | None = None
     exports: list[Path] = field(default_factory=list)
     exports_note: str | None = None
+    training: str = "training settings unknown (not an anynet-search study)"  # data set and trainer, in words
+    epochs: int | None = None
+    dataset: str | None = None
+    training_warnings: list[str] = field(default_factory=list)  # near chance, far from converged
 
     def verdicts(self) -> dict[str, list[str]]:
         """Constraint names by verdict (keep / neutral / reject)."""
@@ -98,6 +103,20 @@ class ReportSummary:
     expected_best: pd.DataFrame | None  # None when every study's EDF verdicts are left out
     bins: int | None
     normalization_note: str | None = None
+    compare_bins: int | None = None  # bins of the study comparisons (None: raw EDFs)
+    normalization_reason: str | None = None  # why they are normalized (asked for, or the flops differ)
+    raw_comparisons: pd.DataFrame | None = None  # the raw comparisons beside normalized ones
+    settings_warning: str | None = None  # studies trained differently, compared under --force
+
+    def comparison_basis(self) -> str:
+        """Which EDFs the study comparisons use, and why."""
+        if self.compare_bins is None:
+            return "raw"
+        return f"complexity-normalized ({self.compare_bins} flops bins; {self.normalization_reason})"
+
+    def constraint_basis(self) -> str:
+        """Which EDFs the constraint verdicts use."""
+        return f"complexity-normalized ({self.bins} flops bins)" if self.bins is not None else "raw"
 
     @property
     def derived_space(self) -> Path | None:
@@ -110,14 +129,18 @@ class ReportSummary:
             f"anynet-search report of {len(self.studies)} stud{'y' if len(self.studies) == 1 else 'ies'} "
             f"(error = validation error %, test error reported separately)"
         ]
+        if self.settings_warning:
+            lines.append(f"  WARNING: {self.settings_warning}")
         for s in self.studies:
             m = s.summary
             lines.append(
                 f"  {s.label} ({s.space_name or '?'}, {s.sampler}): n={m['n']}, "
-                f"best {m['best_error']:.2f}%, median {m['median_error']:.2f}%"
+                f"best {m['best_error']:.2f}%, median {m['median_error']:.2f}%; {s.training}"
             )
             if s.warning:
                 lines.append(f"    WARNING: {s.warning}")
+            for warning in s.training_warnings:
+                lines.append(f"    WARNING: {warning}")
             if s.adaptive_note:
                 lines.append(f"    {s.adaptive_note}")
             if s.constraints is not None:
@@ -128,6 +151,12 @@ class ReportSummary:
                 )
             elif s.constraints_note:
                 lines.append(f"    constraints: {s.constraints_note}")
+        if self.comparisons is not None:
+            lines.append(f"  comparisons on {self.comparison_basis()} EDFs"
+                         + (", raw ones beside them in the report" if self.raw_comparisons is not None else ""))
+            for row in self.comparisons.itertuples(index=False):
+                lines.append(f"    {row.study} vs {row.versus}: KS p = {row.p_value:.3g}, mean error "
+                             f"{row.mean_diff:+.2f} points")
         lines.append(f"  report: {self.report}")
         lines.append(f"  results: {self.results_csv}   constraints: {self.constraints_csv}")
         for p in self.derived_spaces:
@@ -139,6 +168,18 @@ class ReportSummary:
             lines.append(f"  figures: {len(self.figures)} PNGs in {self.figures[0].parent}")
         return "\n".join(lines)
 
+
+
+def describe_training(settings: StudySettings | None) -> str:
+    """A study's data set and trainer in words, e.g. 'digits, 8 epochs, batch 64, lr 0.3, ...'."""
+    if settings is None:
+        return "training settings unknown (not an anynet-search study)"
+    t = settings.outcome_settings()
+    pad = "resolution // 8" if t["crop_pad"] is None else t["crop_pad"]
+    return (f"{t['dataset']}, {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g} "
+            f"(warm-up {t['warmup_epochs']:g} epochs, cosine), momentum {t['momentum']:g}"
+            f"{' Nesterov' if t['nesterov'] else ''}, weight decay {t['weight_decay']:g}, label smoothing "
+            f"{t['label_smoothing']:g}, crop padding {pad}{', bf16 on CUDA' if t['amp'] else ''}")
 
 
 def _state_counts(study: optuna.Study | None) -> dict[str, int]:
@@ -200,7 +241,12 @@ def study_report(
         warning=warning,
         space_note=run.space_note,
         adaptive_note=adaptive,
+        training=describe_training(run.settings),
+        epochs=int(run.settings.outcome_settings()["epochs"]) if run.settings is not None else None,
+        dataset=run.settings.dataset if run.settings is not None else None,
     )
+    classes = pd.to_numeric(df["num_classes"], errors="coerce").dropna() if "num_classes" in df else pd.Series(dtype=float)
+    report.training_warnings = training_warnings(df, run.histories, int(classes.iloc[0]) if len(classes) else None)
     if importance:
         report.importance, report.importance_note = parameter_importance(run.study, seed=seed)
     else:

@@ -25,6 +25,8 @@ from anynet_search.spaces import DesignSpace, Sample
 from anynet_search.training.interface import TrainConfig  # torch-free: settings are read where nothing trains
 
 SETTINGS_ATTR = "anynet_search"
+#: Trainer fields that change how fast a model trains, not the error it reaches (same math: graphs, layouts).
+SPEED_ONLY_FIELDS = frozenset({"eval_batch_size", "channels_last", "cuda_graphs", "cudnn_benchmark", "compile"})
 #: Settings fields older versions stored and nothing reads any more (`max_failures` was never used).
 RETIRED_FIELDS = frozenset({"max_failures"})
 
@@ -69,6 +71,12 @@ class StudySettings:
     def train_config(self) -> TrainConfig:
         """The study's training hyperparameters."""
         return TrainConfig(**self.train)
+
+    def outcome_settings(self) -> dict[str, Any]:
+        """The settings that change what a trained model's error is: the data set and every trainer field but
+        those that only change the speed (`SPEED_ONLY_FIELDS`); studies compared as samples must agree on them."""
+        train = {**TrainConfig().to_dict(), **self.train}
+        return {"dataset": self.dataset, **{k: v for k, v in train.items() if k not in SPEED_ONLY_FIELDS}}
 
     @property
     def pruner_name(self) -> str:
