@@ -185,15 +185,15 @@ def candidate_constraints(
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm step-down adjusted p-values (NaN entries are left out of the family and stay NaN)."""
+    """Holm step-down adjusted p-values (`statsmodels.stats.multitest.multipletests`, method "holm"); NaN entries
+    are left out of the family and stay NaN."""
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size:
-        order = ok[np.argsort(p[ok], kind="stable")]
-        k = ok.size
-        adj = np.maximum.accumulate(p[order] * (k - np.arange(k)))
-        out[order] = np.minimum(adj, 1.0)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out
 
 

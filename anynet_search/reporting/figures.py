@@ -53,7 +53,8 @@ def report_figures(
     if edf_frames:
         figs.append(
             (
-                ReportFigure("edf", "Error EDFs (validation error) with 95% bootstrap bands.", None, "edf"),
+                ReportFigure("edf", "Error EDFs (validation error) with pointwise 95% confidence bands "
+                             "(scipy.stats.ecdf, log-log).", None, "edf"),
                 plots.plot_edfs(edf_frames, n_boot=n_boot, seed=seed),
             )
         )
@@ -62,7 +63,8 @@ def report_figures(
             (
                 ReportFigure(
                     f"edf_normalized_{bins}bins",
-                    f"Complexity-normalized error EDFs ({bins} log-spaced flops bins over the shared range).",
+                    f"Complexity-normalized error EDFs ({bins} log-spaced flops bins over the shared range), "
+                    "with 95% bootstrap bands.",
                     None,
                     "edf",
                 ),

@@ -23,6 +23,7 @@ from anynet_search.analysis import (
     complexity_bins,
     edf,
     edf_band,
+    edf_confidence_band,
     normalized_weights,
     stage_columns,
     weighted_mean,
@@ -123,7 +124,8 @@ def plot_edfs(
     seed: int = 0,
     column: str = "flops",
 ) -> Figure:
-    """Error EDFs of several studies in one axes, with bootstrap bands (legend: name, n, min and mean error).
+    """Error EDFs of several studies in one axes, with pointwise confidence bands (legend: name, n, min and mean error):
+    `edf_confidence_band` (scipy.stats.ecdf) for raw EDFs, the bootstrap `edf_band` for normalized ones.
 
     With `normalized`, each EDF is complexity-normalized (`normalized_weights` of `column` in `bins`
     log-spaced bins over the range all studies cover; models outside it get weight 0 and are left out).
@@ -142,8 +144,9 @@ def plot_edfs(
         e, F = edf(errors, w)
         label = f"{name}  n={errors.size} | min {errors.min():.2f} | mean {weighted_mean(errors, w):.2f}"
         ax.plot(e, F, drawstyle="steps-post", color=color, lw=1.8, label=label)
-        if band and errors.size > 1:
-            b = edf_band(errors, w, n_boot=n_boot, level=level, seed=seed)
+        if band and errors.size > 1:  # scipy's interval for a plain EDF, the bootstrap for a weighted one
+            b = edf_band(errors, w, n_boot=n_boot, level=level, seed=seed) if w is not None else \
+                edf_confidence_band(errors, level=level)
             ax.fill_between(b["error"], b["lo"], b["hi"], step="post", color=color, alpha=0.2, lw=0)
     ax.set_xlabel(ERROR_LABEL)
     ax.set_ylabel("cumulative prob.")
@@ -152,7 +155,7 @@ def plot_edfs(
     if normalized:
         title = f"complexity-normalized error EDF ({bins} {column} bins)"
     if band:
-        title += f", {round(100 * level)}% bootstrap bands"
+        title += f", {round(100 * level)}% {'bootstrap' if normalized else 'confidence'} bands"
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     return fig

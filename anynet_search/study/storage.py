@@ -63,10 +63,29 @@ def redact(text: str) -> str:
 
 
 def without_password(url: str) -> str:
-    """The URL with its password and secret query parameters left out (a driver then reads PGPASSWORD, ~/.pgpass)."""
+    """The URL with its password and secret query parameters left out (a driver then reads PGPASSWORD, ~/.pgpass).
+
+    A database URL goes through SQLAlchemy's own parser (`make_url`, the password replaced by None and the secret
+    query keys dropped), so it comes out as SQLAlchemy will read it. SQLAlchemy splits `user:sec@ret@host` at the first
+    '@' (the host would be `ret@host`, and the rest of the password printed), so a URL with more than one '@' before
+    its host is cut at the last one here instead; journal paths are no URLs and come back unchanged.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    if rest.split("/", 1)[0].count("@") <= 1:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):
+            parsed = None
+        if parsed is not None:
+            secret = [k for k in parsed.query if _SECRET_PAIR.fullmatch(f"{k}=x")]
+            # URL is a NamedTuple: its `set(password=None)` leaves the password as it is (None means "unchanged")
+            bare = parsed._replace(password=None).difference_update_query(secret)
+            return bare.render_as_string(hide_password=False)
     at = rest.rfind("@")
     if at != -1:
         user, colon, _ = rest[:at].partition(":")
