@@ -47,7 +47,7 @@ def test_the_first_eta_counts_parallel_trials_not_the_start_up():
         for after, within in ((1, 0.5), (8, 0.25)):  # one trial's time is one draw: a rough first estimate
             clock = [0.0]
             stream = io.StringIO()
-            view = ProgressView(stream, plain_every=0.0, clock=lambda: clock[0])
+            view = ProgressView(stream, plain_every=0.0, clock=lambda c=clock: c[0])
             left = simulate(view, clock, total=64, workers=2, trial_s=(10.0, 20.0), startup_s=5.0,
                             stop_after=after, seed=seed)
             minutes, seconds = re.search(r"ETA (\d+)m(\d+)s$", stream.getvalue().splitlines()[-1]).groups()
