@@ -266,7 +266,8 @@ def verdict_text(table: pd.DataFrame, width: int = 100) -> str:
     shown, folded = _verdict_rows(table)
     head = ("constraint", "verdict", "n/eval", "mean error change [95%]", "log10 shrink", "power")
     head = head if width >= 100 else ("constraint", "verdict", "n/eval", "change [95%]", "shrink", "power")
-    cells = [(r.constraint, r.verdict, r.n, r.effect, r.shrink.split(" ")[0], r.power) for r in shown]
+    cells = [(r.constraint, r.verdict, r.n, r.effect, r.shrink.replace("(", "").replace(")", ""), r.power)
+             for r in shown]
     if not any(c[-1] for c in cells):  # power is computed by analyze, not by derive
         head, cells = head[:-1], [c[:-1] for c in cells]
     sizes = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
@@ -274,8 +275,9 @@ def verdict_text(table: pd.DataFrame, width: int = 100) -> str:
 
     def line(values: Sequence[str], reason: str) -> str:
         text = "  ".join(v.ljust(n) if i < 2 else v.rjust(n) for i, (v, n) in enumerate(zip(values, sizes)))
-        if room < 10:
-            return text.rstrip()
+        if room < 24:  # too narrow for a column: the reason goes on a line of its own
+            reason = reason if len(reason) <= width - 4 else reason[: width - 5] + "…"
+            return text.rstrip() + (f"\n    {reason}" if reason != "reason" else "")
         reason = reason if len(reason) <= room else reason[: room - 1] + "…"
         return f"{text}  {reason}".rstrip()
 
