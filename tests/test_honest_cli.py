@@ -273,3 +273,39 @@ def test_good_ranges_show_the_range_kept_and_the_best_models_both_sampled_and_bu
             if row[f"sampled_w{i}"] != row[f"w{i}"]:
                 assert f"w{i} {row[f'sampled_w{i}']:g} -&gt; {row[f'w{i}']:g}" in html
     assert "<th>built w</th>" in html and "sampled -&gt; built, where they differ" in html
+
+
+# ------------------------------------------------------------------------------------------ item 3
+def test_undertrained_models_get_a_warning_in_the_report_and_from_derive(tmp_path):
+    """Real training, 1 epoch: the whole improvement over chance happened in the last (only) epoch."""
+    out = cli("run", "--trials", "3", "--workers", "1", "--dataset", "synthetic:128", "--epochs", "1",
+              "--study", "short", cwd=tmp_path).stdout
+    assert "WARNING: far from converged: the median model made 100% of its improvement over chance in its last " \
+           "epoch of 1 epoch" in out, out
+    html = (tmp_path / "runs/short/report/report.html").read_text()
+    assert html.count("far from converged") >= 2  # at the top and in the study's section
+    err = cli("derive", "runs/short", "--out", "d.yaml", cwd=tmp_path).stderr
+    assert "warning: far from converged" in err
+
+
+def test_training_warnings_follow_the_curves_and_the_chance_error():
+    import pandas as pd
+
+    from anynet_search.analysis.studies import training_warnings
+
+    def frame(finals):
+        return pd.DataFrame({"error": finals, "epochs": 4, "trial": range(len(finals))})
+
+    def curves(per_trial):
+        return pd.DataFrame([(t, e + 1, v) for t, c in enumerate(per_trial) for e, v in enumerate(c)],
+                            columns=["trial", "epoch", "val_error"])
+
+    converged = [[40, 12, 10, 9.8], [50, 15, 11, 10.9], [45, 14, 12, 11.8]]
+    assert training_warnings(frame([9.8, 10.9, 11.8]), curves(converged), 10) == []
+    still_learning = [[85, 75, 60, 40], [88, 80, 70, 50], [86, 78, 65, 45]]
+    warnings = training_warnings(frame([40, 50, 45]), curves(still_learning), 10)
+    assert len(warnings) == 1 and warnings[0].startswith("far from converged: the median model made 4")
+    near_chance = [[89, 88, 75, 62], [89, 89, 80, 70], [89, 87, 77, 60]]
+    warnings = training_warnings(frame([62, 70, 60]), curves(near_chance), 10)
+    assert warnings[0].startswith("near chance: the median validation error 62.00% is more than 50% of the "
+                                  "chance error (90.00% for 10 classes)")
