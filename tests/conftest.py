@@ -5,3 +5,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # lets tests import the shared `strategies` helpers
 torch.set_num_threads(1)  # the suite runs many tiny models: one thread each is fastest on 2 cores
+
+import pytest  # noqa: E402
+
+#: The slow tier, left out by the quick one (`pytest -m "not slow"`): whole modules whose tests run real studies
+#: in subprocesses, and single slow tests elsewhere (node ids without parameters). CI runs every test.
+SLOW_MODULES: frozenset[str] = frozenset()
+SLOW_TESTS: frozenset[str] = frozenset()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow tier (`SLOW_MODULES`, `SLOW_TESTS`) with `slow`."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        if module in SLOW_MODULES or item.nodeid.split("[", 1)[0] in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

@@ -337,7 +337,7 @@ def plot_importance(importance: pd.DataFrame) -> Figure:
             not {"param", "importance"} <= set(importance.columns):
         raise ValueError("plot_importance: needs a non-empty table with param and importance columns")
     rows = importance.sort_values("importance", ascending=True, kind="stable")
-    fig, ax = _figure(6.0, max(1.6, 0.3 * len(rows) + 1.0))
+    fig, ax = _figure(9.0, max(1.6, 0.2 * len(rows) + 0.9))
     ax.barh(rows["param"].astype(str), rows["importance"].astype(float), color="tab:blue", alpha=0.8)
     ax.set_xlabel("fANOVA importance (share of the validation error's variance)")
     ax.tick_params(axis="y", labelsize=8)
