@@ -17,8 +17,10 @@ from anynet_search.spaces import DesignSpace, list_spaces, load_space
 
 if TYPE_CHECKING:
     from anynet_search.models.model import build_model
+    from anynet_search.reporting.results import load_results
 
-_LAZY = {"build_model": "anynet_search.models.model"}
+# imported on first use: build_model needs torch, load_results optuna and pandas
+_LAZY = {"build_model": "anynet_search.models.model", "load_results": "anynet_search.reporting.results"}
 
 _compat.install()  # the old module paths (anynet_search.train, ...) work for one more release, with a warning
 
@@ -32,6 +34,7 @@ __all__ = [
     "fit_regnet",
     "list_spaces",
     "load_config",
+    "load_results",
     "load_space",
     "regnet",
     "regnet_zoo",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import traceback
 from collections.abc import Sequence
 
+from anynet_search.choices import MARGIN_UNITS, MAX_SEED, PRUNERS, SAMPLERS
 from anynet_search.errors import (
     AnynetSearchError,
     StorageFullError,
@@ -42,8 +44,6 @@ def _positive_int(text: str) -> int:
 
 def _seed(text: str) -> int:
     """argparse type: a seed, an integer in 0 .. MAX_SEED."""
-    from anynet_search.study.plan import MAX_SEED
-
     try:
         value = int(text)
     except ValueError:
@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
                       devices=args.devices, seed=args.seed, out=args.out, objective=args.objective,
                       train_overrides=_train_overrides(args.train), in_flight=args.in_flight,
                       oversubscribe=args.oversubscribe, configs_from=args.configs_from,
-                      configs_study=args.configs_study)
+                      configs_study=args.configs_study, pruner=args.pruner)
     cluster = cluster_options(args)
     if cluster is None:
         outcome = run_study(opts)
@@ -137,8 +137,11 @@ def _run(args: argparse.Namespace) -> int:
     for message in outcome.killed_configs:
         print(f"config that killed its worker twice: {message}")
     if outcome.detached or (outcome.interrupted and outcome.jobs):
-        print(f"jobs {' '.join(outcome.jobs)} work on; watch them with: anynet-search status --study "
-              f"{outcome.study_name} --storage {outcome.storage_url}")
+        from anynet_search.study.launch import watch_command
+
+        needs = "" if outcome.storage_url.startswith(("journal:", "sqlite")) else (
+            " (with the password in PGPASSWORD or ~/.pgpass, as for the jobs)")
+        print(f"jobs {' '.join(outcome.jobs)} work on; watch them with: {watch_command(outcome.run_dir)}{needs}")
         return 130 if outcome.interrupted else 0
     if outcome.interrupted:
         print("stopped: run the same command again to resume", file=sys.stderr)
@@ -250,7 +253,9 @@ def _plan(args: argparse.Namespace) -> int:
 def _derive(args: argparse.Namespace) -> int:
     from anynet_search.analysis import derive_constraints
     from anynet_search.analysis.samplers import adaptive_note
-    from anynet_search.paths import check_out_file, safe_file_name
+    from anynet_search.analysis.studies import training_warnings
+    from anynet_search.paths import check_out_file, derived_space_name
+    from anynet_search.reporting.report import verdict_text
     from anynet_search.reporting.results import load_run
     from anynet_search.spaces.derive import derive_space, exact_shrink
 
@@ -266,16 +271,19 @@ def _derive(args: argparse.Namespace) -> int:
                                margin_unit=args.margin_unit)
     if "warning" in table.attrs:
         print(f"warning: {table.attrs['warning']}", file=sys.stderr)
+    classes = run.df["num_classes"].dropna() if "num_classes" in run.df else []
+    for warning in training_warnings(run.df, run.histories, int(classes.iloc[0]) if len(classes) else None):
+        print(f"warning: {warning}", file=sys.stderr)
+    width = shutil.get_terminal_size((100, 24)).columns
     print(f"non-inferiority margin {table.attrs['margin_spec']}: 'not worse' needs p_not_worse <= "
           f"{table.attrs['alpha'] / 2:g}, the chance of keeping a constraint that worsens the mean error by the margin")
-    cols = [c for c in ("constraint", "verdict", "n", "mean_diff", "mean_diff_lo", "mean_diff_hi", "p_not_worse",
-                        "p_adjusted", "log10_shrink", "shrink_source", "note") if c in table.columns]
-    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(verdict_text(table, width))
+    print("every number (p-values, Holm, notes) of each constraint: anynet-search analyze writes constraints.csv")
     if run.space is None:
         print(f"no derived space: {run.space_note}", file=sys.stderr)
         return 0
     derived = derive_space(run.space, table, label=run.label)
-    out = args.out or str(check_out_file(f"{safe_file_name(run.label)}_derived.yaml"))
+    out = args.out or str(check_out_file(derived_space_name(run.label)))
     added = ", ".join(derived.added) or "none"
     derived.write(out, [f"derived by anynet-search derive from {run.label}; added: {added}"])
     print(f"derived space ({derived.log10_size_before:.2f} -> {derived.log10_size_after:.2f} log10 size): {out}")
@@ -287,8 +295,11 @@ def _export(args: argparse.Namespace) -> int:
     from anynet_search.reporting.export import export_run
 
     check_out_dir(args.out)
-    for path in export_run(args.run, args.top, args.format, args.out, study=args.study):
+    notes: list[str] = []
+    for path in export_run(args.run, args.top, args.format, args.out, study=args.study, notes=notes):
         print(path)
+    for note in notes:
+        print(note)
     return 0
 
 
@@ -296,8 +307,6 @@ STUDY_HELP = "study name: needed when RUN is a storage URL holding several studi
 
 
 def _margin_arguments(p: argparse.ArgumentParser) -> None:
-    from anynet_search.analysis.constraints import MARGIN_UNITS
-
     p.add_argument("--margin", type=float, default=0.5,  # checked by the analysis (one home for the rule)
                    help="non-inferiority margin: the worsening of the mean error a kept constraint must rule out "
                         "(default 0.5)")
@@ -321,8 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="space name or file (with show)")
     p.set_defaults(func=_spaces)
 
-    from anynet_search.study.plan import MAX_SEED, SAMPLERS
-
     p = sub.add_parser("run", help="create or resume a study and train its samples with parallel workers")
     p.add_argument("--space", default=None, help="bundled space name or space file (default anynet_xa_tiny)")
     p.add_argument("--trials", type=_positive_int, default=None,
@@ -340,8 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs per model (default: the trainer's)")
     p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="random/qmc for EDFs; tpe, cmaes, nsga2, gp to optimize (default random)")
+    p.add_argument("--pruner", choices=PRUNERS, default=None,
+                   help="Optuna pruner for adaptive samplers (default median): stops trials whose validation error "
+                        "trails the others' at the same epoch; refused for random/qmc, whose EDFs it would bias")
     p.add_argument("--study", default=None,
-                   help="study name (default: SPACE-DATASET-SAMPLER-sSEED; with --configs-from, SOURCE-eEPOCHS)")
+                   help="study name (default: SPACE-DATASET-SAMPLER-eEPOCHS-sSEED; with --configs-from, "
+                        "SOURCE-eEPOCHS)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: journal file in the run folder)")
     p.add_argument("--devices", default=None, help="cpu | cuda | cuda:0,cuda:1 (default: all GPUs, else cpu)")
     p.add_argument("--seed", type=_seed, default=None,
@@ -385,15 +396,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", action="append", default=[], metavar="NAME",
                    help="study to read from each RUN (repeatable: several studies of one storage URL)")
     p.add_argument("--out", default="report", help="output folder (default report)")
-    p.add_argument("--bins", type=_positive_int, default=None, help="complexity bins for normalized EDFs")
-    p.add_argument("--force", action="store_true", help="draw EDF verdicts for adaptive-sampler studies too (biased)")
+    p.add_argument("--bins", type=_positive_int, default=None,
+                   help="complexity-normalize the comparisons and constraint verdicts over N flops bins (default: "
+                        "study comparisons are normalized when the studies' flops distributions differ)")
+    p.add_argument("--force", action="store_true",
+                   help="analyze anyway, under a warning in the report: studies trained differently (data set, "
+                        "epochs, trainer settings), and EDF verdicts of adaptive-sampler studies (biased)")
     _margin_arguments(p)
     p.set_defaults(func=_analyze)
 
     p = sub.add_parser("derive", help="judge candidate constraints on a randomly sampled study; write the derived space")
     p.add_argument("run", help="run folder or storage URL")
     p.add_argument("--study", default=None, help=STUDY_HELP)
-    p.add_argument("--out", default=None, help="derived space file (default STUDY_derived.yaml)")
+    p.add_argument("--out", default=None, help="derived space file (default derived_space_STUDY.yaml, the name "
+                   "analyze gives it too)")
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
     _margin_arguments(p)
     p.set_defaults(func=_derive)
@@ -435,9 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the best configs (ours, pycls, RegNet parameters)")
     p.add_argument("run", help="run folder or storage URL")
     p.add_argument("--study", default=None, help=STUDY_HELP)
-    p.add_argument("--top", type=_positive_int, default=5)
-    p.add_argument("--format", choices=["yaml", "json", "pycls"], default="yaml")
-    p.add_argument("--out", default="exported")
+    p.add_argument("--top", type=_positive_int, default=5,
+                   help="export the K models of lowest validation error (default 5)")
+    p.add_argument("--format", choices=["yaml", "json", "pycls", "all"], default="yaml",
+                   help="yaml/json: anynet-search config files (load_config reads them); pycls: pycls's ANYNET "
+                        "config; all: every format. RegNets also get a .regnet file with parameters for timm, "
+                        "torchvision, pycls and anynet_search.regnet (default yaml)")
+    p.add_argument("--out", default="exported", help="folder for the files (created; default exported)")
     p.set_defaults(func=_export)
     for command in sub.choices.values():  # `--debug` also works after the sub-command
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

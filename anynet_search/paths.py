@@ -103,3 +103,8 @@ def check_out_file(path: str | os.PathLike, option: str = "--out") -> Path:
 def safe_file_name(text: str, default: str = "study") -> str:
     """Text made safe as one file-name component (letters, digits, '.', '_', '-'), e.g. for a study's files."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or default
+
+
+def derived_space_name(study: str) -> str:
+    """The file name of a study's derived space, the same from `derive` and `analyze`: derived_space_STUDY.yaml."""
+    return f"derived_space_{safe_file_name(study)}.yaml"

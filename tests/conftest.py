@@ -16,3 +16,18 @@ torch.set_num_threads(1)  # the suite runs many tiny models: one thread each is 
 if "ANYNET_SEARCH_RUNS_DIR" not in os.environ:
     os.environ["ANYNET_SEARCH_RUNS_DIR"] = tempfile.mkdtemp(prefix="anynet-search-test-runs-")
     atexit.register(shutil.rmtree, os.environ["ANYNET_SEARCH_RUNS_DIR"], True)
+
+import pytest  # noqa: E402
+
+#: The slow tier, left out by the quick one (`pytest -m "not slow"`): whole modules whose tests run real studies
+#: in subprocesses, and single slow tests elsewhere (node ids without parameters). CI runs every test.
+SLOW_MODULES: frozenset[str] = frozenset()
+SLOW_TESTS: frozenset[str] = frozenset()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow tier (`SLOW_MODULES`, `SLOW_TESTS`) with `slow`."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        if module in SLOW_MODULES or item.nodeid.split("[", 1)[0] in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

@@ -18,7 +18,7 @@ def run_dir(tmp_path_factory):
     code = main(["run", "--space", "anynet_xa_tiny", "--trials", "40", "--workers", "1", "--dataset", "synthetic:64",
                  "--out", str(out), "--objective", DRY, "--no-analyze"])
     assert code == 0
-    return out / "anynet_xa_tiny-synthetic-random-s0"
+    return out / "anynet_xa_tiny-synthetic-random-e8-s0"
 
 
 def test_run_prints_where_results_are(run_dir, capsys):

@@ -23,7 +23,7 @@ from anynet_search.study import journal, open_storage
 from anynet_search.study.journal import find_torn_tail, first_bad_line
 
 DRY = "anynet_search.study.dry_run:pseudo_error"
-NAME = "anynet_xa_tiny-synthetic-random-s0"
+NAME = "anynet_xa_tiny-synthetic-random-e8-s0"
 
 
 def run_args(out: Path, trials: int, objective: str = DRY) -> list[str]:

@@ -99,7 +99,7 @@ def test_report_numbers_come_from_the_frames(report, runs):
 
 def test_derived_space_loads_and_holds_the_kept_constraints(report):
     path = report.derived_space
-    assert path is not None and path.name == "derived_space.yaml"
+    assert path is not None and path.name == f"derived_space_{report.studies[0].label}.yaml"
     space = load_space(path)
     study = report.studies[0]
     assert study.derived_path == path

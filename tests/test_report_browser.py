@@ -10,6 +10,7 @@ chromium-headless-shell`); skipped without one, except under CI (`.ci/run` insta
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from browser import find_chromium, open_page
 
 WIDTH = 1400
-CHECKS = """(() => {
+CHECKS = r"""(() => {
   const vw = window.innerWidth;
   const rows = [...document.querySelectorAll('table.verdicts > tbody > tr')]
     .map(r => r.getBoundingClientRect().height).filter(h => h > 0);
@@ -35,7 +36,31 @@ CHECKS = """(() => {
     if (t.getBoundingClientRect().width > 0 && t.scrollWidth > t.parentElement.clientWidth + 1)
       clipped.push(`${t.className} ${t.scrollWidth} > ${t.parentElement.clientWidth}`);
   }
+  const style = getComputedStyle(document.body);
+  const column = document.body.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const links = [...document.querySelectorAll('a[href^="#"]')].map(a => a.getAttribute('href').slice(1));
+  const unresolved = links.filter(id => !document.getElementById(id));
+  const narrow = [...document.images].filter(i => {
+    const grid = i.closest('.figures'), gap = grid ? parseFloat(getComputedStyle(grid).columnGap) || 0 : 0;
+    return i.getBoundingClientRect().width < (column - gap) / 2 - 1;
+  }).map(i => `${i.alt} ${Math.round(i.getBoundingClientRect().width)}px`);
+  // a study name may wrap only where a line may break between words (at '-', spaces), never inside a word
+  const broken_names = [];
+  for (const el of document.querySelectorAll('table.studies tbody td:first-child, h2 .name')) {
+    const node = el.firstChild;
+    if (!node || node.nodeType !== 3) continue;
+    let start = 0;
+    for (const piece of node.textContent.split(/(?<=[-\s])/)) {
+      const r = document.createRange();
+      r.setStart(node, start); r.setEnd(node, start + piece.replace(/[-\s]$/, '').length);
+      const tops = new Set([...r.getClientRects()].map(x => Math.round(x.top)));
+      if (tops.size > 1) broken_names.push(piece);
+      start += piece.length;
+    }
+  }
   return {
+    column, links, unresolved, narrow, broken_names,
+    training: (document.querySelector('p.training') || {}).textContent || '',
     viewport: vw, scrollWidth: document.documentElement.scrollWidth, wide: wide.slice(0, 20), clipped,
     images: document.images.length,
     broken: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt),
@@ -86,7 +111,7 @@ def real_report(tmp_path_factory):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    report = cwd / "runs" / "anynet_xa_tiny-digits-random-s0" / "report" / "report.html"
+    report = cwd / "runs" / "anynet_xa_tiny-digits-random-e2-s0" / "report" / "report.html"
     assert report.is_file()
     return report
 
@@ -104,9 +129,20 @@ def test_report_fits_1400px_loads_every_image_and_logs_no_error(chromium, real_r
     assert v["wide"] == [] and v["clipped"] == [], v
     assert v["images"] == len(list((real_report.parent / "figures").glob("*.png"))) > 0
     assert v["broken"] == []
-    # the figures the redesign added: validation curves, and the structural constraints' EDF splits
+    # the figures the redesign added: validation curves
     assert any(a.endswith("_validation_curves") for a in v["alts"]), v["alts"]
-    assert any("_split_" in a for a in v["alts"]), v["alts"]
+    # issue 23: contents whose links resolve, figures at the column's width, the training in the header,
+    # study names unbroken inside words, validation curves on a log axis, an importance chart
+    assert len(v["links"]) >= 5 and v["unresolved"] == [], v["links"]
+    assert "#" + "study-1-anynet_xa_tiny-digits-random-e2-s0" in ["#" + x for x in v["links"]]
+    assert v["column"] > 1000 and v["narrow"] == [], (v["column"], v["narrow"])
+    assert "digits, 2 epochs, batch 64" in v["training"], v["training"]
+    assert v["broken_names"] == [], v["broken_names"]
+    assert any(a.endswith("_importance") for a in v["alts"]), v["alts"]
+    html = real_report.read_text()
+    assert "validation error by epoch (log scale)" in html
+    for caption in re.findall(r"error EDFs of the (\d+) models satisfying \S+ and of the (\d+) others", html):
+        assert min(map(int, caption)) >= 10, caption  # no split EDF of fewer models than a verdict needs
     assert v["verdictRows"] > 0 and v["tallestRow"] < 80, v  # one or two lines, the long text folded
     assert v["opened"] > v["verdictRows"] and v["folded"] > 0, v  # details per row, and trivial rows folded
     assert page.screenshot[:8] == b"\x89PNG\r\n\x1a\n"

@@ -12,6 +12,7 @@ from anynet_search.analysis import edf
 from anynet_search.analysis.studies import extreme_curves, split_by_mask
 from anynet_search.reporting import plots
 from anynet_search.reporting.analyze import analyze_runs
+from anynet_search.reporting.figures import MIN_SPLIT_MODELS
 from anynet_search.reporting.report import _verdict_rows
 from anynet_search.reporting.results import histories_frame, load_results
 from anynet_search.study.runner import RunOptions, prepare_study
@@ -135,7 +136,8 @@ def test_dry_run_report_explains_missing_curves_and_draws_constraint_splits(dry_
         and study.splits
     )
     names = {p.stem for p in dry_report.figures}
-    assert {f"{study.label}_split_{n}" for n in study.splits} <= names
+    drawn = {n for n, split in study.splits.items() if min(map(len, split.values())) >= MIN_SPLIT_MODELS}
+    assert {n for n in names if "_split_" in n} == {f"{study.label}_split_{n}" for n in drawn} and drawn
     for name, split in study.splits.items():
         rule = study.constraints.attrs["rules"][name]
         row = study.constraints.set_index("constraint").loc[name]

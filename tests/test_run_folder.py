@@ -48,7 +48,7 @@ def test_sqlite_run_ends_exit_0_and_its_folder_and_url_work_from_anywhere(tmp_pa
               "--study", "a", "--objective", DRY, cwd=work).stdout
     assert "a: 6/6 completed" in out and "report:" in out
     run = work / "runs" / "a"
-    assert (run / "report" / "report.html").is_file() and (run / "report" / "derived_space.yaml").is_file()
+    assert (run / "report" / "report.html").is_file() and (run / "report" / "derived_space_a.yaml").is_file()
     record = json.loads((run / RECORD_NAME).read_text())
     assert record == {"study": "a", "storage": f"sqlite:///{work / 's.db'}", "password_removed": False}
 
@@ -119,7 +119,7 @@ def test_adaptive_sampler_run_ends_exit_0_with_a_report_that_fits_it(tmp_path):
     out = cli("run", "--trials", "6", "--workers", "1", "--dataset", "synthetic:64", "--sampler", "tpe",
               "--space", "anynet_xc_tiny", "--objective", DRY, cwd=tmp_path).stdout
     assert "6/6 completed" in out and "EDF verdicts left out: 6 of 6 rows come from non-random sampler(s) ['tpe']" in out
-    run = tmp_path / "runs" / "anynet_xc_tiny-synthetic-tpe-s0"
+    run = tmp_path / "runs" / "anynet_xc_tiny-synthetic-tpe-e8-s0"
     html = (run / "report" / "report.html").read_text()
     assert "Optimization history" in html and "Parameter importance" in html and "Best models" in html
     assert len(list((run / "report" / "best_configs").glob("*/rank0*_trial*.yaml"))) >= 5

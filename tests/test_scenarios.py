@@ -228,7 +228,7 @@ def test_cell(cell, matrix):
     html = (o.run_dir / "report" / "report.html").read_text()
     assert "data:image/png;base64" in html and "Optimization history" in html
     assert ("EDF verdicts left out" in html) == adaptive
-    assert (o.run_dir / "report" / "derived_space.yaml").is_file() != adaptive
+    assert (o.run_dir / "report" / f"derived_space_{o.study}.yaml").is_file() != adaptive
     assert list((o.run_dir / "report" / "best_configs").glob("*/rank01_*.yaml"))
 
     # a run folder works whatever the storage; the recorded URL has no password
@@ -254,7 +254,7 @@ def test_cell(cell, matrix):
         assert "no constraints judged and no space derived: EDF verdicts left out" in out and not derived.exists()
     else:
         assert "verdict" in out and "derived space (" in out
-        assert load_space(derived).stages == load_space(o.run_dir / "report" / "derived_space.yaml").stages
+        assert load_space(derived).stages == load_space(o.run_dir / "report" / f"derived_space_{o.study}.yaml").stages
 
     ex = elsewhere / f"{cell.name}-export"
     out = cli("export", *second, "--top", "2", "--format", "yaml", "--out", str(ex), cwd=elsewhere).stdout

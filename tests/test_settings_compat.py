@@ -25,7 +25,7 @@ def test_a_study_with_the_retired_max_failures_key_resumes(tmp_path):
            "--objective", DRY, "--no-analyze"]
     first = cli(*run, "--trials", "3")
     assert first.returncode == 0, first.stderr
-    folder = tmp_path / "anynet_xa_tiny-synthetic-random-s0"
+    folder = tmp_path / "anynet_xa_tiny-synthetic-random-e8-s0"
     url, study = open_run(folder)
     # what versions before the field was retired wrote
     optuna.load_study(study_name=study.study_name, storage=open_storage(url)).set_user_attr(

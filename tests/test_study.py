@@ -128,7 +128,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
     env = dict(os.environ, ANYNET_DRY_SLEEP="0.5")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    run_dir = tmp_path / "runs" / "anynet_xd_tiny-synthetic-random-s0"
+    run_dir = tmp_path / "runs" / "anynet_xd_tiny-synthetic-random-e8-s0"
     url = f"journal:{run_dir / 'journal.log'}"
 
     def some_done():
@@ -235,7 +235,7 @@ def test_missing_dataset_path_fails_before_any_worker(tmp_path):
 
 def test_resuming_with_different_options_is_refused(tmp_path):
     prepare_study(opts(tmp_path, study="s"))
-    with pytest.raises(ValueError, match="already exists with a different seed"):
+    with pytest.raises(ValueError, match=r"already exists with other settings: seed 0 \(stored\) vs 1 \(asked\);"):
         prepare_study(opts(tmp_path, study="s", seed=1))
 
 
@@ -280,7 +280,7 @@ def test_a_config_that_kills_its_worker_is_failed_after_two_deaths_and_the_study
                           capture_output=True, text=True, timeout=600, preexec_fn=_no_core_dumps)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "5/5 completed, 2 failed" in proc.stdout
-    run_dir = tmp_path / "runs" / "anynet_xd_tiny-synthetic-random-s0"
+    run_dir = tmp_path / "runs" / "anynet_xd_tiny-synthetic-random-e8-s0"
     study = optuna.load_study(study_name=run_dir.name, storage=_storage(f"journal:{run_dir / 'journal.log'}"))
     assert_exactly_n(study, 5)
     died = sorted(study.get_trials(states=(TrialState.FAIL,)), key=lambda t: t.number)
@@ -303,7 +303,7 @@ def run_with_fault_objective(tmp_path, objective, space, sampler, trials, worker
                                                                os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_dir = tmp_path / "runs" / f"{space}-synthetic-{sampler}-s0"
+    run_dir = tmp_path / "runs" / f"{space}-synthetic-{sampler}-e8-s0"
     return proc, optuna.load_study(study_name=run_dir.name, storage=_storage(f"journal:{run_dir / 'journal.log'}"))
 
 

@@ -33,7 +33,7 @@ from anynet_search.analysis.constraints import (
     holm,
     resolve_margin,
 )
-from anynet_search.analysis.edf import edf, edf_at, weighted_mean, weighted_median
+from anynet_search.analysis.edf import edf, edf_at, edf_confidence_band, weighted_mean, weighted_median
 from anynet_search.analysis.permutation import (
     ShiftTests,
     ks_test,
@@ -88,6 +88,7 @@ __all__ = [
     "edf",
     "edf_at",
     "edf_band",
+    "edf_confidence_band",
     "effective_sample_size",
     "expected_best_error",
     "good_range",

@@ -67,13 +67,13 @@ from anynet_search.analysis.permutation import ShiftTests, ks_test, shift_tests,
 from anynet_search.analysis.ranges import good_ranges
 from anynet_search.analysis.samplers import require_unbiased_samples
 from anynet_search.analysis.weights import complexity_bins, weights_from_bins
+from anynet_search.choices import MARGIN_UNITS
 from anynet_search.errors import InputError
 from anynet_search.spaces.constraints import STRUCTURAL, Constraint, FitErrorAtMost, Range
 
 KEEP, NEUTRAL, REJECT = "keep", "neutral", "reject"
 VERDICTS: tuple[str, ...] = (KEEP, NEUTRAL, REJECT)
 #: Units of the non-inferiority margin: error points, or standard deviations of the study's errors.
-MARGIN_UNITS: tuple[str, ...] = ("points", "sd")
 
 COLUMNS: tuple[str, ...] = (
     "constraint",
@@ -185,15 +185,15 @@ def candidate_constraints(
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm step-down adjusted p-values (NaN entries are left out of the family and stay NaN)."""
+    """Holm step-down adjusted p-values (`statsmodels.stats.multitest.multipletests`, method "holm"); NaN entries
+    are left out of the family and stay NaN."""
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size:
-        order = ok[np.argsort(p[ok], kind="stable")]
-        k = ok.size
-        adj = np.maximum.accumulate(p[order] * (k - np.arange(k)))
-        out[order] = np.minimum(adj, 1.0)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out
 
 
@@ -237,7 +237,9 @@ def judge(
     if not np.isfinite(p_not_worse):
         return NEUTRAL, "no test of the effect", "no test of the effect"
     significant = np.isfinite(p_adjusted) and p_adjusted < alpha
-    ci = f"mean diff {100 * (1 - alpha):g}% interval [{mean_diff_lo:+.3g}, {mean_diff_hi:+.3g}]"
+    ci = (f"mean diff {100 * (1 - alpha):g}% interval [{mean_diff_lo:+.3g}, {mean_diff_hi:+.3g}]"
+          if np.isfinite(mean_diff_lo) and np.isfinite(mean_diff_hi)
+          else f"mean diff {100 * (1 - alpha):g}% interval unbounded (too few models on one side to bound it)")
     if significant and mean_diff_hi < 0:
         return KEEP, f"significantly better (p_adj {p_adjusted:.2g})", f"significantly better ({ci})"
     if significant and mean_diff_lo > 0:

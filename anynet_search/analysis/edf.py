@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 
 from anynet_search.analysis._checks import as_errors, as_weights
@@ -70,3 +71,30 @@ def weighted_median(values: ArrayLike, weights: ArrayLike | None = None) -> floa
     lower = es[min(np.searchsorted(cum, 0.5 - tol, side="left"), es.size - 1)]
     upper = es[min(np.searchsorted(cum, 0.5 + tol, side="right"), es.size - 1)]
     return float((lower + upper) / 2)
+
+
+def edf_confidence_band(errors: ArrayLike, grid: ArrayLike | None = None, level: float = 0.95) -> pd.DataFrame:
+    """Pointwise confidence band of an unweighted error EDF: `scipy.stats.ecdf(...).cdf.confidence_interval`
+    (log-log method, which stays inside (0, 1)); weighted EDFs use the bootstrap (`edf_band`).
+
+    Returns columns `error` (the grid, sorted; default: the distinct observed errors), `F`, `lo` and `hi`. Where the
+    formula is undefined (F = 1, above every error) the band is the point F itself.
+    """
+    import warnings
+
+    from scipy import stats
+
+    e = np.asarray(errors, dtype=float).ravel()
+    if e.size == 0 or not np.isfinite(e).all():
+        raise ValueError("errors must be a non-empty array of finite values")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    g = np.unique(e) if grid is None else np.sort(np.asarray(grid, dtype=float).ravel())
+    cdf = stats.ecdf(e).cdf
+    with warnings.catch_warnings():  # "undefined at some observations": F = 1, handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ci = cdf.confidence_interval(confidence_level=level, method="log-log")
+        lo, hi = ci.low.evaluate(g), ci.high.evaluate(g)
+    F = cdf.evaluate(g)
+    lo, hi = np.where(np.isnan(lo), F, lo), np.where(np.isnan(hi), F, hi)
+    return pd.DataFrame({"error": g, "F": F, "lo": np.minimum(lo, F), "hi": np.maximum(hi, F)})

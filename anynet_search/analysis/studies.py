@@ -121,3 +121,77 @@ def extreme_curves(df: pd.DataFrame, histories: pd.DataFrame, k: int = 3) -> pd.
         .drop(columns="_o")
         .reset_index(drop=True)
     )
+
+
+#: A study whose median model's error is above this fraction of the chance error learned little.
+NEAR_CHANCE_FRACTION = 0.5
+#: A study whose median model made more than this fraction of its improvement over chance in the last epoch is
+#: far from converged.
+LAST_EPOCH_FRACTION = 0.25
+
+
+def chance_error(num_classes: int) -> float:
+    """The error (%) of guessing uniformly among `num_classes` classes: 100 (1 - 1/k)."""
+    k = check_positive_int(num_classes, "num_classes")
+    return 100.0 * (1.0 - 1.0 / k)
+
+
+def training_warnings(df: pd.DataFrame, histories: pd.DataFrame, num_classes: int | None) -> list[str]:
+    """Why a study's models may be too undertrained for their verdicts to mean much (empty when none applies).
+
+    Two checks: the median validation error is more than `NEAR_CHANCE_FRACTION` of the chance error (needs
+    `num_classes`); and, from the per-epoch histories (epoch 0 counts as chance), the median model made more than
+    `LAST_EPOCH_FRACTION` of its improvement over chance in its last epoch, so longer training would still
+    change the errors a lot, and not equally for every model.
+    """
+    errors = error_column(df, "training_warnings")
+    out = []
+    median = float(np.median(errors))
+    chance = chance_error(num_classes) if num_classes else None
+    epochs = int(pd.to_numeric(df["epochs"], errors="coerce").max()) if "epochs" in df.columns and \
+        pd.to_numeric(df["epochs"], errors="coerce").notna().any() else None
+    trained = f" in {epochs} epoch{'s' if epochs != 1 else ''}" if epochs else ""
+    if chance is not None and median > NEAR_CHANCE_FRACTION * chance:
+        out.append(f"near chance: the median validation error {median:.2f}% is more than "
+                   f"{NEAR_CHANCE_FRACTION:.0%} of the chance error ({chance:.2f}% for {num_classes} classes): most "
+                   f"models barely learned{trained}, so the verdicts compare how fast models start to learn")
+    missing = [c for c in HISTORY_COLUMNS if c not in histories.columns]
+    if chance is None or missing or histories.empty:
+        return out
+    fractions = []
+    for _, h in histories.sort_values(["trial", "epoch"]).groupby("trial"):
+        curve = [chance, *h["val_error"].astype(float)]
+        gained = chance - curve[-1]
+        if gained > 0:
+            fractions.append((curve[-2] - curve[-1]) / gained)
+    if fractions and float(np.median(fractions)) > LAST_EPOCH_FRACTION:
+        out.append(f"far from converged: the median model made {np.median(fractions):.0%} of its improvement over "
+                   f"chance in its last epoch{trained.replace(' in', ' of')}; train longer (--epochs) before trusting "
+                   "the verdicts")
+    return out
+
+
+#: Below this KS p-value the studies' flops distributions count as different, and comparisons are normalized.
+COMPLEXITY_ALPHA = 0.05
+
+
+def complexity_differences(frames: Mapping[str, pd.DataFrame], column: str = "flops") -> dict[str, float]:
+    """KS p-value (`scipy.stats.ks_2samp`) of each study's `column` distribution against the first study's.
+
+    A small p-value says the studies sample models of different sizes: their raw error EDFs then differ partly
+    because bigger models err less, which complexity-normalized EDFs remove (the papers compare spaces that way).
+    """
+    from scipy import stats
+
+    labels = list(frames)
+    base = pd.to_numeric(frames[labels[0]][column], errors="coerce").dropna().to_numpy(dtype=float)
+    out = {}
+    for label in labels[1:]:
+        other = pd.to_numeric(frames[label][column], errors="coerce").dropna().to_numpy(dtype=float)
+        out[label] = float(stats.ks_2samp(other, base).pvalue) if base.size and other.size else float("nan")
+    return out
+
+
+def automatic_bins(n_models: int) -> int:
+    """Complexity bins for a normalization chosen automatically: about 10 models per bin, 2 to 10 bins."""
+    return int(min(10, max(2, check_positive_int(n_models, "n_models") // 10)))

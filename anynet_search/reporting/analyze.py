@@ -9,8 +9,8 @@ pure functions from `anynet_search.analysis`, and a space derived from the kept 
 - `figures/*.png`: every figure of the report;
 - `results.csv`: the tidy results of every study (one row per trained model);
 - `constraints.csv`: the constraint verdicts of every random/QMC study;
-- `derived_space.yaml`: the first analyzed study's design space with the kept constraints added
-  (`derived_space_<study>.yaml` for the others), ready for `anynet-search run --space ...`;
+- `derived_space_<study>.yaml`: each random/QMC study's design space with the kept constraints added, ready
+  for `anynet-search run --space ...` (`derive` names its file the same way);
 - `best_configs/<study>/`: the best models' configs.
 
 Two studies that trained the same configs (one made from the other with `run --configs-from`, or random
@@ -23,6 +23,7 @@ test split and only reported, never used to select or judge anything.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,8 +34,15 @@ import pandas as pd
 from anynet_search.analysis import complexity_bins, require_unbiased_samples, resolve_margin
 from anynet_search.analysis.constraints import COLUMNS
 from anynet_search.analysis.samplers import adaptive_note
-from anynet_search.analysis.studies import compare_studies, expected_best_table
-from anynet_search.paths import safe_file_name
+from anynet_search.analysis.studies import (
+    COMPLEXITY_ALPHA,
+    automatic_bins,
+    compare_studies,
+    complexity_differences,
+    expected_best_table,
+)
+from anynet_search.errors import InputError
+from anynet_search.paths import derived_space_name, safe_file_name
 from anynet_search.reporting import plots
 from anynet_search.reporting.export import configs_for, export_top
 from anynet_search.reporting.fidelity import fidelity_of, fidelity_pairs
@@ -87,6 +95,16 @@ def analyze_runs(
     loaded = [load_run(*r) if isinstance(r, tuple) else load_run(r) for r in runs]
     for run, label in zip(loaded, _unique_labels([r.label for r in loaded])):
         run.label = label
+    differences = settings_differences(loaded)
+    settings_warning = None
+    if differences:
+        text = "; ".join(differences)
+        if not force:
+            raise InputError(f"the studies were trained differently ({text}): their EDFs would compare the "
+                             "training, not the design spaces; compare studies of one data set and trainer, or pass "
+                             "--force to compare them anyway under a warning")
+        settings_warning = (f"the studies were trained differently ({text}); compared anyway (--force): "
+                            "differences between their EDFs measure the training as much as the design spaces")
     warnings_by_label: dict[str, str | None] = {}
     adaptive = {r.label: None if force else adaptive_note(r.df) for r in loaded}
     for run in loaded:
@@ -111,12 +129,20 @@ def analyze_runs(
     weights: dict[str, np.ndarray] = {}
     strata: dict[str, np.ndarray] = {}
     norm_note = None
-    if bins is not None:
+    compare_bins, why_normalized = bins, ("asked for (--bins)" if bins is not None else None)
+    if bins is None and len(frames) >= 2 and all("flops" in df for df in frames.values()):
+        differ = {k: p for k, p in complexity_differences(frames).items() if p < COMPLEXITY_ALPHA}
+        if differ:
+            compare_bins = automatic_bins(min(len(df) for df in frames.values()))
+            base = next(iter(frames))
+            why_normalized = ("chosen because the studies' flops distributions differ (KS " + ", ".join(
+                f"{k} vs {base} p = {p:.2g}" for k, p in differ.items()) + f" < {COMPLEXITY_ALPHA:g})")
+    if compare_bins is not None and frames:
         try:
-            weights = plots.edf_weights(frames, bins)
+            weights = plots.edf_weights(frames, compare_bins)
             shared = plots.common_range(frames)
             strata = {
-                name: complexity_bins(df["flops"].to_numpy(dtype=float), bins, shared)[0]
+                name: complexity_bins(df["flops"].to_numpy(dtype=float), compare_bins, shared)[0]
                 for name, df in frames.items()
             }
         except ValueError as exc:
@@ -124,15 +150,17 @@ def analyze_runs(
     expected = expected_best_table(frames, weights) if frames else None
     shift = _power_shift(frames, margin, margin_unit)
     comparisons = compare_studies(frames, strata, seed, power_shift=shift)
+    raw_comparisons = compare_studies(frames, {}, seed) if strata else None
     unbiased = [r for r in loaded if not adaptive[r.label]]
     fidelity = [fidelity_of(unbiased[i], unbiased[j], n_boot=n_boot, seed=seed, margin=margin, margin_unit=margin_unit)
                 for i, j in fidelity_pairs(unbiased)]
 
     out = Path(out_dir)
+    clear_previous_report(out)  # after everything was loaded and computed: a failed analysis leaves it as it was
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     figures: list[ReportFigure] = []
-    for entry, fig in report_figures(loaded, reports, bins if weights else None, n_boot, seed):
+    for entry, fig in report_figures(loaded, reports, compare_bins if weights else None, n_boot, seed):
         entry.png = png_bytes(fig)
         entry.path = fig_dir / f"{entry.name}.png"
         entry.path.write_bytes(entry.png)
@@ -162,9 +190,7 @@ def analyze_runs(
     for rep in reports:
         if rep.derived is None:
             continue
-        slug = safe_file_name(rep.label)
-        name = "derived_space.yaml" if not derived_paths else f"derived_space_{slug}.yaml"
-        rep.derived_path = _write_space(rep, out / name)
+        rep.derived_path = _write_space(rep, out / derived_space_name(rep.label))
         derived_paths.append(rep.derived_path)
     for run, rep in zip(loaded, reports):
         folder = out / "best_configs" / safe_file_name(rep.label)
@@ -184,8 +210,16 @@ def analyze_runs(
         normalization_note=norm_note,
         fidelity=fidelity,
         power_shift=shift,
+        compare_bins=compare_bins if strata else None,
+        normalization_reason=why_normalized if strata else None,
+        raw_comparisons=raw_comparisons,
+        settings_warning=settings_warning,
     )
     summary.report.write_text(render_report(summary, loaded, figures, top), encoding="utf-8")
+    written = [summary.report, results_csv, constraints_csv, *derived_paths, *summary.figures,
+               *[p for rep in reports for p in rep.exports]]
+    (out / MANIFEST).write_text(json.dumps(sorted(str(p.relative_to(out)) for p in written), indent=1) + "\n",
+                                encoding="utf-8")
     return summary
 
 
@@ -196,6 +230,56 @@ def _power_shift(frames: dict[str, pd.DataFrame], margin: float, margin_unit: st
         return None
     shift, _ = resolve_margin(next(iter(frames.values()))["error"].to_numpy(dtype=float), margin, margin_unit)
     return shift if shift > 0 else None
+
+
+#: The files an analysis wrote into its folder, relative to it: the next analysis into that folder removes them.
+MANIFEST = ".anynet-report.json"
+#: What versions without a manifest wrote (removed when such a folder is analyzed into again).
+LEGACY_FILES = ("report.html", "results.csv", "constraints.csv", "derived_space*.yaml", "figures/*.png",
+                "best_configs/*/*")
+
+
+def clear_previous_report(out: Path) -> list[Path]:
+    """Remove the files a previous analysis wrote into `out` (its manifest's list, or the names older versions
+    wrote), and the folders that become empty; other files stay. Returns what was removed."""
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        try:
+            names = [str(n) for n in json.loads(manifest.read_text(encoding="utf-8"))]
+        except (ValueError, TypeError):
+            raise InputError(f"{manifest}: not a report manifest; remove the folder's old report by hand") from None
+        owned = [out / n for n in names if ".." not in Path(n).parts and not Path(n).is_absolute()]
+    elif (out / "report.html").is_file():
+        owned = [p for pattern in LEGACY_FILES for p in out.glob(pattern)]
+    else:
+        return []
+    removed = []
+    for path in [*owned, manifest]:
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    for folder in sorted({p.parent for p in owned}, key=lambda p: len(p.parts), reverse=True):
+        while folder != out and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    return removed
+
+
+def settings_differences(runs: Sequence[RunData]) -> list[str]:
+    """'KEY: A v1, B v2' for each data or trainer setting (`StudySettings.outcome_settings`) in which a study differs
+    from the first one; studies without stored settings are not compared."""
+    known = [r for r in runs if r.settings is not None]
+    if len(known) < 2:
+        return []
+    base = known[0]
+    first = base.settings.outcome_settings()  # type: ignore[union-attr]
+    out = []
+    for run in known[1:]:
+        mine = run.settings.outcome_settings()  # type: ignore[union-attr]
+        for key in sorted(set(first) | set(mine)):
+            if first.get(key) != mine.get(key):
+                out.append(f"{key}: {base.label} {first.get(key)}, {run.label} {mine.get(key)}")
+    return out
 
 
 def _export_best(run: RunData, top: int, folder: Path) -> tuple[list[Path], str | None]:

@@ -41,7 +41,14 @@ from optuna.trial import TrialState
 from anynet_search.models import registry
 from anynet_search.models.config import AnyNetConfig
 from anynet_search.models.regnet import fit_regnet, regnet
-from anynet_search.models.regnet_targets import RULES, StageLayout, find_params, layout_of
+from anynet_search.models.regnet_targets import (
+    RULES,
+    RegNetSolution,
+    StageLayout,
+    find_params,
+    layout_of,
+    stage_layout,
+)
 from anynet_search.models.rules import STAGE_COLUMNS
 from anynet_search.reporting.results import completed_frame, open_run
 from anynet_search.study.plan import StudySettings, stored_settings
@@ -60,6 +67,8 @@ __all__ = [
 ]
 
 FORMATS: tuple[str, ...] = ("yaml", "json", "pycls")
+#: `--format all` writes every format.
+ALL_FORMATS = "all"
 #: Largest `fit_regnet` error (mean |log(predicted / observed)|) for which RegNet parameters are exported.
 REGNET_FIT_THRESHOLD = 0.05
 #: pycls's names of the built-in stem and block types (each registry entry carries its own).
@@ -209,25 +218,62 @@ def _overrides(cfg: AnyNetConfig) -> dict[str, Any]:
     return fixed
 
 
+REGNET_SAMPLED = ("d", "w0", "wa", "wm", "g")  # a RegNet space's sampled parameters (b too, when it is sampled)
+
+
+def sampled_regnet(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A results row's sampled RegNet parameters (`sampled_d`, `sampled_w0`, ...), or None when it has none."""
+    values = {}
+    for name in (*REGNET_SAMPLED, "b"):
+        v = row.get(f"sampled_{name}")
+        if v is None or _missing(v):
+            if name == "b":
+                continue
+            return None
+        values[name] = int(v) if name in ("d", "w0", "g") else float(v)
+    return values
+
+
+def _from_sampled(cfg: AnyNetConfig, sampled: Mapping[str, Any] | None, target: str) -> RegNetSolution | None:
+    """The trial's own sampled (d, w0, wa, wm, g) when `target` rebuilds the config from them exactly."""
+    if not sampled:
+        return None
+    b = float(sampled.get("b", cfg.bottleneck_ratios[0]))
+    if b != cfg.bottleneck_ratios[0]:
+        return None
+    solution = RegNetSolution(int(sampled["d"]), int(sampled["w0"]), float(sampled["wa"]), float(sampled["wm"]),
+                              int(sampled["g"]))
+    try:
+        if stage_layout(target, solution.depth, solution.w0, solution.wa, solution.wm, solution.group_width,
+                        b) != _layout(cfg):
+            return None
+    except ValueError:
+        return None
+    return solution
+
+
 def regnet_params(
-    cfg: AnyNetConfig, threshold: float = REGNET_FIT_THRESHOLD, target: str = "anynet_search"
+    cfg: AnyNetConfig, threshold: float = REGNET_FIT_THRESHOLD, target: str = "anynet_search",
+    sampled: Mapping[str, Any] | None = None,
 ) -> RegNetParams | None:
     """RegNet parameters with which `target` rebuilds the config exactly (its own rounding; checked).
 
+    The trial's own sampled parameters (`sampled`: d, w0, wa, wm, g and b of a RegNet space, see
+    `sampled_regnet`) are tried first; then a search (`find_params`), which assumes consecutive stage exponents.
     For `anynet_search` without exact parameters, the `fit_regnet` fit if its error <= threshold
     (`exact` False: it describes a slightly different network). None when the stages do not share one
-    bottleneck ratio, or nothing qualifies.
+    bottleneck ratio, or nothing qualifies (`no_regnet_reason` says which).
     """
     if len(set(cfg.bottleneck_ratios)) != 1:
         return None
     depth, b = sum(cfg.depths), cfg.bottleneck_ratios[0]
-    found = find_params(target, _layout(cfg), b)
+    found = _from_sampled(cfg, sampled, target) or find_params(target, _layout(cfg), b)
     if found is not None and target == "anynet_search":  # the whole config, fixed parts too, must come back
-        rebuilt = regnet(depth, found.w0, found.wa, found.wm, found.group_width, b, cfg.se_ratio,
+        rebuilt = regnet(found.depth, found.w0, found.wa, found.wm, found.group_width, b, cfg.se_ratio,
                          **_overrides(cfg))
         found = found if rebuilt == cfg else None
     if found is not None:
-        return RegNetParams(depth, found.w0, found.wa, found.wm, found.group_width, b, cfg.se_ratio, 0.0,
+        return RegNetParams(found.depth, found.w0, found.wa, found.wm, found.group_width, b, cfg.se_ratio, 0.0,
                             True)
     if target != "anynet_search":
         return None
@@ -236,6 +282,15 @@ def regnet_params(
         return None
     return RegNetParams(depth, fit.w0, fit.wa, fit.wm, max(cfg.group_widths), b, cfg.se_ratio,
                         float(fit.fit_error), False)
+
+
+def no_regnet_reason(cfg: AnyNetConfig, threshold: float = REGNET_FIT_THRESHOLD) -> str:
+    """Why a config gets no RegNet parameters (`regnet_params` returned None)."""
+    if len(set(cfg.bottleneck_ratios)) != 1:
+        return f"its stages have different bottleneck ratios {list(cfg.bottleneck_ratios)}; a RegNet shares one"
+    fit = fit_regnet(cfg.block_widths)
+    return (f"its block widths are not a RegNet: the closest quantized-linear fit is off by {fit.fit_error:.3f} "
+            f"(mean |log ratio|), more than the {threshold} an export allows")
 
 
 def _library_notes(cfg: AnyNetConfig) -> list[str]:
@@ -256,14 +311,15 @@ def _library_notes(cfg: AnyNetConfig) -> list[str]:
     return notes
 
 
-def _target_entry(cfg: AnyNetConfig, target: str) -> tuple[dict[str, Any] | None, str]:
+def _target_entry(cfg: AnyNetConfig, target: str,
+                  sampled: Mapping[str, Any] | None = None) -> tuple[dict[str, Any] | None, str]:
     """One library's parameters (None when it cannot build this config) and what was checked or why not."""
     lay = _layout(cfg)
     what = f"widths {list(lay.widths)}, depths {list(lay.depths)}, group widths {list(lay.group_widths)}"
     if target == "timm" and cfg.num_stages != 4:
         return None, f"not exported: timm's RegNet builds exactly 4 stages, this model has {cfg.num_stages}"
     rule = "pycls" if target == "pycls" else target
-    p = regnet_params(cfg, target=rule)
+    p = regnet_params(cfg, target=rule, sampled=sampled)
     if p is None:
         return None, (f"not exported: no (w0, wa, wm) found that rebuilds {what} under {target}'s rounding "
                       f"({RULES[rule]}); the search tries consecutive stage exponents, w0 multiples of 8 "
@@ -279,8 +335,8 @@ def _target_entry(cfg: AnyNetConfig, target: str) -> tuple[dict[str, Any] | None
                      "checked by rebuilding")
 
 
-def _regnet_record(cfg: AnyNetConfig, p: RegNetParams) -> dict[str, Any]:
-    entries = {t: _target_entry(cfg, t) for t in ("timm", "torchvision", "pycls")}
+def _regnet_record(cfg: AnyNetConfig, p: RegNetParams, sampled: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    entries = {t: _target_entry(cfg, t, sampled) for t in ("timm", "torchvision", "pycls")}
     return {
         "exact": p.exact,
         "fit_error": p.fit_error,
@@ -351,8 +407,8 @@ def _check_args(df: pd.DataFrame, k: int, fmt: str) -> str:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     fmt = str(fmt).lower()
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in (*FORMATS, ALL_FORMATS):
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)} or {ALL_FORMATS}")
     if not isinstance(df, pd.DataFrame) or df.empty:
         raise ValueError("export_top: the results frame is empty; nothing to export")
     if "error" not in df.columns:
@@ -370,15 +426,19 @@ def export_top(
     fixed: Mapping[str, Any] | None = None,
     configs: Mapping[int, AnyNetConfig] | None = None,
     regnet_threshold: float = REGNET_FIT_THRESHOLD,
+    notes: list[str] | None = None,
 ) -> list[Path]:
-    """Write the k lowest-validation-error models as `fmt` files (yaml, json or pycls) and return the paths.
+    """Write the k lowest-validation-error models as `fmt` files (yaml, json, pycls, or all three) and return the
+    paths.
 
     The fixed parts of each config come from `configs` (trial number -> stored config, see `configs_for`;
     the rebuilt config must equal the stored one), else from `study_settings`' design space, else from
-    `fixed`. RegNet parameters are written next to configs that are RegNets or fit one within
-    `regnet_threshold`.
+    `fixed`. RegNet parameters are written next to configs that are RegNets (the trial's own sampled RegNet
+    parameters are tried first) or fit one within `regnet_threshold`; for every other model a line saying
+    why is appended to `notes`.
     """
     fmt = _check_args(df, k, fmt)
+    formats = FORMATS if fmt == ALL_FORMATS else (fmt,)
     base_fixed, resolution = _fixed_source(study_settings, fixed)
     if configs is None and base_fixed is None:
         raise ValueError("export_top: pass configs= (configs_for(run)), study_settings= or fixed= to give "
@@ -413,17 +473,21 @@ def export_top(
                 "acts": _plain(row.get("acts"))}
         header = [f"rank {rank} by validation error (error = {meta['error']}%) of study {meta['study']}, "
                   f"trial {trial}; test_error is reported only, never used for ranking"]
-        if fmt == "pycls":
-            if cfg.in_channels != 3:
-                header.append(f"pycls builds 3 input channels; this model has {cfg.in_channels}")
-            paths.append(_dump(pycls_config(cfg, resolution), out / f"{stem}.pycls.yaml", header))
-        else:
-            data = {**meta, "config": cfg.to_dict()}
-            paths.append(_dump(data, out / f"{stem}.{fmt}", header))
-        params = regnet_params(cfg, regnet_threshold)
-        if params is not None:
-            suffix = "json" if fmt == "json" else "yaml"
-            record = {"rank": rank, "trial": trial, **_regnet_record(cfg, params)}
+        for each in formats:
+            if each == "pycls":
+                pycls_header = header + ([f"pycls builds 3 input channels; this model has {cfg.in_channels}"]
+                                         if cfg.in_channels != 3 else [])
+                paths.append(_dump(pycls_config(cfg, resolution), out / f"{stem}.pycls.yaml", pycls_header))
+            else:
+                paths.append(_dump({**meta, "config": cfg.to_dict()}, out / f"{stem}.{each}", header))
+        sampled = sampled_regnet(row)
+        params = regnet_params(cfg, regnet_threshold, sampled=sampled)
+        if params is None:
+            if notes is not None:
+                notes.append(f"rank {rank} (trial {trial}): no RegNet file: {no_regnet_reason(cfg, regnet_threshold)}")
+            continue
+        record = {"rank": rank, "trial": trial, **_regnet_record(cfg, params, sampled)}
+        for suffix in dict.fromkeys("json" if each == "json" else "yaml" for each in formats):
             paths.append(_dump(record, out / f"{stem}.regnet.{suffix}",
                                header + ["RegNet parameters for timm (RegNetCfg), torchvision "
                                          "(BlockParams.from_init_params), pycls and anynet_search.regnet"]))

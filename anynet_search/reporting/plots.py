@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import ticker as mticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -22,6 +23,7 @@ from anynet_search.analysis import (
     complexity_bins,
     edf,
     edf_band,
+    edf_confidence_band,
     normalized_weights,
     stage_columns,
     weighted_mean,
@@ -47,6 +49,7 @@ __all__ = [
     "plot_error_vs_param",
     "plot_fidelity",
     "plot_history",
+    "plot_importance",
     "plot_split_edf",
     "plot_validation_curves",
 ]
@@ -122,7 +125,8 @@ def plot_edfs(
     seed: int = 0,
     column: str = "flops",
 ) -> Figure:
-    """Error EDFs of several studies in one axes, with bootstrap bands (legend: name, n, min and mean error).
+    """Error EDFs of several studies in one axes, with pointwise confidence bands (legend: name, n, min and mean error):
+    `edf_confidence_band` (scipy.stats.ecdf) for raw EDFs, the bootstrap `edf_band` for normalized ones.
 
     With `normalized`, each EDF is complexity-normalized (`normalized_weights` of `column` in `bins`
     log-spaced bins over the range all studies cover; models outside it get weight 0 and are left out).
@@ -141,8 +145,9 @@ def plot_edfs(
         e, F = edf(errors, w)
         label = f"{name}  n={errors.size} | min {errors.min():.2f} | mean {weighted_mean(errors, w):.2f}"
         ax.plot(e, F, drawstyle="steps-post", color=color, lw=1.8, label=label)
-        if band and errors.size > 1:
-            b = edf_band(errors, w, n_boot=n_boot, level=level, seed=seed)
+        if band and errors.size > 1:  # scipy's interval for a plain EDF, the bootstrap for a weighted one
+            b = edf_band(errors, w, n_boot=n_boot, level=level, seed=seed) if w is not None else \
+                edf_confidence_band(errors, level=level)
             ax.fill_between(b["error"], b["lo"], b["hi"], step="post", color=color, alpha=0.2, lw=0)
     ax.set_xlabel(ERROR_LABEL)
     ax.set_ylabel("cumulative prob.")
@@ -151,7 +156,7 @@ def plot_edfs(
     if normalized:
         title = f"complexity-normalized error EDF ({bins} {column} bins)"
     if band:
-        title += f", {round(100 * level)}% bootstrap bands"
+        title += f", {round(100 * level)}% {'bootstrap' if normalized else 'confidence'} bands"
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     return fig
@@ -299,7 +304,8 @@ def plot_split_edf(split: Mapping[str, np.ndarray], name: str) -> Figure:
 
 
 def plot_validation_curves(curves: pd.DataFrame) -> Figure:
-    """Validation error by epoch of the best (blue) and worst (red) models (`analysis.extreme_curves`)."""
+    """Validation error by epoch of the best (blue) and worst (red) models (`analysis.extreme_curves`), on a log
+    error axis (linear when an error is 0)."""
     if not isinstance(curves, pd.DataFrame) or curves.empty:
         raise ValueError("plot_validation_curves: needs a non-empty curves table "
                          "(trial, rank, error, epoch, val_error)")
@@ -313,7 +319,14 @@ def plot_validation_curves(curves: pd.DataFrame) -> Figure:
         ax.plot(rows["epoch"], rows["val_error"], "o-", color=color, ms=3, lw=1.5,
                 label=f"{rank}: trial {trial} ({float(rows['error'].iloc[0]):.2f}%)")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(ERROR_LABEL)
+    ax.set_ylabel(ERROR_LABEL + ", log scale")
+    if (curves["val_error"] > 0).all():  # the best models' few percent would sit on the floor of a linear axis
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(mticker.FuncFormatter(
+            lambda v, _: f"{v:g}" if f"{v:.1e}"[0] in "25" else ""))
+    else:
+        ax.set_ylabel(ERROR_LABEL)
     ax.xaxis.get_major_locator().set_params(integer=True)
     fig.legend(loc="upper left", bbox_to_anchor=(1 - 2.0 / 6.0, 1 - 0.4 / 3.6), fontsize=7, frameon=False)
     return fig
@@ -348,4 +361,18 @@ def plot_fidelity(pairs: pd.DataFrame, correlations: pd.DataFrame | None, labels
     ax2.set_ylim(0, 1)
     ax2.set_title("error EDFs of the matched models", fontsize=9)
     ax2.legend(loc="lower right", fontsize=7)
+    return fig
+
+
+def plot_importance(importance: pd.DataFrame) -> Figure:
+    """Horizontal bars of each parameter's importance (`analysis.importance.parameter_importance`), largest on top."""
+    if not isinstance(importance, pd.DataFrame) or importance.empty or \
+            not {"param", "importance"} <= set(importance.columns):
+        raise ValueError("plot_importance: needs a non-empty table with param and importance columns")
+    rows = importance.sort_values("importance", ascending=True, kind="stable")
+    fig, ax = _figure(9.0, max(1.6, 0.2 * len(rows) + 0.9))
+    ax.barh(rows["param"].astype(str), rows["importance"].astype(float), color="tab:blue", alpha=0.8)
+    ax.set_xlabel("fANOVA importance (share of the validation error's variance)")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(axis="y", visible=False)
     return fig

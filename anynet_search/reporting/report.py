@@ -7,6 +7,8 @@ into table cells and places the figures (inlined as base64 PNGs, so the page ope
 from __future__ import annotations
 
 import base64
+import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,10 +23,11 @@ import pandas as pd
 from markupsafe import Markup
 
 from anynet_search.analysis import param_columns, stage_columns
+from anynet_search.analysis.columns import SAMPLED_PREFIX
 from anynet_search.reporting.results import RunData
 from anynet_search.reporting.summary import ReportFigure, ReportSummary, StudyReport
 
-__all__ = ["ERROR_NOTE", "render_report"]
+__all__ = ["ERROR_NOTE", "render_report", "verdict_text"]
 
 ERROR_NOTE = (
     "error is the validation error (%) on a split carved from the training set: it is what the search "
@@ -91,39 +94,55 @@ def _studies_table(summary: ReportSummary) -> Table:
                 s.label,
                 s.space_name or "?",
                 s.sampler,
+                s.dataset or "?",
+                "" if s.epochs is None else str(s.epochs),
                 str(m["n"]),
                 str(s.states.get("fail", 0)),
                 str(pruned),
                 fmt(m["best_error"]),
                 fmt(m["median_error"]),
                 fmt(m["mean_error"]),
-                str(m["best_trial"]),
                 fmt(m["best_test_error"]),
                 fmt(m["median_test_error"]),
-                s.run,
             ]
         )
     columns = [
         "study",
         "space",
         "sampler",
+        "data set",
+        "epochs",
         "models",
         "failed trials",
         "pruned / infeasible",
         "best error",
         "median error",
         "mean error",
-        "best model's trial",
         "best model's test error",
         "median test error",
-        "run",
     ]
-    numeric = [False, False, False] + [True] * 9 + [False]
+    numeric = [False, False, False, False] + [True] * 9
     return Table(columns, rows, numeric)
 
 
+def _sampled_differences(row: pd.Series, built: dict[str, list[str]]) -> str:
+    """'w4 72 -> 64, g 8 -> 4, 4, 8, 8': the sampled values the compatibility rule changed in the built model."""
+    out = []
+    for column in row.index:
+        if not str(column).startswith(SAMPLED_PREFIX) or pd.isna(row[column]):
+            continue
+        name = str(column)[len(SAMPLED_PREFIX):]
+        family = name.rstrip("0123456789")
+        targets = [name] if name in row.index else (built.get(family, []) if name == family else [])
+        values = [row[t] for t in targets if not pd.isna(row[t])]
+        if values and any(float(v) != float(row[column]) for v in values):
+            out.append(f"{name} {fmt(row[column])} -> {', '.join(fmt(v) for v in values)}")
+    return "; ".join(out)
+
+
 def _best_models(df: pd.DataFrame, top: int) -> Table | None:
-    """The `top` lowest-error models, per-stage d/w/b/g as one list each (the table fits the page)."""
+    """The `top` lowest-error models, per-stage d/w/b/g as one list each (the table fits the page): the built
+    values, and the sampled ones where the compatibility rule changed them."""
     best = df.sort_values("error", kind="stable").head(top)
     cols = [c for c in ("trial", "error", "test_error", "flops", "params", "acts") if c in best.columns]
     view = best[cols].copy()
@@ -133,13 +152,51 @@ def _best_models(df: pd.DataFrame, top: int) -> Table | None:
         families = {}
     for fam, fcols in families.items():
         if fcols:
-            view[fam] = [", ".join(fmt(v) for v in row) for row in best[fcols].itertuples(index=False)]
+            view[f"built {fam}"] = [", ".join(fmt(v) for v in row) for row in best[fcols].itertuples(index=False)]
     if "fit_error" in best.columns:
         view["fit_error"] = best["fit_error"]
+    view["sampled -> built, where they differ"] = [_sampled_differences(r, families) for _, r in best.iterrows()]
     table = Table.of(view)
     if table is not None:
-        table.numeric = [c not in families for c in view.columns]
+        table.numeric = [c in cols or c == "fit_error" for c in view.columns]
     return table
+
+
+def _good_ranges(s: StudyReport) -> Table | None:
+    """The good ranges (best model's value, built values of all models) beside the range constraint that was judged
+    (sampled values, derived on a random half of the models) and its verdict, with why the two differ."""
+    ranges = s.good_ranges
+    judged = {}
+    if s.constraints is not None:
+        rules = s.constraints.attrs.get("rules", {})
+        for r in s.constraints.itertuples(index=False):
+            name = str(r.constraint)
+            if name.startswith("good_range:") and name in rules:
+                judged[name.split(":", 1)[1]] = (rules[name], str(r.verdict), str(r.note))
+    if (ranges is None or ranges.empty) and not judged:
+        return None
+    rows, seen = [], set()
+    for r in ([] if ranges is None else ranges.itertuples(index=False)):
+        rule, verdict, note = judged.get(str(r.param), (None, "", ""))
+        seen.add(str(r.param))
+        rows.append([str(r.param), fmt(r.median), f"{fmt(r.lo)} .. {fmt(r.hi)}",
+                     "" if rule is None else f"{fmt(rule.lo)} .. {fmt(rule.hi)}", verdict,
+                     _range_difference(float(r.lo), float(r.hi), rule, note)])
+    for param, (rule, verdict, _) in judged.items():
+        if param not in seen:  # a shared parameter (one value for every stage) has no built column of its name
+            rows.append([param, "", "", f"{fmt(rule.lo)} .. {fmt(rule.hi)}", verdict,
+                         "a parameter the space shares across stages: judged on its one sampled value"])
+    columns = ["param", "best model's value (median)", "95% range: built values, all models",
+               "range judged as a constraint: sampled values", "verdict", "ranges differ: judged on"]
+    return Table(columns, rows, [False, True, True, True, False, False])
+
+
+def _range_difference(lo: float, hi: float, rule: Any, note: str) -> str:
+    if rule is None:
+        return "not judged as a constraint"
+    if (float(rule.lo), float(rule.hi)) == (lo, hi):
+        return ""
+    return "sampled values of half the models" if "random half" in note else "sampled values"
 
 
 @dataclass
@@ -163,11 +220,12 @@ def _power(row: Any) -> str:
 
 
 def _effect(row: Any) -> str:
+    """The change of the mean error with its 95% interval ('unbounded' where too few models bound it)."""
     if not np.isfinite(row.mean_diff):
         return ""
     if np.isfinite(row.mean_diff_lo) and np.isfinite(row.mean_diff_hi):
         return f"{row.mean_diff:+.2f} [{row.mean_diff_lo:+.2f}, {row.mean_diff_hi:+.2f}]"
-    return f"{row.mean_diff:+.2f}"
+    return f"{row.mean_diff:+.2f} [unbounded]"
 
 
 def _verdict_rows(table: pd.DataFrame) -> tuple[list[VerdictRow], list[VerdictRow]]:
@@ -192,7 +250,7 @@ def _verdict_rows(table: pd.DataFrame) -> tuple[list[VerdictRow], list[VerdictRo
             str(r.constraint),
             str(r.verdict),
             f"{r.n}/{r.n_eval}",
-            _effect(r),
+            _effect(r) if r.n != r.n_eval else "",
             shrink,
             _power(r),
             str(r.reason),
@@ -200,6 +258,34 @@ def _verdict_rows(table: pd.DataFrame) -> tuple[list[VerdictRow], list[VerdictRo
         )
         (folded if r.n == r.n_eval else shown).append(row)
     return shown, folded
+
+
+def verdict_text(table: pd.DataFrame, width: int = 100) -> str:
+    """The verdict table for a terminal of `width` columns: one line per judged constraint (the reason cut to
+    fit), then one line naming the constraints that every evaluated model satisfies."""
+    shown, folded = _verdict_rows(table)
+    head = ("constraint", "verdict", "n/eval", "mean error change [95%]", "log10 shrink", "power")
+    head = head if width >= 100 else ("constraint", "verdict", "n/eval", "change [95%]", "shrink", "power")
+    cells = [(r.constraint, r.verdict, r.n, r.effect, r.shrink.replace("(", "").replace(")", ""), r.power)
+             for r in shown]
+    if not any(c[-1] for c in cells):  # power is computed by analyze, not by derive
+        head, cells = head[:-1], [c[:-1] for c in cells]
+    sizes = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
+    room = width - sum(sizes) - 2 * len(sizes) - 1  # what is left for the reason (none below 10 characters)
+
+    def line(values: Sequence[str], reason: str) -> str:
+        text = "  ".join(v.ljust(n) if i < 2 else v.rjust(n) for i, (v, n) in enumerate(zip(values, sizes)))
+        if room < 24:  # too narrow for a column: the reason goes on a line of its own
+            reason = reason if len(reason) <= width - 4 else reason[: width - 5] + "…"
+            return text.rstrip() + (f"\n    {reason}" if reason != "reason" else "")
+        reason = reason if len(reason) <= room else reason[: room - 1] + "…"
+        return f"{text}  {reason}".rstrip()
+
+    lines = [line(head, "reason")] + [line(c, r.reason) for c, r in zip(cells, shown)]
+    if folded:
+        names = ", ".join(r.constraint for r in folded)
+        lines += textwrap.wrap(f"satisfied by every evaluated model (nothing to compare, neutral): {names}", width)
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ page
@@ -211,7 +297,13 @@ def _img(figure: ReportFigure) -> dict[str, str]:
     }
 
 
-def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure], top: int, out: Path) -> dict:
+def _anchor(index: int, label: str) -> str:
+    """A unique, URL-safe id for a study's section."""
+    return f"study-{index + 1}-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-") or "study")
+
+
+def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure], top: int, out: Path,
+                   anchor: str = "study") -> dict:
     """The template's view of one study: its tables, verdict rows, figures and notes."""
     mine = [f for f in figures if f.study == s.label]
 
@@ -219,14 +311,19 @@ def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure]
         return [_img(f) for f in mine if f.kind == k]
 
     section: dict[str, Any] = {
+        "anchor": anchor,
         "label": s.label,
+        "run": s.run,
+        "training": s.training,
+        "training_warnings": s.training_warnings,
+        "importance_figures": kind("importance"),
         "space_note": s.space_note,
         "configs_note": s.configs_note,
         "adaptive_note": s.adaptive_note,
         "constraints": None,
         "constraints_note": s.constraints_note,
         "derived": None,
-        "good_ranges": Table.of(s.good_ranges),
+        "good_ranges": _good_ranges(s),
         "good_ranges_note": s.good_ranges_note,
         "importance": Table.of(s.importance),
         "importance_note": s.importance_note,
@@ -319,8 +416,16 @@ def render_report(
     from anynet_search import __version__
 
     out = summary.out_dir
-    normalized = summary.bins is not None and summary.normalization_note is None
-    basis = f"complexity-normalized ({summary.bins} flops bins)" if normalized else "raw"
+    basis = summary.comparison_basis()
+    sections = [_study_section(s, run, figures, top, out, _anchor(i, s.label))
+                for i, (s, run) in enumerate(zip(summary.studies, runs))]
+    trainings = {s.training for s in summary.studies}
+    fidelity = _fidelity_sections(summary, figures)
+    toc = [("studies", "Studies"), ("edfs", "Error EDFs"), ("complexity", "Complexity")]
+    if summary.expected_best is not None:
+        toc.append(("expected-best", "Expected best error"))
+    toc += [(f"fidelity-{k}", f"Fidelity {f['low']} vs {f['high']}") for k, f in enumerate(fidelity)]
+    toc += [(sec["anchor"], f"Study {sec['label']}") for sec in sections] + [("files", "Files")]
     files = [
         summary.results_csv,
         summary.constraints_csv,
@@ -334,6 +439,11 @@ def render_report(
         "n_studies": len(runs),
         "studies_word": "study" if len(runs) == 1 else "studies",
         "basis": basis,
+        "constraint_basis": summary.constraint_basis(),
+        "toc": toc,
+        "training": next(iter(trainings)) if len(trainings) == 1 else None,
+        "settings_warning": summary.settings_warning,
+        "training_warnings": [(s.label, w) for s in summary.studies for w in s.training_warnings],
         "error_note": ERROR_NOTE,
         "normalization_note": summary.normalization_note,
         "warnings": [(s.label, s.warning) for s in summary.studies if s.warning],
@@ -341,12 +451,13 @@ def render_report(
         "edf_figures": [_img(f) for f in figures if f.kind == "edf"],
         "adaptive_notes": [(s.label, s.adaptive_note) for s in summary.studies if s.adaptive_note],
         "comparisons": Table.of(summary.comparisons),
+        "raw_comparisons": Table.of(summary.raw_comparisons),
         "versus": summary.comparisons["versus"].iloc[0] if summary.comparisons is not None else "",
         "comparison_powers": _comparison_powers(summary),
         "complexity_figures": [_img(f) for f in figures if f.kind == "complexity"],
         "expected_best": Table.of(summary.expected_best),
-        "fidelity": _fidelity_sections(summary, figures),
-        "studies": [_study_section(s, run, figures, top, out) for s, run in zip(summary.studies, runs)],
+        "fidelity": fidelity,
+        "studies": sections,
         "files": [str(p.relative_to(out)) for p in files],
     }
     return _template().render(**context)

@@ -52,7 +52,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                "sampler": a.get("sampler", settings.get("sampler")), "trial": t.number, "slot": a.get("slot"),
                "error": t.value, "test_error": result.get("test_error"),
                "flops": a.get("flops"), "params": a.get("params"), "acts": a.get("acts"),
-               "epochs": result.get("epochs"), "train_seconds": result.get("train_seconds"),
+               "epochs": result.get("epochs"), "num_classes": cfg.get("num_classes"),
+               "train_seconds": result.get("train_seconds"),
                "seed": a.get("train_seed"), "dataset": a.get("dataset"), "fit_w0": a.get("fit_w0"),
                "fit_wa": a.get("fit_wa"), "fit_wm": a.get("fit_wm"), "fit_error": a.get("fit_error")}
         for field, prefix in STAGE_PREFIXES.items():
@@ -68,7 +69,7 @@ def load_results(run: str | Path, study: str | None = None) -> pd.DataFrame:
     """Tidy results of a run folder (or storage URL + study name): one row per completed trial.
 
     Columns: study, space, sampler, trial, error (validation, %), test_error, flops, params, acts, epochs,
-    train_seconds, seed, fit_w0/wa/wm/fit_error, per-stage d1..dN, w1..wN, b1..bN, g1..gN of the built config,
+    num_classes, train_seconds, seed, fit_w0/wa/wm/fit_error, per-stage d1..dN, w1..wN, b1..bN, g1..gN of the built config,
     and `sampled_<name>` for each sampled parameter (e.g. sampled_w1, or sampled_g when the space shares g).
     """
     return trials_frame(open_run(run, study)[1])
@@ -102,6 +103,7 @@ class RunData:
     space_note: str | None = None
     histories: pd.DataFrame = dataclasses.field(
         default_factory=lambda: pd.DataFrame(columns=list(HISTORY_COLUMNS)))
+    settings: StudySettings | None = None  # None for a study anynet-search did not create
 
 
 def display_run(run: str | Path) -> str:
@@ -157,5 +159,9 @@ def load_run(run: str | Path, study_name: str | None = None) -> RunData:
     name = study.study_name
     df = completed_frame(run, study, "analyze")
     space, note = space_of(study, df)
+    try:
+        settings = StudySettings.from_study(study)
+    except (ValueError, TypeError):
+        settings = None
     return RunData(label=name, run=display_run(run), df=df, study=study, space=space, space_note=note,
-                   histories=histories_frame(study))
+                   histories=histories_frame(study), settings=settings)

@@ -26,12 +26,12 @@ from anynet_search.analysis import (
 )
 from anynet_search.analysis.importance import parameter_importance
 from anynet_search.analysis.power import verdict_power
-from anynet_search.analysis.studies import error_summary, extreme_curves, split_by_mask
+from anynet_search.analysis.studies import error_summary, extreme_curves, split_by_mask, training_warnings
 from anynet_search.reporting.results import RunData
 from anynet_search.spaces.constraints import STRUCTURAL
 from anynet_search.spaces.derive import DerivedSpace, derive_space, exact_shrink
 from anynet_search.study.configs_from import describe_source
-from anynet_search.study.plan import SETTINGS_ATTR
+from anynet_search.study.plan import SETTINGS_ATTR, StudySettings
 
 CURVE_MODELS = 3  # validation curves of this many best and worst models
 
@@ -64,6 +64,10 @@ class StudyReport:
     exports: list[Path] = field(default_factory=list)
     exports_note: str | None = None
     configs_note: str | None = None  # where a `run --configs-from` study's configs came from
+    training: str = "training settings unknown (not an anynet-search study)"  # data set and trainer, in words
+    epochs: int | None = None
+    dataset: str | None = None
+    training_warnings: list[str] = field(default_factory=list)  # near chance, far from converged
 
     def verdicts(self) -> dict[str, list[str]]:
         """Constraint names by verdict (keep / neutral / reject)."""
@@ -103,10 +107,24 @@ class ReportSummary:
     normalization_note: str | None = None
     fidelity: list[Any] = field(default_factory=list)  # `reporting.fidelity.FidelityReport` of each matched pair
     power_shift: float | None = None  # the shift (points) whose power each study comparison states
+    compare_bins: int | None = None  # bins of the study comparisons (None: raw EDFs)
+    normalization_reason: str | None = None  # why they are normalized (asked for, or the flops differ)
+    raw_comparisons: pd.DataFrame | None = None  # the raw comparisons beside normalized ones
+    settings_warning: str | None = None  # studies trained differently, compared under --force
+
+    def comparison_basis(self) -> str:
+        """Which EDFs the study comparisons use, and why."""
+        if self.compare_bins is None:
+            return "raw"
+        return f"complexity-normalized ({self.compare_bins} flops bins; {self.normalization_reason})"
+
+    def constraint_basis(self) -> str:
+        """Which EDFs the constraint verdicts use."""
+        return f"complexity-normalized ({self.bins} flops bins)" if self.bins is not None else "raw"
 
     @property
     def derived_space(self) -> Path | None:
-        """The main derived space file (`derived_space.yaml`), if one was written."""
+        """The first study's derived space file (`derived_space_<study>.yaml`), if one was written."""
         return self.derived_spaces[0] if self.derived_spaces else None
 
     def text(self) -> str:
@@ -115,14 +133,18 @@ class ReportSummary:
             f"anynet-search report of {len(self.studies)} stud{'y' if len(self.studies) == 1 else 'ies'} "
             f"(error = validation error %, test error reported separately)"
         ]
+        if self.settings_warning:
+            lines.append(f"  WARNING: {self.settings_warning}")
         for s in self.studies:
             m = s.summary
             lines.append(
                 f"  {s.label} ({s.space_name or '?'}, {s.sampler}): n={m['n']}, "
-                f"best {m['best_error']:.2f}%, median {m['median_error']:.2f}%"
+                f"best {m['best_error']:.2f}%, median {m['median_error']:.2f}%; {s.training}"
             )
             if s.warning:
                 lines.append(f"    WARNING: {s.warning}")
+            for warning in s.training_warnings:
+                lines.append(f"    WARNING: {warning}")
             if s.adaptive_note:
                 lines.append(f"    {s.adaptive_note}")
             if s.constraints is not None:
@@ -135,6 +157,12 @@ class ReportSummary:
                 lines.append(f"    constraints: {s.constraints_note}")
         for f in self.fidelity:
             lines += f.lines(table=False)
+        if self.comparisons is not None:
+            lines.append(f"  comparisons on {self.comparison_basis()} EDFs"
+                         + (", raw ones beside them in the report" if self.raw_comparisons is not None else ""))
+            for row in self.comparisons.itertuples(index=False):
+                lines.append(f"    {row.study} vs {row.versus}: KS p = {row.p_value:.3g}, mean error "
+                             f"{row.mean_diff:+.2f} points")
         lines.append(f"  report: {self.report}")
         lines.append(f"  results: {self.results_csv}   constraints: {self.constraints_csv}")
         for p in self.derived_spaces:
@@ -152,6 +180,18 @@ def _configs_note(run: RunData) -> str | None:
     """Where the configs of a study made with `run --configs-from` came from (None for a sampled study)."""
     record = run.study.user_attrs.get(SETTINGS_ATTR, {}).get("configs_from") if run.study is not None else None
     return describe_source(record) if isinstance(record, dict) else None
+
+
+def describe_training(settings: StudySettings | None) -> str:
+    """A study's data set and trainer in words, e.g. 'digits, 8 epochs, batch 64, lr 0.3, ...'."""
+    if settings is None:
+        return "training settings unknown (not an anynet-search study)"
+    t = settings.outcome_settings()
+    pad = "resolution // 8" if t["crop_pad"] is None else t["crop_pad"]
+    return (f"{t['dataset']}, {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g} "
+            f"(warm-up {t['warmup_epochs']:g} epochs, cosine), momentum {t['momentum']:g}"
+            f"{' Nesterov' if t['nesterov'] else ''}, weight decay {t['weight_decay']:g}, label smoothing "
+            f"{t['label_smoothing']:g}, crop padding {pad}{', bf16 on CUDA' if t['amp'] else ''}")
 
 
 def _state_counts(study: optuna.Study | None) -> dict[str, int]:
@@ -214,7 +254,12 @@ def study_report(
         space_note=run.space_note,
         adaptive_note=adaptive,
         configs_note=_configs_note(run),
+        training=describe_training(run.settings),
+        epochs=int(run.settings.outcome_settings()["epochs"]) if run.settings is not None else None,
+        dataset=run.settings.dataset if run.settings is not None else None,
     )
+    classes = pd.to_numeric(df["num_classes"], errors="coerce").dropna() if "num_classes" in df else pd.Series(dtype=float)
+    report.training_warnings = training_warnings(df, run.histories, int(classes.iloc[0]) if len(classes) else None)
     if importance:
         report.importance, report.importance_note = parameter_importance(run.study, seed=seed)
     else:

@@ -20,16 +20,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import optuna
+from typing import TYPE_CHECKING, Any
 
 from anynet_search.errors import InputError
-from anynet_search.study.optuna_adapter import trial_index
-from anynet_search.study.progress import ProgressView, Snapshot
-from anynet_search.study.reaper import pid_alive
-from anynet_search.study.runner import RunOptions, RunOutcome, prepare_study
-from anynet_search.study.storage import redact
+
+if TYPE_CHECKING:  # the trainer (torch) is imported where jobs are launched, not where `--help` is built
+    import optuna
+
+    from anynet_search.study.progress import ProgressView
+    from anynet_search.study.runner import RunOptions, RunOutcome
 
 FOLLOW_SECONDS = 2.0
 JOBS_ATTR = "anynet_search:jobs:"
@@ -197,6 +196,8 @@ def job_state(record: dict[str, Any], job_id: str) -> str:
     if record.get("cluster") == "local":
         if record.get("host") != socket.gethostname():
             return f"unknown (local job of {record.get('host')})"
+        from anynet_search.study.reaper import pid_alive
+
         return "RUNNING" if pid_alive(int(job_id)) else "ENDED"
     try:
         import submitit
@@ -295,10 +296,38 @@ def jobs_done(launch: Launch) -> bool:
         return False
 
 
+def check_no_password(url: str | None, folder: str) -> None:
+    """InputError when a storage URL for submitted jobs carries a password or another secret.
+
+    submitit pickles each job's arguments, the storage URL among them, into the jobs folder: a password in the URL
+    would be stored there in plain text. The jobs inherit the submitting shell's environment (SLURM exports it by
+    default, submitit's local executor runs child processes), so the driver reads the password from there.
+    """
+    from anynet_search.study.storage import redact, url_secrets
+
+    if url and url_secrets(url):
+        raise InputError(f"--storage {redact(url)}: a password in the URL would be stored in plain text in the job "
+                         f"files in {folder}; leave it out of the URL and give it to the jobs through the environment "
+                         "(export PGPASSWORD=..., or a ~/.pgpass file, or a service file named by PGSERVICE)")
+
+
+def watch_command(run_dir: Path) -> str:
+    """A status command that works as printed: the run folder (its record has the URL without the password)."""
+    return f"anynet-search status {run_dir}"
+
+
 def launch_study(opts: RunOptions, cluster: ClusterOptions, detach: bool = False,
                  progress: ProgressView | None = None, announce: Callable[[str], None] = print) -> RunOutcome:
     """Create or resume the study, submit its worker jobs (announcing their ids) and, unless `detach`, show
-    its progress until it has N completed trials or every job has ended. Ctrl-C stops watching only."""
+    its progress until it has N completed trials or every job has ended. Ctrl-C stops watching only.
+
+    A storage URL with a password is refused before anything is written (`check_no_password`)."""
+    from anynet_search.study.optuna_adapter import trial_index
+    from anynet_search.study.progress import ProgressView, Snapshot
+    from anynet_search.study.runner import RunOutcome, prepare_study
+    from anynet_search.study.storage import redact
+
+    check_no_password(opts.storage, cluster.folder or "RUN/jobs")
     study, settings, url, run_dir = prepare_study(opts)
     launch = submit(study, url, cluster, Path(cluster.folder) if cluster.folder else run_dir / "jobs", opts.objective)
     announce(f"submitted {len(launch.job_ids)} {launch.cluster} job(s): {' '.join(launch.job_ids)} "

@@ -46,7 +46,11 @@ def config_record(cfg: AnyNetConfig, resolution: int) -> dict[str, Any]:
     """Config fields, complexity and RegNet fit of a config, as recorded on its trial."""
     cx = complexity(cfg, resolution)
     fit = fit_regnet(cfg.block_widths)
-    return {"config": cfg.to_dict(), "flops": cx.flops, "params": cx.params, "acts": cx.acts,
+    # `built`: the per-stage values of the network trained, beside Optuna's parameters (the sampled values, which
+    # the compatibility rule may change), so optuna-dashboard shows both under names that say which
+    built = {"d": list(cfg.depths), "w": list(cfg.widths), "b": list(cfg.bottleneck_ratios),
+             "g": list(cfg.group_widths)}
+    return {"config": cfg.to_dict(), "built": built, "flops": cx.flops, "params": cx.params, "acts": cx.acts,
             "fit_w0": fit.w0, "fit_wa": fit.wa, "fit_wm": fit.wm, "fit_error": fit.fit_error}
 
 

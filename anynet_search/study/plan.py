@@ -25,26 +25,25 @@ from typing import Any
 
 import optuna
 
+from anynet_search.choices import ADAPTIVE_SAMPLERS, EDF_SAMPLERS, PRUNERS, SAMPLERS
 from anynet_search.errors import InputError
 from anynet_search.spaces import DesignSpace, Sample
 from anynet_search.training.interface import TrainConfig  # torch-free: settings are read where nothing trains
 
 SETTINGS_ATTR = "anynet_search"
-EDF_SAMPLERS = ("random", "qmc")
-ADAPTIVE_SAMPLERS = ("tpe", "cmaes", "nsga2", "gp")
-SAMPLERS = EDF_SAMPLERS + ADAPTIVE_SAMPLERS
-MAX_SEED = 2**32 - 1  # a study's seed: numpy's and torch's generators take 0 .. 2**32 - 1 wherever it goes
+#: Trainer fields that change how fast a model trains, not the error it reaches (same math: graphs, layouts).
+SPEED_ONLY_FIELDS = frozenset({"eval_batch_size", "channels_last", "cuda_graphs", "cudnn_benchmark", "compile"})
 #: Settings fields older versions stored and nothing reads any more (`max_failures` was never used).
 RETIRED_FIELDS = frozenset({"max_failures"})
 #: Layout of the stored settings. 1: the fields of `StudySettings` (plus the retired `max_failures`), stored
-#: with no version; 2: the same plus FORMAT_KEY and WRITER_KEY, and `configs_from` where a study has one. A change of the layout bumps it and adds its
+#: with no version; 2: the same plus FORMAT_KEY, WRITER_KEY and `pruner`, and `configs_from` where a study has one. A change of the layout bumps it and adds its
 #: migration to `_migrate`; settings of a newer format are refused (a newer anynet-search wrote them).
 SETTINGS_FORMAT = 2
 FORMAT_KEY = "format"
 WRITER_KEY = "written_by"  # the anynet-search version that last stored the settings
 #: Fields an older layout or a sampled study may lack, read as these defaults (an empty trainer dict: the
-#: trainer's defaults; no `configs_from`: a sampled study).
-FIELD_DEFAULTS: dict[str, Any] = {"train": {}, "configs_from": None}
+#: trainer's defaults; no `configs_from`: a sampled study; no `pruner`: the sampler's default).
+FIELD_DEFAULTS: dict[str, Any] = {"train": {}, "configs_from": None, "pruner": None}
 
 
 def _package_version() -> str:
@@ -79,6 +78,7 @@ class StudySettings:
     train: dict[str, Any]
     # the study whose trained configs this one trains, slot by slot (`configs_from.read_source`); None: sampled
     configs_from: dict[str, Any] | None = None
+    pruner: str | None = None  # None: the sampler's default (studies made before --pruner stored none)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (a study user attribute), with the layout version and the writing version; a sampled
@@ -140,6 +140,21 @@ class StudySettings:
         """The study's training hyperparameters."""
         return TrainConfig(**self.train)
 
+    def outcome_settings(self) -> dict[str, Any]:
+        """The settings that change what a trained model's error is: the data set and every trainer field but
+        those that only change the speed (`SPEED_ONLY_FIELDS`); studies compared as samples must agree on them."""
+        train = {**TrainConfig().to_dict(), **self.train}
+        return {"dataset": self.dataset, **{k: v for k, v in train.items() if k not in SPEED_ONLY_FIELDS}}
+
+    @property
+    def pruner_name(self) -> str:
+        """The study's pruner: the stored one, else its sampler's default (`default_pruner`)."""
+        return self.pruner or default_pruner(self.sampler)
+
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        """The study's Optuna pruner (`make_pruner` of its sampler, pruner and epochs)."""
+        return make_pruner(self.sampler, self.pruner, int(self.train.get("epochs", TrainConfig().epochs)))
+
 
 def stored_settings(study: optuna.Study) -> StudySettings | None:
     """A study's stored settings, None if anynet-search did not make it; SettingsError if unreadable here."""
@@ -177,11 +192,38 @@ def is_trained(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state == optuna.trial.TrialState.COMPLETE and INFEASIBLE_ATTR not in trial.user_attrs
 
 
-def make_pruner(kind: str) -> optuna.pruners.BasePruner:
-    """EDF studies never prune (it would truncate the distribution); adaptive ones use the median rule."""
-    if kind in EDF_SAMPLERS:
+def default_pruner(sampler: str) -> str:
+    """'none' for random / QMC studies, 'median' for adaptive samplers (what studies used before --pruner)."""
+    return "none" if sampler in EDF_SAMPLERS else "median"
+
+
+def check_pruner(sampler: str, pruner: str | None) -> None:
+    """InputError for a pruner the sampler cannot use (any pruner but 'none' with random / QMC)."""
+    if pruner is None:
+        return
+    if pruner not in PRUNERS:
+        raise InputError(f"--pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
+    if sampler in EDF_SAMPLERS and pruner != "none":
+        raise InputError(f"--pruner {pruner} with --sampler {sampler}: pruning stops the models that look worse "
+                         "early, so their recorded errors would be those of shorter training and the EDFs of the "
+                         "design space biased toward the models that looked good; prune only adaptive searches "
+                         f"({', '.join(ADAPTIVE_SAMPLERS)})")
+
+
+def make_pruner(kind: str, pruner: str | None = None, epochs: int = 8) -> optuna.pruners.BasePruner:
+    """The Optuna pruner of a study: EDF studies never prune (it would truncate the distribution); adaptive ones
+    use `pruner` (default: the median rule), with the training epochs as the resource."""
+    check_pruner(kind, pruner)
+    name = pruner or default_pruner(kind)
+    if name == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=2)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=2)
+    if name == "percentile":
+        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=8, n_warmup_steps=2)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
 
 
 _STREAMS: dict[tuple[str, int, bool], list[Sample]] = {}

@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
+from anynet_search.choices import MAX_SEED
 from anynet_search.errors import InputError
 from anynet_search.paths import check_out_dir, check_out_file, check_study_name, make_dir
 from anynet_search.spaces import DesignSpace, load_space
@@ -22,16 +23,16 @@ from anynet_search.study.capacity import (
     plan_workers,
     resolve_devices,
 )
-from anynet_search.study.configs_from import ConfigSource, read_source, same_source
+from anynet_search.study.configs_from import ConfigSource, describe_source, read_source, same_source
 from anynet_search.study.local_runs import other_runs, registered
 from anynet_search.study.optuna_adapter import enqueue_many, trial_index
 from anynet_search.study.plan import (
     EDF_SAMPLERS,
-    MAX_SEED,
     SAMPLERS,
     SETTINGS_ATTR,
     StudySettings,
-    make_pruner,
+    check_pruner,
+    default_pruner,
     make_sampler,
     planned_tickets,
     stored_settings,
@@ -86,6 +87,7 @@ class RunOptions:
     oversubscribe: bool = False  # keep more workers than the machine has cores (or GPU slots)
     configs_from: str | None = None  # a run folder or storage URL: train the configs of that random / QMC study
     configs_study: str | None = None  # the study in configs_from's storage, when it holds several
+    pruner: str | None = None  # None: the sampler's default (none for random / QMC, median for adaptive)
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,10 @@ class RunOutcome:
     detached: bool = False  # jobs submitted and left running
 
 
-def default_study_name(space_name: str, dataset: str, sampler: str, seed: int) -> str:
-    """A readable default study name, e.g. anynet_xa_tiny-digits-random-s0."""
+def default_study_name(space_name: str, dataset: str, sampler: str, seed: int, epochs: int) -> str:
+    """A readable default study name with the training budget, e.g. anynet_xa_tiny-digits-random-e8-s0."""
     ds = dataset.split(":")[0]
-    return f"{space_name}-{ds}-{sampler}-s{seed}"
+    return f"{space_name}-{ds}-{sampler}-e{epochs}-s{seed}"
 
 
 def _positive(option: str, value: object, limit: int | None = None, what: str | None = None) -> None:
@@ -136,6 +138,7 @@ def check_options(opts: RunOptions) -> list[str]:
         raise InputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {opts.sampler!r}")
     if opts.epochs is not None:
         _positive("--epochs", opts.epochs)
+    check_pruner(opts.sampler or str(DEFAULTS["sampler"]), opts.pruner)  # --configs-from: random / qmc too
     if opts.study is not None:
         check_study_name(opts.study)
     if opts.configs_study is not None and opts.configs_from is None:
@@ -206,7 +209,8 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     if source is not None:
         default_name = f"{source.name}-e{train_cfg.epochs}"
     else:
-        default_name = default_study_name(space.name, str(opts.dataset), str(opts.sampler), int(opts.seed))
+        default_name = default_study_name(space.name, str(opts.dataset), str(opts.sampler), int(opts.seed),
+                                          train_cfg.epochs)
     name = opts.study or check_study_name(default_name, option="study name (from the space name)")
     for device in sorted(set(devices)):
         check_space_fits(space, train_cfg, device)
@@ -215,8 +219,9 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     settings = StudySettings(space=space.data, space_source=space.source, space_hash=space.hash,
                              sampler=str(opts.sampler), seed=int(opts.seed), n_trials=int(opts.trials),
                              dataset=str(opts.dataset), train=train_cfg.to_dict(),
-                             configs_from=source.record if source else None)
-    sampler, pruner = make_sampler(settings.sampler, settings.seed), make_pruner(settings.sampler)
+                             configs_from=source.record if source else None,
+                             pruner=opts.pruner or default_pruner(str(opts.sampler)))
+    sampler, pruner = make_sampler(settings.sampler, settings.seed), settings.make_pruner()
     storage = study = None  # an existing storage and study are opened and checked before anything is written
     replace = False
     if not is_journal(url) or check_out_file(journal_path(url), option="--storage" if opts.storage else
@@ -275,15 +280,33 @@ def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, ur
         return study, False
     # a study made before a trainer field existed stored fewer keys: compare with the defaults filled in
     old = dataclasses.replace(old, train=old.train_config().to_dict())
-    for field in ("space_hash", "sampler", "seed", "dataset", "train", "configs_from"):
-        same = (same_source(old.configs_from, settings.configs_from) if field == "configs_from"
-                else getattr(old, field) == getattr(settings, field))
-        if not same:
-            if empty:  # e.g. an older version stopped while drawing its tickets: nothing to resume
-                return study, True
-            raise InputError(f"study {name!r} already exists with a different {field.replace('_', ' ')}; "
-                             "run with the same options to resume, or pick another --study")
+    differences = settings_differences(old, settings)
+    if differences:
+        if empty:  # e.g. an older version stopped while drawing its tickets: nothing to resume
+            return study, True
+        raise InputError(f"study {name!r} already exists with other settings: {'; '.join(differences)}; run with "
+                         "the stored settings to resume it, or pick another --study")
     return study, False
+
+
+def settings_differences(stored: StudySettings, asked: StudySettings) -> list[str]:
+    """'KEY STORED (stored) vs ASKED (asked)' for each setting that keeps a study from being resumed."""
+    out = []
+    for field in ("space_hash", "sampler", "pruner_name", "seed", "dataset"):
+        a, b = getattr(stored, field), getattr(asked, field)
+        if a != b:
+            what = {"space_hash": "space (its definition's hash)", "pruner_name": "--pruner"}.get(field, field)
+            out.append(f"{what} {a} (stored) vs {b} (asked)")
+    if not same_source(stored.configs_from, asked.configs_from):
+        out.append("--configs-from " + " vs ".join(
+            f"{describe_source(c) if c else 'none (sampled)'} ({w})"
+            for c, w in ((stored.configs_from, "stored"), (asked.configs_from, "asked"))))
+    for key in sorted(set(stored.train) | set(asked.train)):
+        a, b = stored.train.get(key), asked.train.get(key)
+        if a != b:
+            out.append(f"--train {key}={a} (stored) vs {b} (asked)" if key != "epochs"
+                       else f"--epochs {a} (stored) vs {b} (asked)")
+    return out
 
 
 def check_joinable(study: str, storage_url: str) -> StudySettings:

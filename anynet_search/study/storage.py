@@ -35,7 +35,7 @@ def _redact_url(url: str) -> str:
     return f"{scheme}://{rest}"
 
 
-def _secrets(url: str) -> list[str]:
+def url_secrets(url: str) -> list[str]:
     """The URL's password, the pieces a parser splitting it at '@' would show (as a host), and query secrets."""
     rest = url.split("://", 1)[-1]
     at = rest.rfind("@")
@@ -48,7 +48,7 @@ def _secrets(url: str) -> list[str]:
 def _scrub(text: str, url: str) -> str:
     """A driver's message about `url` with the URL's secrets removed, wherever the driver quoted them."""
     text = redact(text)
-    for secret in _secrets(url):
+    for secret in url_secrets(url):
         text = text.replace(secret, "***")
     return text
 
@@ -63,10 +63,29 @@ def redact(text: str) -> str:
 
 
 def without_password(url: str) -> str:
-    """The URL with its password and secret query parameters left out (a driver then reads PGPASSWORD, ~/.pgpass)."""
+    """The URL with its password and secret query parameters left out (a driver then reads PGPASSWORD, ~/.pgpass).
+
+    A database URL goes through SQLAlchemy's own parser (`make_url`, the password replaced by None and the secret
+    query keys dropped), so it comes out as SQLAlchemy will read it. SQLAlchemy splits `user:sec@ret@host` at the first
+    '@' (the host would be `ret@host`, and the rest of the password printed), so a URL with more than one '@' before
+    its host is cut at the last one here instead; journal paths are no URLs and come back unchanged.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    if rest.split("/", 1)[0].count("@") <= 1:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):
+            parsed = None
+        if parsed is not None:
+            secret = [k for k in parsed.query if _SECRET_PAIR.fullmatch(f"{k}=x")]
+            # URL is a NamedTuple: its `set(password=None)` leaves the password as it is (None means "unchanged")
+            bare = parsed._replace(password=None).difference_update_query(secret)
+            return bare.render_as_string(hide_password=False)
     at = rest.rfind("@")
     if at != -1:
         user, colon, _ = rest[:at].partition(":")
@@ -131,7 +150,7 @@ def open_storage(url: str, repair: bool = True) -> BaseStorage:
                          "'postgres' extra") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds; the user needs one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = ("; a '@' in the password must be written %40" if any("@" in s for s in _secrets(url)) else "")
+        hint = ("; a '@' in the password must be written %40" if any("@" in s for s in url_secrets(url)) else "")
         raise InputError(f"storage {redact(url)}: cannot connect ({_scrub(first, url)}){hint}") from None
 
 

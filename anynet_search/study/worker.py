@@ -38,7 +38,6 @@ from anynet_search.study.plan import (
     StudySettings,
     enqueue_ticket,
     is_trained,
-    make_pruner,
     make_sampler,
     planned_params,
 )
@@ -403,7 +402,7 @@ def load_worker_study(study_name: str, storage_url: str, worker_id: str) -> optu
     settings = StudySettings.from_study(load_study(study_name, storage))
     seed = zlib.crc32(f"{settings.seed}:{worker_id}".encode())
     return optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(settings.sampler, seed),
-                             pruner=make_pruner(settings.sampler))
+                             pruner=settings.make_pruner())
 
 
 def run_worker(study_name: str, storage_url: str, device: str = "cpu", threads: int | None = None,
