@@ -63,7 +63,7 @@ def test_a_killed_run_takes_its_workers_along(tmp_path):
     log = (tmp_path / "run.log").open("w")
     cmd = _run_cmd(tmp_path / "runs", "--workers", "2", "--trials", "40", "--objective", DRY)
     proc = subprocess.Popen(cmd, env=_env(ANYNET_DRY_SLEEP="3"), stdout=log, stderr=subprocess.STDOUT)
-    folder = tmp_path / "runs" / "anynet_xa_tiny-synthetic-random-s0"
+    folder = tmp_path / "runs" / "anynet_xa_tiny-synthetic-random-e8-s0"
     try:
         _wait_for(lambda: len(spawned_workers(proc.pid)) == 2 and _running(folder) >= 2, "workers mid-trial")
         workers = spawned_workers(proc.pid)
@@ -93,7 +93,7 @@ def test_every_config_killing_its_worker_stops_the_study_with_one_message(tmp_pa
                     "(signal 9, SIGKILL) while running trials, and none was trained meanwhile: the configs "
                     "kill their workers; stopping instead of looping"), last
     assert "Traceback" not in proc.stderr
-    study = open_run(tmp_path / "runs" / "anynet_xa_tiny-synthetic-random-s0")[1]
+    study = open_run(tmp_path / "runs" / "anynet_xa_tiny-synthetic-random-e8-s0")[1]
     failed = study.get_trials(states=(TrialState.FAIL,))
     deaths = [t for t in failed if t.user_attrs["failure"].startswith("worker died")]
     assert 10 <= len(deaths) < 50  # it stopped at the streak, long before every slot was tried

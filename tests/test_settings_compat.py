@@ -44,7 +44,7 @@ def test_settings_of_the_older_layout_are_read_with_defaults_by_every_command(tm
     run = ["run", "--space", "anynet_xa_tiny", "--workers", "1", "--dataset", "synthetic:64", "--out",
            str(tmp_path), "--objective", DRY, "--no-analyze"]
     assert cli(*run, "--trials", "3").returncode == 0
-    folder = tmp_path / "anynet_xa_tiny-synthetic-random-s0"
+    folder = tmp_path / "anynet_xa_tiny-synthetic-random-e8-s0"
     url, study = open_run(folder)
     stored = study.user_attrs[SETTINGS_ATTR]
     assert stored["format"] == SETTINGS_FORMAT and stored["written_by"]
@@ -79,3 +79,21 @@ def test_settings_of_a_newer_layout_or_with_keys_missing_are_one_line_naming_bot
     with pytest.raises(SettingsError, match=r"format 'two' is not a version number"):
         StudySettings.from_dict({**good, "format": "two"}, "s")
     assert issubclass(SettingsError, InputError)
+
+
+def test_a_study_under_the_default_name_of_older_versions_is_resumed_by_the_same_command(tmp_path):
+    """Default names gained the epochs (-e8-); the command that made a study under the older name resumes it there,
+    and one with other epochs starts its own study instead of being refused."""
+    run = ["run", "--space", "anynet_xa_tiny", "--workers", "1", "--dataset", "synthetic:64", "--out", str(tmp_path),
+           "--objective", DRY, "--no-analyze"]
+    legacy = "anynet_xa_tiny-synthetic-random-s0"
+    assert cli(*run, "--trials", "2", "--study", legacy).returncode == 0
+    resumed = cli(*run, "--trials", "3")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {legacy!r}" in resumed.stdout
+    assert "3/3 completed" in cli("status", str(tmp_path / legacy)).stdout
+    assert not (tmp_path / "anynet_xa_tiny-synthetic-random-e8-s0").exists()
+    other = cli(*run, "--trials", "2", "--epochs", "4")
+    assert other.returncode == 0, other.stderr
+    assert "resuming" not in other.stdout
+    assert "2/2 completed" in cli("status", str(tmp_path / "anynet_xa_tiny-synthetic-random-e4-s0")).stdout

@@ -38,7 +38,7 @@ from anynet_search.study.plan import (
     stored_settings,
 )
 from anynet_search.study.progress import ProgressView, Snapshot
-from anynet_search.study.run_folder import write_record
+from anynet_search.study.run_folder import resolve_study, write_record
 from anynet_search.study.storage import (
     default_storage_url,
     is_journal,
@@ -109,6 +109,23 @@ def default_study_name(space_name: str, dataset: str, sampler: str, seed: int, e
     """A readable default study name with the training budget, e.g. anynet_xa_tiny-digits-random-e8-s0."""
     ds = dataset.split(":")[0]
     return f"{space_name}-{ds}-{sampler}-e{epochs}-s{seed}"
+
+
+def _legacy_name(out: Path, name: str, epochs: int) -> str:
+    """The default study name, or the name older versions gave the same study (without `-eEPOCHS`) when
+    only that run folder exists and its study trains for `epochs`, so the same command still resumes it."""
+    legacy = name.replace(f"-e{epochs}-s", "-s")
+    if legacy == name or (out / name).exists() or not (out / legacy).is_dir():
+        return name
+    try:
+        url, study_name, storage = resolve_study(out / legacy, None)
+        old = stored_settings(load_study(study_name, storage or open_storage(url, repair=False)))
+    except InputError:  # not a readable run folder: the new name, and nothing of the old folder is touched
+        return name
+    if old is None or study_name != legacy or old.train_config().epochs != epochs:
+        return name
+    print(f"resuming {legacy!r}, the name this study got before default names held the epochs")
+    return legacy
 
 
 def _positive(option: str, value: object, limit: int | None = None, what: str | None = None) -> None:
@@ -211,6 +228,8 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     else:
         default_name = default_study_name(space.name, str(opts.dataset), str(opts.sampler), int(opts.seed),
                                           train_cfg.epochs)
+    if opts.study is None and source is None:
+        default_name = _legacy_name(Path(opts.out), default_name, train_cfg.epochs)
     name = opts.study or check_study_name(default_name, option="study name (from the space name)")
     for device in sorted(set(devices)):
         check_space_fits(space, train_cfg, device)
