@@ -204,7 +204,9 @@ def test_analyze_puts_the_fidelity_section_into_the_report_and_states_each_compa
                            importance=False)
     assert [(f.low, f.high) for f in summary.fidelity] == [("low", "high")]  # 'other' samples another space
     html = (tmp_path / "rep" / "report.html").read_text()
-    assert "Fidelity: low against high" in html and "fidelity_1" in html
+    assert 'Fidelity: <span class="name">low</span> against <span class="name">high</span>' in html
+    assert "fidelity_1" in html and 'href="#fidelity-0"' in html  # in the contents too
+    assert "low train the configs of another study otherwise (epochs: high 8, low 1)" in html
     assert "1.000 [1.000, 1.000]" in html
     assert "Trains the configs of study high" in html
     text = summary.text()

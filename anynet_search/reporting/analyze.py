@@ -95,16 +95,24 @@ def analyze_runs(
     loaded = [load_run(*r) if isinstance(r, tuple) else load_run(r) for r in runs]
     for run, label in zip(loaded, _unique_labels([r.label for r in loaded])):
         run.label = label
-    differences = settings_differences(loaded)
+    # the low budget of a fidelity pair (the same configs, trained otherwise) differs on purpose: the other studies
+    # must agree among themselves, and the report says what the low ones' EDFs measure
+    lows = {low for low, _ in fidelity_pairs(loaded)} if len(loaded) > 1 else set()
+    differences = settings_differences([r for k, r in enumerate(loaded) if k not in lows])
     settings_warning = None
     if differences:
         text = "; ".join(differences)
         if not force:
             raise InputError(f"the studies were trained differently ({text}): their EDFs would compare the "
-                             "training, not the design spaces; compare studies of one data set and trainer, or pass "
-                             "--force to compare them anyway under a warning")
+                             "training, not the design spaces; compare studies of one data set and trainer, pass "
+                             "--force to compare them anyway under a warning, or train the same configs with run "
+                             "--configs-from to compare the budgets (fidelity)")
         settings_warning = (f"the studies were trained differently ({text}); compared anyway (--force): "
                             "differences between their EDFs measure the training as much as the design spaces")
+    elif lows and settings_differences(loaded):
+        settings_warning = (f"{', '.join(loaded[k].label for k in sorted(lows))} train the configs of another study "
+                            f"otherwise ({'; '.join(settings_differences(loaded))}): the Fidelity section compares "
+                            "the budgets; their EDFs beside the others measure the training, not the design spaces")
     warnings_by_label: dict[str, str | None] = {}
     adaptive = {r.label: None if force else adaptive_note(r.df) for r in loaded}
     for run in loaded:
