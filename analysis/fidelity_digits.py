@@ -192,7 +192,8 @@ def render(frames: dict[int, pd.DataFrame], results: dict[int, Fidelity], meta: 
         "",
         f"- At {_epochs(lowest)} the ranking of these {n} models agrees with the "
         f"{high}-epoch ranking to Spearman rho {_interval(c1.loc['spearman'])}: "
-        + (f"clearly above 0, so {_epochs(lowest)} already separate good configs from bad ones here, "
+        + (f"clearly above 0, so {_epochs(lowest)} already separate{'s' if lowest == 1 else ''} good configs from "
+           "bad ones here, "
            if c1.loc["spearman", "lo"] > 0 else "an interval that reaches 0: no evidence of agreement, ")
         + ("and clearly below 1: many pairs of models swap places."
            if c1.loc["spearman", "hi"] < 0.95 else "and an interval that reaches 0.95."),
@@ -203,7 +204,12 @@ def render(frames: dict[int, pd.DataFrame], results: dict[int, Fidelity], meta: 
         + (", but the intervals of the lowest and the highest low budget overlap, so at this n the data cannot "
            "order the budgets by fidelity." if _overlap(results) else ", and the intervals of the lowest and the "
            "highest low budget do not overlap."),
-        f"- Top decile: {'; '.join(_top(results[e], e) for e in results)}.",
+        f"- Top decile: {'; '.join(_top(results[e], e) for e in results)}. Holm-adjusted over these {len(results)} "
+        f"tests: {', '.join(f'{_epochs(e)} p = {p:.2g}' for e, p in _holm(results).items())}.",
+        *(["", "## Constraint verdicts at both budgets", "",
+           f"Each constraint whose verdict differs between the budgets, or is not 'neutral' at {high} epochs, with "
+           "the mean difference (satisfying minus violating models) and the power of its 'not worse' keep:", "",
+           *verdict_lines] if verdict_lines else []),
         "",
         "## What it cannot show",
         "",
@@ -215,8 +221,8 @@ def render(frames: dict[int, pd.DataFrame], results: dict[int, Fidelity], meta: 
            if neutral_all else "where verdicts are 'neutral' their agreement says little; the ")
         + f"chance to keep a constraint as 'not worse' if it changed nothing is {100 * powers.min():.0f}-"
         f"{100 * powers.max():.0f}% at these numbers of models.",
-        *(["", *verdict_lines] if verdict_lines else []),
-        f"- One space ({meta['space']}, 16 px, 0.3-1.5 MF), one small data set, one seed per config: the "
+        f"- One space ({meta['space']}, {frames[high]['flops'].min() / 1e6:.1f}-{frames[high]['flops'].max() / 1e6:.1f} "
+        "MF), one small data set, one seed per config: the "
         f"validation errors move in steps of {100 / images:.2f} points, which ties many models and blurs the "
         "ranks. Larger spaces, longer schedules and real data sets can rank differently.",
         "- No GPU was lent to this session, so the `_cifar` spaces were not measured on one. The same recipe runs "
@@ -249,6 +255,15 @@ def _overlap(results: dict[int, Fidelity]) -> bool:
     lo, hi = min(results), max(results)
     a, b = results[lo].correlations.loc["spearman"], results[hi].correlations.loc["spearman"]
     return bool(a["hi"] >= b["lo"] and b["hi"] >= a["lo"])
+
+
+def _holm(results: dict[int, Fidelity]) -> dict[int, float]:
+    """The top-decile overlap p-values of the low budgets, Holm-adjusted together."""
+    from statsmodels.stats.multitest import multipletests
+
+    budgets = list(results)
+    adjusted = multipletests([results[e].overlap["p_value"] for e in budgets], method="holm")[1]
+    return dict(zip(budgets, (float(p) for p in adjusted)))
 
 
 def _top(r: Fidelity, epochs: int) -> str:

@@ -255,8 +255,8 @@ def _derive(args: argparse.Namespace) -> int:
     from anynet_search.analysis.samplers import adaptive_note
     from anynet_search.analysis.studies import training_warnings
     from anynet_search.paths import check_out_file, derived_space_name
-    from anynet_search.reporting.report import verdict_text
     from anynet_search.reporting.results import load_run
+    from anynet_search.reporting.verdicts import verdict_text
     from anynet_search.spaces.derive import derive_space, exact_shrink
 
     if args.out is not None:

@@ -179,10 +179,13 @@ def test_export_errors_are_one_line(run_dir, tmp_path):
 
 def test_open_run_resolves_folders_and_urls_with_one_storage_open(run_dir, study, tmp_path, monkeypatch):
     from anynet_search.reporting import results
+    from anynet_search.study import run_folder
 
     opened = []
     real_open = results.open_storage
-    monkeypatch.setattr(results, "open_storage", lambda url, **kw: opened.append(url) or real_open(url, **kw))
+    counting = lambda url, **kw: opened.append(url) or real_open(url, **kw)  # noqa: E731
+    for module in (results, run_folder):  # finding the study (run_folder) and loading it (results)
+        monkeypatch.setattr(module, "open_storage", counting)
     url, loaded = results.open_run(run_dir)
     assert loaded.study_name == study.study_name and len(loaded.trials) == len(study.trials)
     assert opened == [url]  # the journal is replayed once, not once to find the name and again to load

@@ -13,8 +13,8 @@ from anynet_search.analysis.studies import extreme_curves, split_by_mask
 from anynet_search.reporting import plots
 from anynet_search.reporting.analyze import analyze_runs
 from anynet_search.reporting.figures import MIN_SPLIT_MODELS
-from anynet_search.reporting.report import _verdict_rows
 from anynet_search.reporting.results import histories_frame, load_results
+from anynet_search.reporting.verdicts import verdict_rows
 from anynet_search.study.runner import RunOptions, prepare_study
 from anynet_search.study.worker import Worker
 
@@ -105,7 +105,7 @@ def dry_report(tmp_path_factory):
 
 def test_verdict_table_shows_short_rows_and_folds_the_trivial_ones(dry_report):
     table = dry_report.studies[0].constraints
-    shown, folded = _verdict_rows(table)
+    shown, folded = verdict_rows(table)
     trivial = table["n"] == table["n_eval"]
     assert [r.constraint for r in folded] == table.loc[trivial, "constraint"].tolist() and folded
     assert [r.constraint for r in shown] == table.loc[~trivial, "constraint"].tolist()
@@ -158,6 +158,6 @@ def test_every_judged_verdict_states_its_power(dry_report):
     df = load_results(next(Path(dry_report.report).parent.parent.glob("anynet_xa_tiny-*")))
     assert row["power"] == keep_power(df["error"].to_numpy(dtype=float), int(row["n"]), int(row["n_eval"]),
                                       margin=table.attrs["margin"], sims=200, seed=0)
-    shown, _ = _verdict_rows(table)
+    shown, _ = verdict_rows(table)
     assert next(r for r in shown if r.constraint == row["constraint"]).power == f"{100 * row['power']:.0f}%"
     assert "power" in pd.read_csv(dry_report.constraints_csv).columns

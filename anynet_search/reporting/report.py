@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
-import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
@@ -18,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
 from anynet_search.analysis import param_columns, stage_columns
 from anynet_search.analysis.columns import SAMPLED_PREFIX
+from anynet_search.reporting.cells import Table, fmt
 from anynet_search.reporting.results import RunData
 from anynet_search.reporting.summary import ReportFigure, ReportSummary, StudyReport
+from anynet_search.reporting.verdicts import verdict_rows, verdict_text
 
-__all__ = ["ERROR_NOTE", "render_report", "verdict_text"]
+__all__ = ["ERROR_NOTE", "render_report", "verdict_text"]  # verdict_text: from verdicts, for old imports
 
 ERROR_NOTE = (
     "error is the validation error (%) on a split carved from the training set: it is what the search "
@@ -51,37 +50,6 @@ def _template() -> jinja2.Template:
     template = env.from_string((folder / TEMPLATE).read_text(encoding="utf-8"))
     template.globals["css"] = Markup((folder / CSS).read_text(encoding="utf-8"))
     return template
-
-
-# ------------------------------------------------------------------------------------------ cells
-def fmt(x: Any) -> str:
-    """A table cell: floats to 4 significant digits, NaN empty, everything else as str."""
-    if isinstance(x, (float, np.floating)):
-        if not np.isfinite(x):
-            return "" if np.isnan(x) else str(x)
-        return f"{x:.4g}"
-    if x is None or (not isinstance(x, str) and pd.isna(x)):
-        return ""
-    return str(x)
-
-
-@dataclass
-class Table:
-    """A table ready for the template: header, rows of cells, and which columns hold numbers."""
-
-    columns: list[str]
-    rows: list[list[str]]
-    numeric: list[bool] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, df: pd.DataFrame | None) -> Table | None:
-        """A DataFrame as cells (numeric columns right-aligned); None when there is nothing to show."""
-        if df is None or df.empty:
-            return None
-        cols = list(df.columns)
-        numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in cols]
-        rows = [[fmt(v) for v in row] for row in df[cols].itertuples(index=False)]
-        return cls([str(c) for c in cols], rows, numeric)
 
 
 def _studies_table(summary: ReportSummary) -> Table:
@@ -199,95 +167,6 @@ def _range_difference(lo: float, hi: float, rule: Any, note: str) -> str:
     return "sampled values of half the models" if "random half" in note else "sampled values"
 
 
-@dataclass
-class VerdictRow:
-    """One constraint in the verdict table: the short cells and the long text behind a details element."""
-
-    constraint: str
-    verdict: str
-    n: str
-    effect: str
-    shrink: str
-    power: str
-    reason: str
-    more: str
-
-
-def _power(row: Any) -> str:
-    """The verdict's power: the chance to keep it as 'not worse' if it changed nothing ('' when not judged)."""
-    value = getattr(row, "power", float("nan"))
-    return "" if not np.isfinite(value) else f"{100 * value:.0f}%"
-
-
-def _effect(row: Any) -> str:
-    """The change of the mean error with its 95% interval ('unbounded' where too few models bound it)."""
-    if not np.isfinite(row.mean_diff):
-        return ""
-    if np.isfinite(row.mean_diff_lo) and np.isfinite(row.mean_diff_hi):
-        return f"{row.mean_diff:+.2f} [{row.mean_diff_lo:+.2f}, {row.mean_diff_hi:+.2f}]"
-    return f"{row.mean_diff:+.2f} [unbounded]"
-
-
-def _verdict_rows(table: pd.DataFrame) -> tuple[list[VerdictRow], list[VerdictRow]]:
-    """(rows to show, trivial rows to fold away): trivial = no evaluated model violates the constraint."""
-    shown, folded = [], []
-    for r in table.itertuples(index=False):
-        shrink = "" if not np.isfinite(r.log10_shrink) else f"{r.log10_shrink:.2f} ({r.shrink_source})"
-        stats = ", ".join(
-            f"{k} {fmt(getattr(r, k))}"
-            for k in (
-                "n_eval",
-                "fraction",
-                "ks_stat",
-                "p_value",
-                "p_adjusted",
-                "p_not_worse",
-                "median_diff",
-                "margin",
-            )
-        )
-        row = VerdictRow(
-            str(r.constraint),
-            str(r.verdict),
-            f"{r.n}/{r.n_eval}",
-            _effect(r) if r.n != r.n_eval else "",
-            shrink,
-            _power(r),
-            str(r.reason),
-            f"{r.detail}. {r.note}. {stats}.",
-        )
-        (folded if r.n == r.n_eval else shown).append(row)
-    return shown, folded
-
-
-def verdict_text(table: pd.DataFrame, width: int = 100) -> str:
-    """The verdict table for a terminal of `width` columns: one line per judged constraint (the reason cut to
-    fit), then one line naming the constraints that every evaluated model satisfies."""
-    shown, folded = _verdict_rows(table)
-    head = ("constraint", "verdict", "n/eval", "mean error change [95%]", "log10 shrink", "power")
-    head = head if width >= 100 else ("constraint", "verdict", "n/eval", "change [95%]", "shrink", "power")
-    cells = [(r.constraint, r.verdict, r.n, r.effect, r.shrink.replace("(", "").replace(")", ""), r.power)
-             for r in shown]
-    if not any(c[-1] for c in cells):  # power is computed by analyze, not by derive
-        head, cells = head[:-1], [c[:-1] for c in cells]
-    sizes = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
-    room = width - sum(sizes) - 2 * len(sizes) - 1  # what is left for the reason (none below 10 characters)
-
-    def line(values: Sequence[str], reason: str) -> str:
-        text = "  ".join(v.ljust(n) if i < 2 else v.rjust(n) for i, (v, n) in enumerate(zip(values, sizes)))
-        if room < 24:  # too narrow for a column: the reason goes on a line of its own
-            reason = reason if len(reason) <= width - 4 else reason[: width - 5] + "…"
-            return text.rstrip() + (f"\n    {reason}" if reason != "reason" else "")
-        reason = reason if len(reason) <= room else reason[: room - 1] + "…"
-        return f"{text}  {reason}".rstrip()
-
-    lines = [line(head, "reason")] + [line(c, r.reason) for c, r in zip(cells, shown)]
-    if folded:
-        names = ", ".join(r.constraint for r in folded)
-        lines += textwrap.wrap(f"satisfied by every evaluated model (nothing to compare, neutral): {names}", width)
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------------------------------ page
 def _img(figure: ReportFigure) -> dict[str, str]:
     return {
@@ -339,7 +218,7 @@ def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure]
     }
     if s.constraints is not None:
         attrs = s.constraints.attrs
-        shown, folded = _verdict_rows(s.constraints)
+        shown, folded = verdict_rows(s.constraints)
         section["constraints"] = {
             "alpha": f"{attrs.get('alpha', 0.05):g}",
             "half_alpha": f"{attrs.get('alpha', 0.05) / 2:g}",
