@@ -21,7 +21,12 @@ import pytest  # noqa: E402
 
 #: The slow tier, left out by the quick one (`pytest -m "not slow"`): whole modules whose tests run real studies
 #: in subprocesses, and single slow tests elsewhere (node ids without parameters). CI runs every test.
-SLOW_MODULES: frozenset[str] = frozenset()
+SLOW_MODULES: frozenset[str] = frozenset({
+    "test_scenarios", "test_report_browser", "test_launch", "test_study", "test_bad_inputs", "test_resource_limits",
+    "test_journal_faults", "test_in_flight", "test_honest_cli", "test_cli_study", "test_cli_samplers",
+    "test_settings_compat", "test_fidelity", "test_progression", "test_packaging", "test_derive_cli",
+    "test_run_folder", "test_tickets", "test_export_targets",
+})
 SLOW_TESTS: frozenset[str] = frozenset()
 
 

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 
 from anynet_search import AnyNetConfig, build_model, complexity, regnet_zoo
-from anynet_search import cli as cli_module
 from anynet_search.cli import CliError, main
 from anynet_search.errors import AnynetSearchError, InputError, StorageFullError
 from anynet_search.paths import check_study_name
@@ -155,7 +154,9 @@ def test_a_bug_is_not_disguised_as_a_user_error(monkeypatch, capsys):
     def buggy(args):
         raise ValueError("an internal bug")  # the old CLI printed this as a one-line user error, exit 2
 
-    monkeypatch.setattr(cli_module, "_describe", buggy)
+    from anynet_search import commands
+
+    monkeypatch.setattr(commands, "cmd_describe", buggy)
     with pytest.raises(ValueError, match="an internal bug"):
         main(["describe", "RegNetX-200MF"])
     assert "internal error" in capsys.readouterr().err
