@@ -33,7 +33,8 @@ from anynet_search.models.regnet_targets import (
     layout_of,
     stage_layout,
 )
-from anynet_search.reporting.export import PYCLS_BLOCKS, PYCLS_STEMS, export_top
+from anynet_search.reporting.export import export_top
+from anynet_search.reporting.export_configs import PYCLS_BLOCKS, PYCLS_STEMS
 
 
 def _module(name: str):
