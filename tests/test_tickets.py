@@ -175,6 +175,26 @@ def test_a_peer_reaps_a_dead_unsupervised_worker_but_leaves_a_supervised_one_to_
     assert storage.get_trial(supervised).user_attrs["failure"] == "worker died (signal 9, SIGKILL): config re-enqueued"
 
 
+def test_a_run_started_again_in_the_same_process_records_its_earlier_pools_dead_workers_at_once(tmp_path):
+    """A trial left RUNNING by a dead worker whose supervisor is this very process (an earlier run_study in a
+    notebook) is no supervisor's to report: the new pool records it before starting, instead of waiting for
+    its heartbeat to go stale; a trial of a live worker, or of another supervisor, stays running."""
+    study, _ = make_study(tmp_path, "journal", trials=4)
+    worker = Worker(study, objective=DRY)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    storage = study._storage
+    mine, alive, theirs = worker.index.claim(), worker.index.claim(), worker.index.claim()
+    for tid, pid, supervisor in ((mine, dead.pid, os.getpid()), (alive, os.getppid(), os.getpid()),
+                                 (theirs, dead.pid, os.getppid())):
+        for key, value in (("host", worker.host), ("pid", pid), ("supervisor", supervisor),
+                           ("heartbeat", time.time())):
+            storage.set_trial_system_attr(tid, key, value)
+    assert worker.reap_orphans_of(os.getpid()) == 1
+    assert storage.get_trial(mine).user_attrs["failure"] == "worker died (process gone): config re-enqueued"
+    assert storage.get_trial(alive).state == TrialState.RUNNING and storage.get_trial(theirs).state == TrialState.RUNNING
+
+
 def _fail_with_deaths(trial, cfg, settings, resolution, device):
     raise RuntimeError("bad config")
 

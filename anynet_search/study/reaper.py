@@ -143,6 +143,15 @@ class Reaping:
             print(f"anynet-search worker {self.worker_id}: {message}", file=sys.stderr, flush=True)
         return reaped
 
+    def reap_orphans_of(self, supervisor: int) -> int:
+        """Mark failed the RUNNING trials of this host's dead workers that `supervisor` (this process) started
+        before: a run started again in the same process (a notebook, the tests) would otherwise wait
+        STALE_SECONDS for them, since their supervisor is alive. Returns how many."""
+        orphans = [t for t in self.index.running(full=True) if t.system_attrs.get("host") == self.host
+                   and t.system_attrs.get("supervisor") == supervisor and t.system_attrs.get("pid") is not None
+                   and int(t.system_attrs["pid"]) != os.getpid() and not pid_alive(int(t.system_attrs["pid"]))]
+        return sum(self.mark_dead(t, "process gone") for t in orphans)
+
     def reap_worker(self, pid: int, cause: str) -> int:
         """A supervisor's call: record the death of its worker process `pid` (this host) on its trials."""
         mine = [t for t in self.index.running() if t.system_attrs.get("host") == self.host

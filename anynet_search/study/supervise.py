@@ -128,7 +128,13 @@ class WorkerPool:
         self.procs[i] = p
 
     def start(self) -> None:
-        """Start every worker."""
+        """Start every worker, after recording the trials left running by workers an earlier pool of this
+        process started (none of this pool's workers run yet, so a dead pid there is an orphan)."""
+        try:
+            self.reaper.reap_orphans_of(os.getpid())
+        except StudyFailing as exc:
+            self.failing, self.stopping = str(exc), True
+            return
         for i in range(len(self.specs)):
             self._start(i)
 
