@@ -1,13 +1,16 @@
-"""CPU A/B of two source trees: the default study (2 workers x 1 thread, anynet_xa_tiny on digits, default
-TrainConfig) run with the code of tree A and of tree B in alternating rounds, so both see the same machine load.
+"""CPU A/B of two installs: the default study (2 workers x 1 thread, anynet_xa_tiny on digits, default
+TrainConfig) run with the interpreter of install A and of install B in alternating rounds, so both see the same
+machine load. Each is a virtual environment with its own anynet-search (an editable install's import finder
+takes precedence over PYTHONPATH, in spawned workers too, so trees are compared through their own venvs).
 
-Each round runs `run_study` in a fresh interpreter with PYTHONPATH set to the tree (its worker processes inherit
-it), then reads every completed trial's `train_seconds` from the study's journal. Reported per tree and round:
+Each round runs `run_study` in a fresh process of that interpreter, then reads every completed trial's `train_seconds` from the study's journal. Reported per tree and round:
 wall seconds of the whole study and the summed training seconds; then the B / A ratio of each pair of rounds
 (A and B of one round ran back to back) and the median of those ratios. The configs and seeds are the same in
 both trees (the ticket stream depends on the space and seed only), so a ratio compares the code, not the models.
 
-    python benchmarks/bench_cpu_ab.py --a /tmp/old-main --b . --rounds 3 --trials 16
+    git worktree add /tmp/old-main main && python3 -m venv /tmp/venv-old
+    /tmp/venv-old/bin/pip install torch==2.13.0 /tmp/old-main
+    python benchmarks/bench_cpu_ab.py --a /tmp/venv-old/bin/python --b .venv/bin/python --rounds 3 --trials 16
 """
 
 from __future__ import annotations
@@ -43,25 +46,22 @@ print(json.dumps({"file": anynet_search.__file__, "wall": wall, "train": train, 
 """
 
 
-def run_tree(tree: Path, trials: int) -> dict:
-    """One study with the code of `tree`, in a fresh interpreter; its measurements."""
-    env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+def run_install(python: Path, trials: int) -> dict:
+    """One study with the anynet-search that `python` imports, in a fresh process outside the checkout (so the
+    working directory does not shadow an installed package); its measurements."""
     with tempfile.TemporaryDirectory(prefix="anynet-ab-") as out:
-        done = subprocess.run([sys.executable, "-c", CHILD, str(trials), out], env=env, capture_output=True,
-                              text=True, check=False)
+        done = subprocess.run([str(python), "-c", CHILD, str(trials), out], capture_output=True, text=True,
+                              check=False, cwd=out, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     if done.returncode != 0:
-        raise SystemExit(f"{tree}: the study failed:\n{done.stderr[-2000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    if not result["file"].startswith(str(tree.resolve())):
-        raise SystemExit(f"{tree}: imported {result['file']} instead of the tree's code")
-    return result
+        raise SystemExit(f"{python}: the study failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Alternate the two trees for --rounds rounds and print the table and the ratios."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--a", type=Path, required=True, help="source tree A (the baseline)")
-    p.add_argument("--b", type=Path, required=True, help="source tree B")
+    p.add_argument("--a", type=Path, required=True, help="interpreter of install A (the baseline)")
+    p.add_argument("--b", type=Path, required=True, help="interpreter of install B")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--trials", type=int, default=16)
     args = p.parse_args(argv)
@@ -69,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(args.rounds):
         order = [("A", args.a), ("B", args.b)] if k % 2 == 0 else [("B", args.b), ("A", args.a)]
         got = {}
-        for label, tree in order:
+        for label, python in order:
             load = os.getloadavg()[0]
             started = time.strftime("%H:%M:%S")
-            got[label] = {**run_tree(tree, args.trials), "load": load, "started": started}
+            got[label] = {**run_install(python, args.trials), "load": load, "started": started}
             r = got[label]
-            print(f"round {k + 1} {label}: wall {r['wall']:.1f} s, train {r['train']:.1f} s, {r['n']} models, "
+            print(f"round {k + 1} {label} ({r['file']}): wall {r['wall']:.1f} s, train {r['train']:.1f} s, {r['n']} models, "
                   f"median error {r['median_error']:.2f}%, load {load:.2f} at {started}", flush=True)
         rows.append(got)
     wall = [r["B"]["wall"] / r["A"]["wall"] for r in rows]
