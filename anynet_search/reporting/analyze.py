@@ -97,7 +97,8 @@ def analyze_runs(
         run.label = label
     # the low budget of a fidelity pair (the same configs, trained otherwise) differs on purpose: the other studies
     # must agree among themselves, and the report says what the low ones' EDFs measure
-    lows = {low for low, _ in fidelity_pairs(loaded)} if len(loaded) > 1 else set()
+    pairs = fidelity_pairs(loaded)  # (low, high) indices into loaded; matched once, used here and below
+    lows = {low for low, _ in pairs}
     differences = settings_differences([r for k, r in enumerate(loaded) if k not in lows])
     settings_warning = None
     if differences:
@@ -109,9 +110,9 @@ def analyze_runs(
                              "--configs-from to compare the budgets (fidelity)")
         settings_warning = (f"the studies were trained differently ({text}); compared anyway (--force): "
                             "differences between their EDFs measure the training as much as the design spaces")
-    elif lows and settings_differences(loaded):
+    elif lows and (all_differences := settings_differences(loaded)):
         settings_warning = (f"{', '.join(loaded[k].label for k in sorted(lows))} train the configs of another study "
-                            f"otherwise ({'; '.join(settings_differences(loaded))}): the Fidelity section compares "
+                            f"otherwise ({'; '.join(all_differences)}): the Fidelity section compares "
                             "the budgets; their EDFs beside the others measure the training, not the design spaces")
     warnings_by_label: dict[str, str | None] = {}
     adaptive = {r.label: None if force else adaptive_note(r.df) for r in loaded}
@@ -159,9 +160,8 @@ def analyze_runs(
     shift = _power_shift(frames, margin, margin_unit)
     comparisons = compare_studies(frames, strata, seed, power_shift=shift)
     raw_comparisons = compare_studies(frames, {}, seed) if strata else None
-    unbiased = [r for r in loaded if not adaptive[r.label]]
-    fidelity = [fidelity_of(unbiased[i], unbiased[j], n_boot=n_boot, seed=seed, margin=margin, margin_unit=margin_unit)
-                for i, j in fidelity_pairs(unbiased)]
+    fidelity = [fidelity_of(loaded[i], loaded[j], n_boot=n_boot, seed=seed, margin=margin, margin_unit=margin_unit)
+                for i, j in pairs if not adaptive[loaded[i].label] and not adaptive[loaded[j].label]]
 
     out = Path(out_dir)
     clear_previous_report(out)  # after everything was loaded and computed: a failed analysis leaves it as it was
