@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oversubscribe", action="store_true",
                    help="start every worker asked for, even beyond the machine's cores or 8 per GPU")
     p.add_argument("--dataset", default=None, help="digits | synthetic[:N] | cifar10:PATH | cifar100:PATH | "
-                   "imagefolder:PATH (default digits; with --configs-from, the source's)")
+                   "imagefolder:PATH | prepared:DIR (a store `prepare` wrote; default digits; with --configs-from, "
+                   "the source's)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs per model (default: the trainer's)")
     p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="random/qmc for EDFs; tpe, cmaes, nsga2, gp to optimize (default random)")
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--epochs); see `anynet-search fidelity`")
     p.add_argument("--configs-study", default=None, metavar="NAME",
                    help="the study of --configs-from when its storage holds several")
+    p.add_argument("--other-data", action="store_true",
+                   help="with --configs-from: train the configs on data other than the source study's (its digest "
+                        "differs, e.g. a proxy data set); refused otherwise")
     p.add_argument("--out", default="runs", help="folder of run folders (default runs)")
     p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE", help="trainer setting, e.g. lr=0.1 (repeatable)")
     p.add_argument("--objective", default=None, help=argparse.SUPPRESS)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-import anynet_search.training.programs as programs_mod
+import anynet_search.training.inputs as inputs_mod
 import anynet_search.training.train as train_mod
 from anynet_search.training.data import DataSplits, load_dataset
 from anynet_search.training.train import (
@@ -270,7 +270,7 @@ def test_augmentation_uses_crop_pad_and_dataset_flip(
     small_digits: DataSplits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[int, bool, int]] = []
-    real = programs_mod.shift_flip
+    real = inputs_mod.shift_flip
 
     def spy(x: torch.Tensor, pad: int, offsets: torch.Tensor | None, mirror: torch.Tensor | None) -> torch.Tensor:
         if offsets is not None:  # every crop lies inside the padded image
@@ -278,7 +278,7 @@ def test_augmentation_uses_crop_pad_and_dataset_flip(
         calls.append((pad, mirror is not None, x.shape[0]))
         return real(x, pad, offsets, mirror)
 
-    monkeypatch.setattr(programs_mod, "shift_flip", spy)
+    monkeypatch.setattr(inputs_mod, "shift_flip", spy)
     train(small_cnn(), small_digits, TrainConfig(epochs=1, batch_size=64))
     assert calls and set(calls) == {(16 // 8, False, 64)}  # digits: pad = resolution // 8, no flips
 

@@ -284,8 +284,11 @@ def settings_differences(runs: Sequence[RunData]) -> list[str]:
     out = []
     for run in known[1:]:
         mine = run.settings.outcome_settings()  # type: ignore[union-attr]
+        other = base.settings.other_data(run.settings)  # type: ignore[union-attr]
+        if other:  # the digests decide where both are known (one store under two paths is one data set)
+            out.append(f"data: {base.label} vs {run.label}: {other}")
         for key in sorted(set(first) | set(mine)):
-            if first.get(key) != mine.get(key):
+            if key != "dataset" and first.get(key) != mine.get(key):
                 out.append(f"{key}: {base.label} {first.get(key)}, {run.label} {mine.get(key)}")
     return out
 

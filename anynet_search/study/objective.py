@@ -20,7 +20,7 @@ from anynet_search.models.regnet import fit_regnet
 from anynet_search.study import bookkeeping
 from anynet_search.study.interrupts import shielded
 from anynet_search.study.plan import EDF_SAMPLERS, StudySettings
-from anynet_search.training.data import DataSplits, load_dataset
+from anynet_search.training.data import DatasetError, DataSplits, load_dataset
 from anynet_search.training.fences import Delay, Fence, Pending
 from anynet_search.training.interface import TrainResult
 from anynet_search.training.memory import ledger_for
@@ -38,8 +38,13 @@ def _dataset(spec: str, resolution: int, seed: int, device: str) -> DataSplits:
 
 
 def dataset_for(settings: StudySettings, resolution: int, device: str) -> DataSplits:
-    """The study's data set at the space's resolution, loaded once per worker and kept on its device."""
-    return _dataset(settings.dataset, resolution, settings.seed, device)
+    """The study's data set at the space's resolution, loaded once per worker and kept on its device; DatasetError
+    when what this worker reads is not the data the study was made with (another copy, or changed since)."""
+    data = _dataset(settings.dataset, resolution, settings.seed, device)
+    if settings.data_digest and data.digest and data.digest != settings.data_digest:
+        raise DatasetError(f"{settings.dataset}: this worker reads data with digest {data.digest[:12]}, the study was "
+                           f"made with {settings.data_digest[:12]}: the data set differs here or changed since")
+    return data
 
 
 def config_record(cfg: AnyNetConfig, resolution: int) -> dict[str, Any]:

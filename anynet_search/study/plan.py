@@ -36,14 +36,19 @@ SPEED_ONLY_FIELDS = frozenset({"eval_batch_size", "channels_last", "cuda_graphs"
 #: Settings fields older versions stored and nothing reads any more (`max_failures` was never used).
 RETIRED_FIELDS = frozenset({"max_failures"})
 #: Layout of the stored settings. 1: the fields of `StudySettings` (plus the retired `max_failures`), stored
-#: with no version; 2: the same plus FORMAT_KEY, WRITER_KEY and `pruner`, and `configs_from` where a study has one. A change of the layout bumps it and adds its
-#: migration to `_migrate`; settings of a newer format are refused (a newer anynet-search wrote them).
-SETTINGS_FORMAT = 2
+#: with no version; 2: the same plus FORMAT_KEY, WRITER_KEY and `pruner`, and `configs_from` where a study has
+#: one; 3: plus `data_digest` (the data set's fingerprint) and the trainer's `augment` (resolved, never auto).
+#: A change of the layout bumps it and adds its migration to `_migrate`; settings of a newer format are
+#: refused (a newer anynet-search wrote them).
+SETTINGS_FORMAT = 3
 FORMAT_KEY = "format"
 WRITER_KEY = "written_by"  # the anynet-search version that last stored the settings
 #: Fields an older layout or a sampled study may lack, read as these defaults (an empty trainer dict: the
 #: trainer's defaults; no `configs_from`: a sampled study; no `pruner`: the sampler's default).
-FIELD_DEFAULTS: dict[str, Any] = {"train": {}, "configs_from": None, "pruner": None}
+FIELD_DEFAULTS: dict[str, Any] = {"train": {}, "configs_from": None, "pruner": None, "data_digest": None}
+#: Trainer fields an older layout lacks, read as what that layout trained with (every study before format 3
+#: used the shift augmentation; the trainer's default, `auto`, would stand for a choice never made).
+TRAIN_FIELD_DEFAULTS: dict[str, Any] = {"augment": "shift"}
 
 
 def _package_version() -> str:
@@ -61,7 +66,10 @@ def _migrate(data: dict[str, Any]) -> dict[str, Any]:
     1 differs from 2 only by those keys; retired fields are dropped and FIELD_DEFAULTS filled in whatever the
     format."""
     data = {k: v for k, v in data.items() if k not in (FORMAT_KEY, WRITER_KEY, *RETIRED_FIELDS)}
-    return {**{k: v for k, v in FIELD_DEFAULTS.items() if k not in data}, **data}
+    data = {**{k: v for k, v in FIELD_DEFAULTS.items() if k not in data}, **data}
+    if isinstance(data["train"], dict):
+        data["train"] = {**TRAIN_FIELD_DEFAULTS, **data["train"]}
+    return data
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,9 @@ class StudySettings:
     # the study whose trained configs this one trains, slot by slot (`configs_from.read_source`); None: sampled
     configs_from: dict[str, Any] | None = None
     pruner: str | None = None  # None: the sampler's default (studies made before --pruner stored none)
+    # sha256 of the data the study trains on (`DataSplits.digest`: a store's content digest, or of what was read);
+    # None for studies made before format 3
+    data_digest: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (a study user attribute), with the layout version and the writing version; a sampled
@@ -145,6 +156,18 @@ class StudySettings:
         those that only change the speed (`SPEED_ONLY_FIELDS`); studies compared as samples must agree on them."""
         train = {**TrainConfig().to_dict(), **self.train}
         return {"dataset": self.dataset, **{k: v for k, v in train.items() if k not in SPEED_ONLY_FIELDS}}
+
+    def other_data(self, other: StudySettings) -> str | None:
+        """How `other` trains on other data than this study ('data set X (digest ...) vs Y (...)'), or None when
+        the data is the same: the same digest (whatever the paths), or the same spec where a digest is missing."""
+        mine, theirs = self.data_digest, other.data_digest
+        if mine and theirs:
+            if mine == theirs:
+                return None
+        elif self.dataset == other.dataset:
+            return None
+        return (f"data set {self.dataset} (digest {(mine or 'not recorded')[:12]}) vs {other.dataset} (digest "
+                f"{(theirs or 'not recorded')[:12]})")
 
     @property
     def pruner_name(self) -> str:

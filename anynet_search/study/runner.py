@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import signal
 import time
 import warnings
@@ -49,6 +50,7 @@ from anynet_search.study.storage import (
 )
 from anynet_search.study.supervise import EXIT_FAILING, WorkerPool
 from anynet_search.training.data import DataSplits, load_dataset
+from anynet_search.training.inputs import resolve_augment
 from anynet_search.training.interface import TrainConfig
 from anynet_search.training.memory import check_space_fits
 
@@ -88,6 +90,7 @@ class RunOptions:
     configs_from: str | None = None  # a run folder or storage URL: train the configs of that random / QMC study
     configs_study: str | None = None  # the study in configs_from's storage, when it holds several
     pruner: str | None = None  # None: the sampler's default (none for random / QMC, median for adaptive)
+    other_data: bool = False  # with configs_from: train on data whose digest differs from the source study's
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,8 @@ def check_options(opts: RunOptions) -> list[str]:
     check_pruner(opts.sampler or str(DEFAULTS["sampler"]), opts.pruner)  # --configs-from: random / qmc too
     if opts.study is not None:
         check_study_name(opts.study)
+    if opts.other_data and opts.configs_from is None:
+        raise InputError("--other-data is for --configs-from RUN (train its configs on other data); give --configs-from")
     if opts.configs_study is not None and opts.configs_from is None:
         raise InputError("--configs-study names the study of --configs-from RUN; give --configs-from too")
     check_out_dir(opts.out)
@@ -208,6 +213,20 @@ def _train_config(opts: RunOptions, source: ConfigSource | None = None) -> Train
         raise InputError(f"--train: {exc}") from None
 
 
+def _check_source_data(source: ConfigSource, opts: RunOptions, data: DataSplits) -> None:
+    """InputError when a --configs-from study would train on other data than its source did (a changed or
+    another data set), unless `other_data` asks for it (then a warning)."""
+    theirs = source.settings
+    why = theirs.other_data(dataclasses.replace(theirs, dataset=str(opts.dataset), data_digest=data.digest or None))
+    if why is None:
+        return
+    if not opts.other_data:
+        raise InputError(f"--configs-from: {source.name!r} trained on other data than asked ({why}); pass "
+                         "--other-data to train its configs on this data anyway (e.g. a proxy data set)")
+    logging.getLogger("anynet_search.study").warning("training the configs of %r on other data than it trained on "
+                                                     "(%s), as --other-data asks", source.name, why)
+
+
 def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, Path]:
     """Create the study (tickets enqueued) or check that the existing one matches and extend it.
 
@@ -222,6 +241,10 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     train_cfg = _train_config(opts, source)
     resolution = source.settings.design_space().resolution if source else load_space(str(opts.space)).resolution
     data = load_dataset(str(opts.dataset), resolution, seed=int(opts.seed))  # loaded up front: a bad path fails here
+    # the protocol `auto` stands for on this data is what the study stores (and a resume compares)
+    train_cfg = dataclasses.replace(train_cfg, augment=resolve_augment(train_cfg.augment, data))
+    if source is not None:
+        _check_source_data(source, opts, data)
     space = _space(opts, source, data)
     if source is not None:
         default_name = f"{source.name}-e{train_cfg.epochs}"
@@ -239,7 +262,8 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
                              sampler=str(opts.sampler), seed=int(opts.seed), n_trials=int(opts.trials),
                              dataset=str(opts.dataset), train=train_cfg.to_dict(),
                              configs_from=source.record if source else None,
-                             pruner=opts.pruner or default_pruner(str(opts.sampler)))
+                             pruner=opts.pruner or default_pruner(str(opts.sampler)), data_digest=data.digest or None)
+    del data  # a store's memory map or a decoded copy: the workers read the data, this process does not
     sampler, pruner = make_sampler(settings.sampler, settings.seed), settings.make_pruner()
     storage = study = None  # an existing storage and study are opened and checked before anything is written
     replace = False
@@ -316,6 +340,10 @@ def settings_differences(stored: StudySettings, asked: StudySettings) -> list[st
         if a != b:
             what = {"space_hash": "space (its definition's hash)", "pruner_name": "--pruner"}.get(field, field)
             out.append(f"{what} {a} (stored) vs {b} (asked)")
+    if stored.dataset == asked.dataset and stored.data_digest and asked.data_digest \
+            and stored.data_digest != asked.data_digest:
+        out.append(f"data digest {stored.data_digest[:12]} (stored) vs {asked.data_digest[:12]} (asked): "
+                   f"{asked.dataset} changed since the study was made")
     if not same_source(stored.configs_from, asked.configs_from):
         out.append("--configs-from " + " vs ".join(
             f"{describe_source(c) if c else 'none (sampled)'} ({w})"

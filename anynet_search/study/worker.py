@@ -45,6 +45,7 @@ from anynet_search.study.process_health import poisons_device, raised_at, releas
 from anynet_search.study.reaper import REQUEUED, Heartbeat, Reaping
 from anynet_search.study.storage import load_study, open_storage
 from anynet_search.training import setup_threads
+from anynet_search.training.data.splits import DatasetError
 from anynet_search.training.engine import InFlight
 from anynet_search.training.fences import Delay
 from anynet_search.training.interface import OutOfMemoryError, TrialFailure
@@ -342,6 +343,10 @@ class Worker(Reaping):
                 value = self.objective(trial, cfg, s, self.space.resolution, self.device)
             if inspect.isgenerator(value):
                 value = yield from value
+        except DatasetError as exc:  # this worker cannot read the study's data: its problem, not the config's
+            yield from bookkeeping.call(partial(self._finish, trial, TrialState.FAIL, same_config=True,
+                                                reason=f"this worker's data: {exc}: {REQUEUED}"))
+            raise
         except optuna.TrialPruned as exc:
             reason = f"pruned: {exc}" if str(exc) else "pruned"
             yield from bookkeeping.call(lambda: self._finish(trial, TrialState.PRUNED, reason=reason))

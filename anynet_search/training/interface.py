@@ -18,7 +18,10 @@ from typing import Any
 
 from anynet_search.errors import InputError
 
-__all__ = ["DivergedError", "OutOfMemoryError", "TrainConfig", "TrainResult", "TrialFailure"]
+__all__ = ["AUGMENT_PROTOCOLS", "DivergedError", "OutOfMemoryError", "TrainConfig", "TrainResult", "TrialFailure"]
+
+#: Training augmentation protocols (`training.inputs`): `auto` resolves per data set when a study is made.
+AUGMENT_PROTOCOLS = ("auto", "shift", "imagenet")
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,13 @@ class TrainConfig:
       `batch_size`, scale `lr` linearly yourself.
     - `warmup_epochs` may be fractional; warmup is linear from ~0 to `lr`, then cosine to ~0, per step.
       Warmup is capped at half the run, so very short runs (1-2 epochs) still decay.
-    - `crop_pad`: zero padding of the random crop in pixels; `None` means `resolution // 8` (2 px at 16 px,
-      4 px at 32 px, the CIFAR standard); 0 disables cropping. Horizontal flips follow `DataSplits.flip`.
+    - `augment`: `shift` (CIFAR style: random crop of the zero-padded image, see `crop_pad`), `imagenet`
+      (random-resized crop, scale 0.08-1 and ratio 3/4-4/3, resized to the resolution; evaluation on the center
+      crop), or `auto`: `imagenet` for a prepared store with the ImageNet margin (images stored larger than the
+      resolution), `shift` otherwise. A study stores the protocol `auto` resolved to.
+    - `crop_pad`: zero padding of the shift protocol's random crop in pixels; `None` means `resolution // 8`
+      (2 px at 16 px, 4 px at 32 px, the CIFAR standard); 0 disables cropping. Horizontal flips follow
+      `DataSplits.flip` under both protocols.
     - `amp` (bf16 autocast) only takes effect on CUDA; CPU always trains in fp32.
     - `channels_last` (model and inputs in NHWC) applies on every device (faster on CPU too).
     - `cuda_graphs` (CUDA only; on by default) captures the whole training step (batch gather, augmentation,
@@ -56,6 +64,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     warmup_epochs: float = 0.5
     crop_pad: int | None = None
+    augment: str = "auto"
     eval_batch_size: int = 1024
     amp: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True  # NHWC model and inputs, all devices
@@ -90,6 +99,8 @@ class TrainConfig:
             raise InputError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs!r}")
         if self.crop_pad is not None and (not isinstance(self.crop_pad, int) or self.crop_pad < 0):
             raise InputError(f"crop_pad must be None or an integer >= 0, got {self.crop_pad!r}")
+        if self.augment not in AUGMENT_PROTOCOLS:
+            raise InputError(f"augment must be one of {', '.join(AUGMENT_PROTOCOLS)}, got {self.augment!r}")
         for name in ("nesterov", "amp", "channels_last", "cuda_graphs", "cudnn_benchmark", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")

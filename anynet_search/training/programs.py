@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anynet_search.training.augment import draw_mirror, draw_offsets, shift_flip
 from anynet_search.training.fences import Pending
+from anynet_search.training.inputs import InputPipeline
 from anynet_search.training.setup_threads import CAPTURE_LOCK, SetupThreads
 
 WARMUP_STEPS = 3  # eager full-size steps before the capture: cuDNN/cuBLAS set-up, momentum buffers exist
@@ -123,11 +123,9 @@ class GraphPolicy:
 
 @dataclass(frozen=True)
 class StepSettings:
-    """What a training step needs besides the model, the optimizer and the data."""
+    """What a training step needs besides the model, the optimizer, the data and its input pipeline."""
 
     batch_size: int
-    pad: int
-    flip: bool
     use_amp: bool
     label_smoothing: float
     channels_last: bool
@@ -135,25 +133,28 @@ class StepSettings:
 
 class TrainProgram:
     """One trial's training step over static tensors: `start_epoch` draws the epoch, `full()` and `tail()` run
-    one step of the full and the partial batch size. Per-step learning rates come from `lrs` (a device tensor
-    read by the fused SGD kernel when `lr_tensor` is given, the param groups' floats otherwise)."""
+    one step of the full and the partial batch size. The training images are `train_x` (rows `train_rows` of it
+    when given: a store's train split), turned into the model's input by `inputs`. Per-step learning rates come
+    from `lrs` (a device tensor read by the fused SGD kernel when `lr_tensor` is given, the param groups' floats
+    otherwise)."""
 
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, train_x: torch.Tensor,
-                 train_y: torch.Tensor, settings: StepSettings, lrs: list[float], lr_tensor: torch.Tensor | None,
+                 train_y: torch.Tensor, train_rows: torch.Tensor | None, inputs: InputPipeline,
+                 settings: StepSettings, lrs: list[float], lr_tensor: torch.Tensor | None,
                  graphs: GraphPolicy | None, offload: SetupThreads | None = None) -> None:
-        self.net, self.optimizer, self.s = net, optimizer, settings
-        self.train_x, self.train_y = train_x, train_y
+        self.net, self.optimizer, self.s, self.inputs = net, optimizer, settings, inputs
+        self.train_x, self.train_y, self.train_rows = train_x, train_y, train_rows
         dev = train_x.device
         self.device = dev
         b = settings.batch_size
-        sizes = [stop - start for start, stop in plan_batches(int(train_x.shape[0]), b)]
+        self.n_train = int(train_rows.numel() if train_rows is not None else train_x.shape[0])
+        sizes = [stop - start for start, stop in plan_batches(self.n_train, b)]
         self.n_full = sizes.count(b)
         self.n_tail = 0 if sizes[-1] == b else sizes[-1]
         self.steps_per_epoch = len(sizes)
         used = self.n_full * b + self.n_tail
         self.order = torch.zeros(used, dtype=torch.long, device=dev)
-        self.offsets = torch.zeros(used, 2, dtype=torch.long, device=dev) if settings.pad else None
-        self.mirror = torch.zeros(used, 1, dtype=torch.bool, device=dev) if settings.flip else None
+        self.draws = inputs.allocate(used, dev)
         self.i = torch.zeros(1, dtype=torch.long, device=dev)  # full batches done this epoch
         self.rows = torch.arange(b, device=dev)
         self.g = torch.zeros(1, dtype=torch.long, device=dev)  # steps done in the run
@@ -168,22 +169,18 @@ class TrainProgram:
     # ----------------------------------------------------------------------------------------- epoch draws
     def start_epoch(self, generator: torch.Generator) -> None:
         """Draw the epoch's permutation, crop offsets and flips (in that order) and reset the epoch's counters."""
-        n, dev, used = int(self.train_x.shape[0]), self.device, int(self.order.shape[0])
-        self.order.copy_(torch.randperm(n, generator=generator, device=dev)[:used])
-        if self.offsets is not None:
-            self.offsets.copy_(draw_offsets(used, self.s.pad, generator, dev))
-        if self.mirror is not None:
-            self.mirror.copy_(draw_mirror(used, generator, dev))
+        dev, used = self.device, int(self.order.shape[0])
+        order = torch.randperm(self.n_train, generator=generator, device=dev)[:used]
+        self.order.copy_(order if self.train_rows is None else self.train_rows.index_select(0, order))
+        self.inputs.draw(self.draws, generator)
         self.i.zero_()
         self.loss_sum.zero_()
 
     # --------------------------------------------------------------------------------------------- a step
-    def _step(self, idx: torch.Tensor, offsets: torch.Tensor | None, mirror: torch.Tensor | None) -> None:
+    def _step(self, idx: torch.Tensor, first: torch.Tensor | None, mirror: torch.Tensor | None) -> None:
         s = self.s
-        xb = self.train_x.index_select(0, idx)
+        xb = self.inputs.train(self.train_x.index_select(0, idx), first, mirror)
         yb = self.train_y.index_select(0, idx)
-        if offsets is not None or mirror is not None:
-            xb = shift_flip(xb, s.pad, offsets, mirror)
         if s.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=s.use_amp, cache_enabled=False):
@@ -199,15 +196,13 @@ class TrainProgram:
 
     def _full_body(self) -> None:
         span = self.i * self.s.batch_size + self.rows  # this step's rows of the epoch's draws
-        self._step(self.order.index_select(0, span),
-                   None if self.offsets is None else self.offsets.index_select(0, span),
-                   None if self.mirror is None else self.mirror.index_select(0, span))
+        self._step(self.order.index_select(0, span), *(None if d is None else d.index_select(0, span)
+                                                       for d in self.draws))
         self.i.add_(1)
 
     def _tail_body(self) -> None:
         start = self.n_full * self.s.batch_size
-        self._step(self.order[start:], None if self.offsets is None else self.offsets[start:],
-                   None if self.mirror is None else self.mirror[start:])
+        self._step(self.order[start:], *(None if d is None else d[start:] for d in self.draws))
 
     def _host_lr(self) -> None:
         if self.lr_table is None:
@@ -236,15 +231,19 @@ class TrainProgram:
 class EvalProgram:
     """Top-1 errors of the model on one split, accumulated on the device.
 
-    Eagerly it runs the split's exact slices. Graphed, every batch is copied into a static buffer of
+    Eagerly it runs the split's exact slices (or rows). Graphed, every batch is copied into a static buffer of
     `batch` rows and the captured forward pass counts only the first `valid` rows, so the last, smaller
-    batch replays the same graph. `wrong` and `finite` accumulate until `reset()`.
+    batch replays the same graph. `transform` turns a batch in its stored form into the model's input (a
+    prepared store's uint8 rows: center crop, convert, normalize; `InputPipeline.evaluate`); None for data
+    that is the input already. `wrong` and `finite` accumulate until `reset()`.
     """
 
     def __init__(self, net: nn.Module, batch: int, sample_shape: tuple[int, ...], dtype: torch.dtype,
                  device: torch.device, use_amp: bool, channels_last: bool, graphs: GraphPolicy | None,
-                 offload: SetupThreads | None = None) -> None:
+                 offload: SetupThreads | None = None,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.net, self.batch, self.device, self.use_amp = net, batch, device, use_amp
+        self.transform = transform
         self.memory_format = torch.channels_last if channels_last and len(sample_shape) == 3 \
             else torch.contiguous_format
         self.wrong = torch.zeros((), dtype=torch.long, device=device)
@@ -252,8 +251,10 @@ class EvalProgram:
         self.graphs = graphs
         self.x = self.y = self.valid = self.rows = None
         if graphs is not None:
+            # the stored form: normalized floats in the model's layout, or a store's rows as they are
+            layout = self.memory_format if transform is None else torch.contiguous_format
             self.x = torch.zeros((batch, *sample_shape), dtype=dtype, device=device).contiguous(
-                memory_format=self.memory_format)
+                memory_format=layout)
             self.y = torch.zeros(batch, dtype=torch.long, device=device)
             self.valid = torch.zeros((), dtype=torch.long, device=device)
             self.rows = torch.arange(batch, device=device)
@@ -274,6 +275,8 @@ class EvalProgram:
         self.finite.logical_and_(finite.all())
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transform is not None:
+            x = self.transform(x).contiguous(memory_format=self.memory_format)
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp,
                                              cache_enabled=False):
             return self.net(x)
@@ -281,19 +284,27 @@ class EvalProgram:
     def _static_body(self) -> None:
         self._count(self._forward(self.x), self.y, self.rows < self.valid)  # type: ignore[operator]
 
-    def run(self, x: torch.Tensor, y: torch.Tensor) -> Generator[Pending, None, None]:
-        """Queue the evaluation of (x, y) (model already in eval mode), adding to `wrong` and `finite`; a task step
-        that yields the Pending of a batch handed to the set-up threads."""
-        n = int(x.shape[0])
+    def run(self, x: torch.Tensor, y: torch.Tensor,
+            rows: torch.Tensor | None = None) -> Generator[Pending, None, None]:
+        """Queue the evaluation of (x, y), or of their `rows` when given (model already in eval mode), adding to
+        `wrong` and `finite`; a task step that yields the Pending of a batch handed to the set-up threads."""
+        n = int(rows.numel() if rows is not None else x.shape[0])
         for start in range(0, n, self.batch):
             stop = min(start + self.batch, n)
+            if rows is None:
+                xs, ys = x[start:stop], y[start:stop]
+            else:
+                pick = rows[start:stop].to(x.device)
+                xs, ys = x.index_select(0, pick), y.index_select(0, pick.to(y.device))
             if self.graphs is None or not self.graphs.active:
-                xb = x[start:stop].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-                self._count(self._forward(xb), y[start:stop].to(self.device, non_blocking=True), None)
+                xb = xs.to(self.device, non_blocking=True)
+                if self.transform is None:
+                    xb = xb.contiguous(memory_format=self.memory_format)
+                self._count(self._forward(xb), ys.to(self.device, non_blocking=True), None)
                 continue
             m = stop - start
-            self.x[:m].copy_(x[start:stop], non_blocking=True)  # type: ignore[index]
-            self.y[:m].copy_(y[start:stop], non_blocking=True)  # type: ignore[index]
+            self.x[:m].copy_(xs, non_blocking=True)  # type: ignore[index]
+            self.y[:m].copy_(ys, non_blocking=True)  # type: ignore[index]
             self.valid.fill_(m)  # type: ignore[union-attr]
             pending = self._captured()
             if pending is not None:

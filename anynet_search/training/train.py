@@ -43,6 +43,7 @@ from torch import nn
 
 from anynet_search.training import setup_threads
 from anynet_search.training.fences import Fence, Pending, drive
+from anynet_search.training.inputs import InputPipeline, resolve_augment
 from anynet_search.training.interface import (
     DivergedError,
     OutOfMemoryError,
@@ -296,21 +297,22 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
         fused=True if on_cuda else None,
         foreach=None if on_cuda else True,
     )
-    n_train = int(splits.train_x.shape[0])
+    n_train = splits.split_size("train")
     steps_per_epoch = len(plan_batches(n_train, cfg.batch_size))
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = min(total_steps // 2, round(cfg.warmup_epochs * steps_per_epoch))
     lrs = [lr_at(step, total_steps, warmup_steps, cfg.lr) for step in range(total_steps)]
     graphs = GraphPolicy() if cfg.cuda_graphs and on_cuda and not cfg.compile else None
-    pad = cfg.resolved_crop_pad(splits.resolution)
-    settings = StepSettings(cfg.batch_size, pad, bool(splits.flip), use_amp, cfg.label_smoothing, cfg.channels_last)
+    inputs = InputPipeline(splits, resolve_augment(cfg.augment, splits), cfg.resolved_crop_pad(splits.resolution),
+                           bool(splits.flip), dev)
+    settings = StepSettings(cfg.batch_size, use_amp, cfg.label_smoothing, cfg.channels_last)
     offload = setup_threads.current()  # a worker's threads for warm-ups and captures (None: this thread)
-    program = TrainProgram(net, optimizer, splits.train_x, splits.train_y, settings, lrs, lr_tensor, graphs,
-                           offload)
-    n_val, n_test = int(splits.val_x.shape[0]), int(splits.test_x.shape[0])
+    program = TrainProgram(net, optimizer, splits.train_x, splits.train_y, splits.train_rows, inputs, settings, lrs,
+                           lr_tensor, graphs, offload)
+    n_val, n_test = splits.split_size("val"), splits.split_size("test")
     eval_batch = max(balanced_batch(n_val, cfg.eval_batch_size), balanced_batch(n_test, cfg.eval_batch_size))
     evaluator = EvalProgram(net, eval_batch, tuple(splits.val_x.shape[1:]), splits.val_x.dtype, dev, use_amp,
-                            cfg.channels_last, graphs, offload)
+                            cfg.channels_last, graphs, offload, inputs.evaluate if splits.raw else None)
     generator = make_generator(seed, dev)
     host = _HostReadout(dev, MAX_AHEAD + 2)
     checks: deque[_Check] = deque()
@@ -344,7 +346,7 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
         progress.stage = "validation"
         model.eval()
         evaluator.reset()
-        yield from evaluator.run(splits.val_x, splits.val_y)
+        yield from evaluator.run(splits.val_x, splits.val_y, splits.val_rows)
         read = host.read(program.loss_sum, evaluator)
         yield read
         yield from _settle(checks, 0)  # the device is past every check of the epoch
@@ -369,7 +371,7 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
     progress.stage = "test"
     before_test = Fence(dev, timing=True)
     evaluator.reset()
-    yield from evaluator.run(splits.test_x, splits.test_y)
+    yield from evaluator.run(splits.test_x, splits.test_y, splits.test_rows)
     read = host.read(program.loss_sum, evaluator)
     yield read
     _, wrong, finite = host.values()

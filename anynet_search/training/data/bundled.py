@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from anynet_search.training.data.splits import (
     TEST_FRACTION,
     DataSplits,
+    data_digest,
     normalize,
     split_arrays,
     stratified_holdout,
@@ -80,7 +81,8 @@ def load_synthetic(n: int, resolution: int, seed: int, val_fraction: float) -> D
         t = torch.from_numpy(idx)
         return x[t], y[t]  # advanced indexing copies, so splits never share storage
 
-    return normalize(f"synthetic:{n}", pair(train_idx), pair(val_idx), pair(test_idx), 10, flip=True)
+    return normalize(f"synthetic:{n}", pair(train_idx), pair(val_idx), pair(test_idx), 10, flip=True,
+                     digest=data_digest(x, y))
 
 
 def synthetic_images(n: int, resolution: int, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,9 +9,13 @@ import numpy as np
 from anynet_search.training.data.bundled import DEFAULT_SYNTHETIC_N, load_digits, load_synthetic
 from anynet_search.training.data.cifar import CIFAR_LAYOUTS, load_cifar
 from anynet_search.training.data.imagefolder import load_imagefolder
+from anynet_search.training.data.prepared import load_prepared
 from anynet_search.training.data.splits import DatasetError, DataSplits
 
-_SPEC_FORMS = ["digits", "synthetic", "synthetic:N", "cifar10:PATH", "cifar100:PATH", "imagefolder:PATH"]
+_SPEC_FORMS = ["digits", "synthetic", "synthetic:N", "cifar10:PATH", "cifar100:PATH", "imagefolder:PATH",
+               "prepared:DIR"]
+#: sources too large to decode in every process: `anynet-search prepare` reads them into a store once
+PREPARE_ONLY = ("imagenet", "downsampled-imagenet")
 
 
 def dataset_names() -> list[str]:
@@ -43,6 +47,12 @@ def load_dataset(spec: str, resolution: int, seed: int = 0, val_fraction: float 
         return load_cifar(kind, arg.strip(), resolution, seed, val_fraction)
     if kind == "imagefolder" and sep and arg.strip():
         return load_imagefolder(arg.strip(), resolution, seed, val_fraction)
+    if kind == "prepared" and sep and arg.strip():
+        return load_prepared(arg.strip(), resolution, seed, val_fraction)
+    if kind in PREPARE_ONLY and sep and arg.strip():
+        raise DatasetError(f"{spec}: {kind} is read by `anynet-search prepare` only (decoded once, not in every "
+                           f"process): anynet-search prepare {spec} --out DIR --resolution {resolution}, then "
+                           "--dataset prepared:DIR")
     raise DatasetError(f"unknown dataset spec {spec!r}; accepted forms: {', '.join(_SPEC_FORMS)}")
 
 
