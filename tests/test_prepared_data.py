@@ -235,3 +235,66 @@ def test_settings_of_older_formats_read_the_shift_protocol_and_no_digest() -> No
                                      "data_digest": "ab" * 32})
     assert fresh.train_config().augment == "imagenet" and fresh.data_digest == "ab" * 32
     assert fresh.to_dict()["format"] == 3
+
+
+# ------------------------------------------------------------------------------------- studies on stores
+
+
+def _store16(path: Path, shift: int) -> str:
+    rng = np.random.default_rng(shift)
+    images = rng.integers(0, 256, (60, 16, 16, 3), dtype=np.uint8)
+    splits = np.where(np.arange(60) < 48, TRAIN, TEST).astype(np.int8)
+    return write_store(path, images, np.arange(60) % 10, splits, [str(c) for c in range(10)], 16)
+
+
+def test_a_study_on_a_store_records_its_digest_and_refuses_other_data(tmp_path: Path) -> None:
+    from anynet_search.errors import InputError
+    from anynet_search.reporting.analyze import settings_differences
+    from anynet_search.reporting.results import load_run
+    from anynet_search.study import RunOptions, Worker, prepare_study
+
+    digest = _store16(tmp_path / "a", 0)
+    dry = "anynet_search.study.dry_run:pseudo_error"
+    opts = RunOptions(trials=2, workers=1, dataset=f"prepared:{tmp_path / 'a'}", study="a", out=str(tmp_path / "runs"),
+                      objective=dry)
+    study, settings, _, run_dir = prepare_study(opts)
+    assert settings.data_digest == digest and settings.train["augment"] == "shift"  # 16 px stored: no margin
+    Worker(study, objective=dry, poll_seconds=0.01).run()
+    # the same path, other content: resuming is refused, naming the change
+    other = _store16(tmp_path / "a", 1)
+    with pytest.raises(InputError, match=f"data digest {digest[:12]} \\(stored\\) vs {other[:12]} \\(asked\\)"):
+        prepare_study(opts)
+    # --configs-from on other data: refused unless asked for, then trained and recorded
+    _store16(tmp_path / "a", 0)
+    _store16(tmp_path / "b", 2)
+    proxy = RunOptions(configs_from=str(run_dir), dataset=f"prepared:{tmp_path / 'b'}", study="b", workers=1,
+                       out=str(tmp_path / "runs"), objective=dry)
+    with pytest.raises(InputError, match="trained on other data than asked .*--other-data"):
+        prepare_study(proxy)
+    study_b, settings_b, *_ = prepare_study(dataclasses.replace(proxy, other_data=True))
+    Worker(study_b, objective=dry, poll_seconds=0.01).run()
+    assert settings_b.data_digest != digest
+    # analyze sees two data sets (digests), even though both are prepared stores
+    diffs = settings_differences([load_run(run_dir), load_run(tmp_path / "runs" / "b")])
+    assert any(d.startswith("data: ") and "digest" in d for d in diffs)
+    with pytest.raises(InputError, match="--other-data is for --configs-from"):
+        prepare_study(dataclasses.replace(opts, other_data=True))
+
+
+def test_a_worker_that_reads_other_data_stops_and_requeues_its_trial(tmp_path: Path) -> None:
+    from optuna.trial import TrialState
+
+    from anynet_search.study import RunOptions, Worker, prepare_study
+
+    _store16(tmp_path / "s", 0)
+    opts = RunOptions(trials=2, workers=1, dataset=f"prepared:{tmp_path / 's'}", study="w", out=str(tmp_path))
+    study, *_ = prepare_study(opts)
+    _store16(tmp_path / "s", 1)  # the data changes under the study (or another machine holds another copy)
+    with pytest.raises(DatasetError, match="this worker reads data with digest"):
+        Worker(study, poll_seconds=0.01).run()
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and "this worker's data" in failed[0].user_attrs["failure"]
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert sorted(t.user_attrs["slot"] for t in waiting) == [0, 1]  # nothing lost: both slots still to train
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.COMPLETE)]
