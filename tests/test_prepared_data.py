@@ -298,3 +298,41 @@ def test_a_worker_that_reads_other_data_stops_and_requeues_its_trial(tmp_path: P
     waiting = [t for t in trials if t.state == TrialState.WAITING]
     assert sorted(t.user_attrs["slot"] for t in waiting) == [0, 1]  # nothing lost: both slots still to train
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.COMPLETE)]
+
+
+# ------------------------------------------------------------------------------------------- streaming
+
+
+def test_streaming_from_the_host_feeds_the_rows_of_the_host_drawn_order(store: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path a GPU takes for a store too large to upload, exercised on the CPU: every step's rows are staged
+    through the pinned-buffer ring in the order drawn on the host, and evaluation counts the same errors."""
+    from anynet_search.training import placement
+    from anynet_search.training.programs import EvalProgram
+    from anynet_search.training.train import make_generator
+
+    data = dataclasses.replace(load_dataset(f"prepared:{store}", 8, seed=0), flip=False)
+    monkeypatch.setattr(placement, "streams", lambda data, device: True)
+    seen: list[torch.Tensor] = []
+    seed_everything(0)
+    model = tiny_cnn()
+    hook = model[0].register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    result = train(model, data, TrainConfig(epochs=2, batch_size=16, crop_pad=0, augment="shift"), seed=7)
+    hook.remove()
+    inputs = InputPipeline(data, "shift", 0, False, torch.device("cpu"))
+    host = make_generator(7)
+    steps = len(range(0, data.split_size("train") - 15, 16))
+    for epoch in range(2):
+        order = data.train_rows[torch.randperm(data.split_size("train"), generator=host)]
+        batches = [b for b in seen if b.shape[0] == 16][epoch * steps:(epoch + 1) * steps]
+        for k, batch in enumerate(batches):
+            assert torch.allclose(batch, inputs.evaluate(data.train_x[order[16 * k:16 * (k + 1)]]), atol=1e-6)
+    # evaluation streamed through the ring counts what the resident path counts
+    wrong = []
+    for feed in (True, False):
+        program = EvalProgram(model, 10, tuple(data.val_x.shape[1:]), data.val_x.dtype, torch.device("cpu"), False,
+                              False, None, None, inputs.evaluate)
+        for _ in program.run(data.val_x, data.val_y, data.val_rows, feed):
+            pass
+        wrong.append(int(program.wrong))
+    assert wrong[0] == wrong[1] == round(result.val_error * data.split_size("val") / 100)

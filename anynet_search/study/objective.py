@@ -24,12 +24,13 @@ from anynet_search.training.data import DatasetError, DataSplits, load_dataset
 from anynet_search.training.fences import Delay, Fence, Pending
 from anynet_search.training.interface import TrainResult
 from anynet_search.training.memory import ledger_for
+from anynet_search.training.placement import place
 from anynet_search.training.train import seed_everything, train_task
 
 
 @lru_cache(maxsize=2)
 def _dataset(spec: str, resolution: int, seed: int, device: str) -> DataSplits:
-    data = load_dataset(spec, resolution, seed=seed).to(device)
+    data = place(load_dataset(spec, resolution, seed=seed), device)  # uploaded once, unless streamed
     if device.startswith("cuda"):
         import torch
 

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anynet_search.training.fences import Pending
+from anynet_search.training.fences import Fence, Pending
 from anynet_search.training.inputs import InputPipeline
+from anynet_search.training.placement import PinnedGather
 from anynet_search.training.setup_threads import CAPTURE_LOCK, SetupThreads
 
 WARMUP_STEPS = 3  # eager full-size steps before the capture: cuDNN/cuBLAS set-up, momentum buffers exist
@@ -141,10 +142,11 @@ class TrainProgram:
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, train_x: torch.Tensor,
                  train_y: torch.Tensor, train_rows: torch.Tensor | None, inputs: InputPipeline,
                  settings: StepSettings, lrs: list[float], lr_tensor: torch.Tensor | None,
-                 graphs: GraphPolicy | None, offload: SetupThreads | None = None) -> None:
+                 graphs: GraphPolicy | None, offload: SetupThreads | None = None,
+                 host_feed: torch.Generator | None = None) -> None:
         self.net, self.optimizer, self.s, self.inputs = net, optimizer, settings, inputs
         self.train_x, self.train_y, self.train_rows = train_x, train_y, train_rows
-        dev = train_x.device
+        dev = lr_tensor.device if lr_tensor is not None else train_x.device
         self.device = dev
         b = settings.batch_size
         self.n_train = int(train_rows.numel() if train_rows is not None else train_x.shape[0])
@@ -155,6 +157,16 @@ class TrainProgram:
         used = self.n_full * b + self.n_tail
         self.order = torch.zeros(used, dtype=torch.long, device=dev)
         self.draws = inputs.allocate(used, dev)
+        # streaming (`placement`): the data stays on the host; each step's rows are staged into `staged_*` before
+        # the step, in the epoch's order drawn on the host from `host_feed`
+        self.host_feed = host_feed
+        if host_feed is not None:
+            self.host_order = torch.zeros(used, dtype=torch.long)
+            self.staged_x = torch.empty((b, *train_x.shape[1:]), dtype=train_x.dtype, device=dev)
+            self.staged_y = torch.empty(b, dtype=train_y.dtype, device=dev)
+            self.gather_x = PinnedGather(train_x, b, dev)
+            self.gather_y = PinnedGather(train_y, b, dev)
+            self.fed = 0  # rows of the epoch staged so far
         self.i = torch.zeros(1, dtype=torch.long, device=dev)  # full batches done this epoch
         self.rows = torch.arange(b, device=dev)
         self.g = torch.zeros(1, dtype=torch.long, device=dev)  # steps done in the run
@@ -170,17 +182,34 @@ class TrainProgram:
     def start_epoch(self, generator: torch.Generator) -> None:
         """Draw the epoch's permutation, crop offsets and flips (in that order) and reset the epoch's counters."""
         dev, used = self.device, int(self.order.shape[0])
-        order = torch.randperm(self.n_train, generator=generator, device=dev)[:used]
-        self.order.copy_(order if self.train_rows is None else self.train_rows.index_select(0, order))
+        if self.host_feed is None:
+            order = torch.randperm(self.n_train, generator=generator, device=dev)[:used]
+            self.order.copy_(order if self.train_rows is None else self.train_rows.index_select(0, order))
+        else:
+            order = torch.randperm(self.n_train, generator=self.host_feed)[:used]
+            self.host_order.copy_(order if self.train_rows is None else self.train_rows.index_select(0, order))
+            self.fed = 0
         self.inputs.draw(self.draws, generator)
         self.i.zero_()
+
+    def prefetch(self, rows: int) -> Generator[Pending, None, None]:
+        """Stage the next step's `rows` images and labels on the device (streaming only; a task step)."""
+        if self.host_feed is None:
+            return
+        index = self.host_order[self.fed : self.fed + rows]
+        self.fed += rows
+        yield from self.gather_x.copy(index, self.staged_x)
+        yield from self.gather_y.copy(index, self.staged_y)
         self.loss_sum.zero_()
 
     # --------------------------------------------------------------------------------------------- a step
     def _step(self, idx: torch.Tensor, first: torch.Tensor | None, mirror: torch.Tensor | None) -> None:
         s = self.s
-        xb = self.inputs.train(self.train_x.index_select(0, idx), first, mirror)
-        yb = self.train_y.index_select(0, idx)
+        if self.host_feed is None:
+            xb, yb = self.train_x.index_select(0, idx), self.train_y.index_select(0, idx)
+        else:  # staged by `prefetch`; `idx` only fixes how many rows (a static size inside a graph)
+            xb, yb = self.staged_x[: idx.shape[0]], self.staged_y[: idx.shape[0]]
+        xb = self.inputs.train(xb, first, mirror)
         if s.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=s.use_amp, cache_enabled=False):
@@ -244,6 +273,8 @@ class EvalProgram:
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.net, self.batch, self.device, self.use_amp = net, batch, device, use_amp
         self.transform = transform
+        self.sample_shape, self.dtype = sample_shape, dtype
+        self.gathers: tuple[PinnedGather, PinnedGather] | None = None  # streaming from the host (made by `run`)
         self.memory_format = torch.channels_last if channels_last and len(sample_shape) == 3 \
             else torch.contiguous_format
         self.wrong = torch.zeros((), dtype=torch.long, device=device)
@@ -284,27 +315,42 @@ class EvalProgram:
     def _static_body(self) -> None:
         self._count(self._forward(self.x), self.y, self.rows < self.valid)  # type: ignore[operator]
 
-    def run(self, x: torch.Tensor, y: torch.Tensor,
-            rows: torch.Tensor | None = None) -> Generator[Pending, None, None]:
+    def run(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | None = None,
+            host_feed: bool = False) -> Generator[Pending | Fence, None, None]:
         """Queue the evaluation of (x, y), or of their `rows` when given (model already in eval mode), adding to
-        `wrong` and `finite`; a task step that yields the Pending of a batch handed to the set-up threads."""
+        `wrong` and `finite`; a task step that yields the Pending of a batch handed to the set-up threads. With
+        `host_feed` (x and y in host memory: streaming) each batch is staged through page-locked buffers."""
         n = int(rows.numel() if rows is not None else x.shape[0])
+        graphed = self.graphs is not None and self.graphs.active
         for start in range(0, n, self.batch):
             stop = min(start + self.batch, n)
-            if rows is None:
+            m = stop - start
+            if host_feed:
+                if self.gathers is None:
+                    self.gathers = (PinnedGather(x, self.batch, self.device, 2),
+                                    PinnedGather(y, self.batch, self.device, 2))
+                index = rows[start:stop] if rows is not None else torch.arange(start, stop)
+                xs = self.x if graphed else torch.empty((m, *self.sample_shape), dtype=self.dtype, device=self.device)
+                ys = self.y if graphed else torch.empty(m, dtype=y.dtype, device=self.device)
+                yield from self.gathers[0].copy(index, xs)  # type: ignore[arg-type]
+                yield from self.gathers[1].copy(index, ys)  # type: ignore[arg-type]
+                if not graphed:
+                    self._count(self._forward(xs), ys, None)
+                    continue
+            elif rows is None:
                 xs, ys = x[start:stop], y[start:stop]
             else:
                 pick = rows[start:stop].to(x.device)
                 xs, ys = x.index_select(0, pick), y.index_select(0, pick.to(y.device))
-            if self.graphs is None or not self.graphs.active:
+            if not host_feed and not graphed:
                 xb = xs.to(self.device, non_blocking=True)
                 if self.transform is None:
                     xb = xb.contiguous(memory_format=self.memory_format)
                 self._count(self._forward(xb), ys.to(self.device, non_blocking=True), None)
                 continue
-            m = stop - start
-            self.x[:m].copy_(xs, non_blocking=True)  # type: ignore[index]
-            self.y[:m].copy_(ys, non_blocking=True)  # type: ignore[index]
+            if not host_feed:
+                self.x[:m].copy_(xs, non_blocking=True)  # type: ignore[index]
+                self.y[:m].copy_(ys, non_blocking=True)  # type: ignore[index]
             self.valid.fill_(m)  # type: ignore[union-attr]
             pending = self._captured()
             if pending is not None:

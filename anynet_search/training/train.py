@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from anynet_search.training import setup_threads
+from anynet_search.training import placement, setup_threads
 from anynet_search.training.fences import Fence, Pending, drive
 from anynet_search.training.inputs import InputPipeline, resolve_augment
 from anynet_search.training.interface import (
@@ -282,7 +282,8 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
         if reset_peak:
             torch.cuda.reset_peak_memory_stats(dev)
     model.to(device=dev, memory_format=memory_format)
-    splits = data.to(dev)
+    feed = placement.streams(data, dev)  # a store too large for the device stays on the host (`placement`)
+    splits = placement.place(data, dev)
     net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
 
     # On CUDA the learning rate is a device tensor that the fused SGD kernel reads, so a replayed graph
@@ -308,7 +309,7 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
     settings = StepSettings(cfg.batch_size, use_amp, cfg.label_smoothing, cfg.channels_last)
     offload = setup_threads.current()  # a worker's threads for warm-ups and captures (None: this thread)
     program = TrainProgram(net, optimizer, splits.train_x, splits.train_y, splits.train_rows, inputs, settings, lrs,
-                           lr_tensor, graphs, offload)
+                           lr_tensor, graphs, offload, make_generator(seed) if feed else None)
     n_val, n_test = splits.split_size("val"), splits.split_size("test")
     eval_batch = max(balanced_batch(n_val, cfg.eval_batch_size), balanced_batch(n_test, cfg.eval_batch_size))
     evaluator = EvalProgram(net, eval_batch, tuple(splits.val_x.shape[1:]), splits.val_x.dtype, dev, use_amp,
@@ -327,6 +328,7 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
         program.start_epoch(generator)
         for i in range(1, program.n_full + 1):
             progress.step = i
+            yield from program.prefetch(cfg.batch_size)
             pending = program.full()
             if pending is not None:  # a warm-up step or the capture, run by a set-up thread
                 yield pending
@@ -337,6 +339,7 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
             yield None
         if program.n_tail:
             progress.step = steps_per_epoch
+            yield from program.prefetch(program.n_tail)
             pending = program.tail()
             if pending is not None:
                 yield pending
@@ -346,7 +349,7 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
         progress.stage = "validation"
         model.eval()
         evaluator.reset()
-        yield from evaluator.run(splits.val_x, splits.val_y, splits.val_rows)
+        yield from evaluator.run(splits.val_x, splits.val_y, splits.val_rows, feed)
         read = host.read(program.loss_sum, evaluator)
         yield read
         yield from _settle(checks, 0)  # the device is past every check of the epoch
@@ -371,7 +374,7 @@ def _train(model: nn.Module, data: DataSplits, cfg: TrainConfig, dev: torch.devi
     progress.stage = "test"
     before_test = Fence(dev, timing=True)
     evaluator.reset()
-    yield from evaluator.run(splits.test_x, splits.test_y, splits.test_rows)
+    yield from evaluator.run(splits.test_x, splits.test_y, splits.test_rows, feed)
     read = host.read(program.loss_sum, evaluator)
     yield read
     _, wrong, finite = host.values()
