@@ -191,8 +191,9 @@ class TrainProgram:
             self.fed = 0
         self.inputs.draw(self.draws, generator)
         self.i.zero_()
+        self.loss_sum.zero_()
 
-    def prefetch(self, rows: int) -> Generator[Pending, None, None]:
+    def prefetch(self, rows: int) -> Generator[Fence, None, None]:
         """Stage the next step's `rows` images and labels on the device (streaming only; a task step)."""
         if self.host_feed is None:
             return
@@ -200,7 +201,6 @@ class TrainProgram:
         self.fed += rows
         yield from self.gather_x.copy(index, self.staged_x)
         yield from self.gather_y.copy(index, self.staged_y)
-        self.loss_sum.zero_()
 
     # --------------------------------------------------------------------------------------------- a step
     def _step(self, idx: torch.Tensor, first: torch.Tensor | None, mirror: torch.Tensor | None) -> None:
