@@ -51,7 +51,8 @@ def test_settings_of_the_older_layout_are_read_with_defaults_by_every_command(tm
     old = {k: v for k, v in stored.items() if k not in ("format", "written_by", "train")}
     stored_study = optuna.load_study(study_name=study.study_name, storage=open_storage(url))
     stored_study.set_user_attr(SETTINGS_ATTR, old)
-    assert StudySettings.from_study(open_run(folder)[1]).train == {}  # the trainer's defaults
+    # the trainer's defaults, and the one augmentation every study before format 3 trained with
+    assert StudySettings.from_study(open_run(folder)[1]).train == {"augment": "shift"}
     status = cli("status", str(folder))
     assert status.returncode == 0 and "dataset synthetic:64, seed 0" in status.stdout, status.stderr
     for command in (["analyze", str(folder), "--out", str(tmp_path / "report")],
@@ -68,10 +69,11 @@ def test_settings_of_a_newer_layout_or_with_keys_missing_are_one_line_naming_bot
     good = {"space": {}, "space_source": "x", "space_hash": "h", "sampler": "random", "seed": 0,
             "n_trials": 3, "dataset": "digits", "train": {}}
     assert StudySettings.from_dict(good).n_trials == 3
-    newer = r"^study 's' was stored by anynet-search 9\.1 in settings format 3; this anynet-search \(.+\) "
+    ahead = SETTINGS_FORMAT + 1
+    newer = rf"^study 's' was stored by anynet-search 9\.1 in settings format {ahead}; this anynet-search \(.+\) "
     newer += "reads "
-    with pytest.raises(SettingsError, match=newer + r"settings formats 1\.\.2: upgrade"):
-        StudySettings.from_dict({**good, "format": 3, "written_by": "9.1", "new": 1}, "s")
+    with pytest.raises(SettingsError, match=newer + rf"settings formats 1\.\.{SETTINGS_FORMAT}: upgrade"):
+        StudySettings.from_dict({**good, "format": ahead, "written_by": "9.1", "new": 1}, "s")
     with pytest.raises(SettingsError, match=r"lack dataset, seed;"):
         StudySettings.from_dict({k: v for k, v in good.items() if k not in ("seed", "dataset")}, "s")
     with pytest.raises(SettingsError, match=r"stored trainer settings .* have warp_speed, unknown"):

@@ -188,10 +188,13 @@ def describe_training(settings: StudySettings | None) -> str:
         return "training settings unknown (not an anynet-search study)"
     t = settings.outcome_settings()
     pad = "resolution // 8" if t["crop_pad"] is None else t["crop_pad"]
-    return (f"{t['dataset']}, {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g} "
+    augment = ("random-resized crops and center-crop evaluation (ImageNet protocol)" if t["augment"] == "imagenet"
+               else f"shifted crops (padding {pad})" if t["augment"] == "shift" else f"augmentation {t['augment']}")
+    digest = f" (data digest {settings.data_digest[:12]})" if settings.data_digest else ""
+    return (f"{t['dataset']}{digest}, {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g} "
             f"(warm-up {t['warmup_epochs']:g} epochs, cosine), momentum {t['momentum']:g}"
             f"{' Nesterov' if t['nesterov'] else ''}, weight decay {t['weight_decay']:g}, label smoothing "
-            f"{t['label_smoothing']:g}, crop padding {pad}{', bf16 on CUDA' if t['amp'] else ''}")
+            f"{t['label_smoothing']:g}, {augment}{', bf16 on CUDA' if t['amp'] else ''}")
 
 
 def _state_counts(study: optuna.Study | None) -> dict[str, int]:
