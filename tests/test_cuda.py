@@ -296,3 +296,45 @@ def test_a_default_gpu_study_keeps_trials_in_flight_on_graphs(tmp_path):
     assert {t.user_attrs["result"]["step_mode"] for t in done} == {"cuda_graph"}
     assert max(t.user_attrs["in_flight"] for t in done) == 3
     assert {t.user_attrs["worker"] for t in done} == {"w0"}  # one process for the GPU
+
+
+# ------------------------------------------------------------------------------------ prepared stores
+
+
+@pytest.fixture(scope="module")
+def store32(tmp_path_factory):
+    """600 synthetic images stored at 36 px (a margin around 32 px), as uint8 rows."""
+    import numpy as np
+    from stores import write_store
+
+    from anynet_search.training.data import synthetic_images
+
+    x, y = synthetic_images(600, 36)
+    images = np.clip(np.round(128 + 25 * x.numpy()), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1).copy()
+    out = tmp_path_factory.mktemp("store") / "s36"
+    write_store(out, images, y.numpy(), (np.arange(600) >= 480).astype(np.int8), [str(c) for c in range(10)], 32)
+    return out
+
+
+@pytest.mark.parametrize("stream", ["0", "1"])
+def test_a_store_trains_in_graphs_uploaded_or_streamed_from_the_host(store32, stream, monkeypatch):
+    monkeypatch.setenv("ANYNET_STREAM_DATA", stream)
+    data = load_dataset(f"prepared:{store32}", 32, seed=0)
+    seed_everything(0)
+    result = train(build_model(SMALL), data, TrainConfig(epochs=2, batch_size=64), device="cuda", seed=0)
+    assert result.step_mode == "cuda_graph"  # the ImageNet protocol (auto: the store has a margin) is captured
+    assert 0.0 <= result.val_error < 90.0 and len(result.history) == 2
+
+
+def test_graphed_store_steps_compute_what_eager_store_steps_compute(store32):
+    data = load_dataset(f"prepared:{store32}", 32, seed=0)
+    torch.backends.cudnn.deterministic = True
+    try:
+        eager, w_eager = _run(data, False, batch_size=72, amp=False, cudnn_benchmark=False, augment="imagenet")
+        graph, w_graph = _run(data, True, batch_size=72, amp=False, cudnn_benchmark=False, augment="imagenet")
+    finally:
+        torch.backends.cudnn.deterministic = False
+    assert graph.step_mode == "cuda_graph" and eager.step_mode == "eager"
+    assert graph.final_train_loss == pytest.approx(eager.final_train_loss, rel=1e-3)
+    for a, b in zip(w_eager, w_graph):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)

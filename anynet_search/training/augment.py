@@ -97,7 +97,7 @@ def draw_boxes(n: int, side: int, generator: torch.Generator | None, device: tor
     w = torch.round(torch.sqrt(area * share * ratio))
     h = torch.round(torch.sqrt(area * share / ratio))
     fits = (w >= 1) & (w <= side) & (h >= 1) & (h <= side)
-    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # the first try that fits (argmax takes the first)
+    first = fits.to(torch.float32).argmax(dim=1, keepdim=True)  # the first try that fits (argmax takes the first)
     found = fits.any(dim=1)
     w = torch.where(found, w.gather(1, first).squeeze(1), torch.full_like(found, side, dtype=w.dtype))
     h = torch.where(found, h.gather(1, first).squeeze(1), torch.full_like(found, side, dtype=h.dtype))
