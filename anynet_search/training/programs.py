@@ -324,31 +324,21 @@ class EvalProgram:
         graphed = self.graphs is not None and self.graphs.active
         for start in range(0, n, self.batch):
             stop = min(start + self.batch, n)
-            m = stop - start
             if host_feed:
-                if self.gathers is None:
-                    self.gathers = (PinnedGather(x, self.batch, self.device, 2),
-                                    PinnedGather(y, self.batch, self.device, 2))
-                index = rows[start:stop] if rows is not None else torch.arange(start, stop)
-                xs = self.x if graphed else torch.empty((m, *self.sample_shape), dtype=self.dtype, device=self.device)
-                ys = self.y if graphed else torch.empty(m, dtype=y.dtype, device=self.device)
-                yield from self.gathers[0].copy(index, xs)  # type: ignore[arg-type]
-                yield from self.gathers[1].copy(index, ys)  # type: ignore[arg-type]
-                if not graphed:
-                    self._count(self._forward(xs), ys, None)
-                    continue
+                xs, ys = yield from self._stage(x, y, rows, start, stop, graphed)
             elif rows is None:
                 xs, ys = x[start:stop], y[start:stop]
             else:
                 pick = rows[start:stop].to(x.device)
                 xs, ys = x.index_select(0, pick), y.index_select(0, pick.to(y.device))
-            if not host_feed and not graphed:
+            if not graphed:
                 xb = xs.to(self.device, non_blocking=True)
                 if self.transform is None:
                     xb = xb.contiguous(memory_format=self.memory_format)
                 self._count(self._forward(xb), ys.to(self.device, non_blocking=True), None)
                 continue
-            if not host_feed:
+            m = stop - start
+            if not host_feed:  # staged straight into the static buffers otherwise
                 self.x[:m].copy_(xs, non_blocking=True)  # type: ignore[index]
                 self.y[:m].copy_(ys, non_blocking=True)  # type: ignore[index]
             self.valid.fill_(m)  # type: ignore[union-attr]
@@ -356,6 +346,19 @@ class EvalProgram:
             if pending is not None:
                 yield pending
                 pending.result()
+
+    def _stage(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | None, start: int, stop: int,
+               graphed: bool) -> Generator[Fence, None, tuple[torch.Tensor, torch.Tensor]]:
+        """Batch [start, stop) of host-resident (x, y) copied to the device: into the static buffers when graphed."""
+        if self.gathers is None:
+            self.gathers = (PinnedGather(x, self.batch, self.device, 2), PinnedGather(y, self.batch, self.device, 2))
+        m = stop - start
+        index = rows[start:stop] if rows is not None else torch.arange(start, stop)
+        xs = self.x if graphed else torch.empty((m, *self.sample_shape), dtype=self.dtype, device=self.device)
+        ys = self.y if graphed else torch.empty(m, dtype=y.dtype, device=self.device)
+        yield from self.gathers[0].copy(index, xs)  # type: ignore[arg-type]
+        yield from self.gathers[1].copy(index, ys)  # type: ignore[arg-type]
+        return xs[:m], ys[:m]  # type: ignore[index]
 
 
 def balanced_batch(n: int, limit: int) -> int:
