@@ -7,11 +7,14 @@ import functools
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from anynet_search.training.data.splits import DatasetError, DataSplits, split_arrays
+from anynet_search.errors import DatasetError
+
+if TYPE_CHECKING:
+    from anynet_search.training.data.splits import DataSplits
 
 CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
     "cifar10": {
@@ -186,11 +189,19 @@ def _cifar_raw(kind: str, folder: str, stamp: tuple) -> tuple[np.ndarray, np.nda
     return arrays
 
 
-def load_cifar(kind: str, arg: str, resolution: int, seed: int, val_fraction: float) -> DataSplits:
-    """CIFAR-10 or -100 (`kind`) from the python pickles under `arg`, with their official test split."""
+def cifar_arrays(kind: str, arg: str) -> tuple[list[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The batch files of the CIFAR folder `arg` and its raw arrays: uint8 (N, 3, 32, 32) train images, int64
+    train labels, test images, test labels (read-only, decoded once per process)."""
     folder, files = _cifar_folder(kind, arg)
     stamp = tuple((f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()])
-    train_x, train_y, test_x, test_y = _cifar_raw(kind, str(folder.resolve()), stamp)
+    return files, _cifar_raw(kind, str(folder.resolve()), stamp)
+
+
+def load_cifar(kind: str, arg: str, resolution: int, seed: int, val_fraction: float) -> DataSplits:
+    """CIFAR-10 or -100 (`kind`) from the python pickles under `arg`, with their official test split."""
+    from anynet_search.training.data.splits import split_arrays  # torch: not needed to read the pickles
+
+    _, (train_x, train_y, test_x, test_y) = cifar_arrays(kind, arg)
     num_classes = CIFAR_LAYOUTS[kind]["num_classes"]
     return split_arrays(
         kind,
@@ -204,4 +215,3 @@ def load_cifar(kind: str, arg: str, resolution: int, seed: int, val_fraction: fl
         flip=True,
         test=(test_x, test_y),
     )
-

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from anynet_search.training.data.splits import DatasetError
+from anynet_search.errors import DatasetError
 
 STORE_FORMAT = 1
 MANIFEST = "manifest.json"
