@@ -23,6 +23,7 @@ CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
         "test": ("test_batch",),
         "label_key": "labels",
         "num_classes": 10,
+        "meta": ("batches.meta", "label_names"),
     },
     "cifar100": {
         "folder": "cifar-100-python",
@@ -30,6 +31,7 @@ CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
         "test": ("test",),
         "label_key": "fine_labels",
         "num_classes": 100,
+        "meta": ("meta", "fine_label_names"),
     },
 }
 
@@ -195,6 +197,21 @@ def cifar_arrays(kind: str, arg: str) -> tuple[list[Path], tuple[np.ndarray, np.
     folder, files = _cifar_folder(kind, arg)
     stamp = tuple((f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()])
     return files, _cifar_raw(kind, str(folder.resolve()), stamp)
+
+
+def cifar_label_names(kind: str, arg: str) -> list[str] | None:
+    """The classes' names from the folder's meta pickle (batches.meta or meta), or None when it is absent or not
+    one name per class."""
+    folder, _ = _cifar_folder(kind, arg)
+    meta_file, key = CIFAR_LAYOUTS[kind]["meta"]
+    if not (folder / meta_file).is_file():
+        return None
+    try:
+        meta = _unpickle(folder / meta_file)
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in _get(meta, key, folder / meta_file)]
+    except (DatasetError, TypeError, UnicodeDecodeError):
+        return None
+    return names if len(names) == CIFAR_LAYOUTS[kind]["num_classes"] else None
 
 
 def load_cifar(kind: str, arg: str, resolution: int, seed: int, val_fraction: float) -> DataSplits:

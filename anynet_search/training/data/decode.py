@@ -30,6 +30,18 @@ SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})  # 16-bit gray
 _RESIZED_AS_IS = frozenset({"RGB", "L"})  # resized in their own mode (L becomes RGB after: 3x less work)
 
 
+class ImageDecodeError(DatasetError):
+    """A file that cannot be decoded: `path` and `reason` (the exception's type and words)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot read image {path} ({reason})")
+        self.path, self.reason = path, reason
+
+    def __reduce__(self) -> tuple:
+        """Pickle by path and reason (worker processes send it to the parent)."""
+        return type(self), (self.path, self.reason)
+
+
 def decoder_name() -> str:
     """What decodes files, as the manifest records it: Pillow's and libjpeg's versions and the method."""
     import PIL
@@ -43,7 +55,7 @@ def decoder_name() -> str:
 def decode_image(path: str | os.PathLike[str], side: int) -> np.ndarray:
     """The image at `path` as uint8 (side, side, 3): short side center-cropped, resized (antialiased), RGB.
 
-    An unreadable, undecodable or truncated file raises DatasetError naming it and the reason."""
+    An unreadable, undecodable or truncated file raises ImageDecodeError (a DatasetError) naming it and why."""
     from PIL import Image
 
     try:
@@ -65,11 +77,10 @@ def decode_image(path: str | os.PathLike[str], side: int) -> np.ndarray:
                 if out.mode != "RGB":
                     out = out.convert("RGB")
                 return np.asarray(out, dtype=np.uint8)
-    except DatasetError:
-        raise
     except Exception as exc:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError, ValueError, ...
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DatasetError(f"cannot read image {os.fspath(path)} ({type(exc).__name__}: {reason})") from None
+        words = " ".join(str(exc).split())
+        reason = f"{type(exc).__name__}: {words}" if words else type(exc).__name__
+        raise ImageDecodeError(os.fspath(path), reason) from None
 
 
 def _eight_bit(img: Image.Image) -> Image.Image:
