@@ -32,19 +32,22 @@ def natural_image(rng: np.random.Generator, width: int = 500, height: int = 375)
 
 
 def write_jpegs(folder: Path, n: int, classes: int = 10, seed: int = 0, width: int = 500, height: int = 375,
-                quality: int = 90) -> list[Path]:
-    """`n` JPEGs in `classes` class folders under `folder` (an image folder); reuses what is there already."""
+                quality: int = 90, start: int = 0) -> list[Path]:
+    """JPEGs number `start` .. n-1 in `classes` class folders under `folder` (an image folder; image i is a function
+    of (seed, i)); reuses what is there already."""
+    import os
+
     from PIL import Image
 
     paths = []
-    for i in range(n):
+    for i in range(start, n):
         path = folder / f"c{i % classes:03d}" / f"img{i:06d}.JPEG"
         paths.append(path)
         if path.is_file():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         image = natural_image(np.random.default_rng([seed, i]), width, height)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
         Image.fromarray(image).save(tmp, "JPEG", quality=quality)
         tmp.replace(path)
     return paths

@@ -117,13 +117,17 @@ def test_an_image_folder_store_opens_with_open_store_and_with_numpy_alone(folder
 def test_workers_1_and_2_write_the_same_bytes_through_the_cli(folder, reference, tmp_path):
     one = run_cli("prepare", f"imagefolder:{folder}", "--out", str(tmp_path / "w1"), "--resolution", "16",
                   "--workers", "1")
-    two = run_cli("prepare", f"imagefolder:{folder}", "--out", str(tmp_path / "w2"), "--resolution", "16",
-                  "--workers", "2")
+    argv = ["prepare", f"imagefolder:{folder}", "--out", str(tmp_path / "w2"), "--resolution", "16", "--workers", "2"]
+    # the same command in a fresh interpreter that then says whether torch was imported (start-up time counts)
+    code = f"import sys; from anynet_search.cli import main; main({argv!r}); print('torch', 'torch' in sys.modules)"
+    two = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert two.stdout.splitlines()[-1] == "torch False", two.stderr
+    two.stdout = "\n".join(two.stdout.splitlines()[:-1])
     assert digest_of(one) == digest_of(two) == reference.digest
     assert "2 workers" in two.stdout and "Traceback" not in two.stderr
     for name in store.ARRAY_FILES:
         assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
-    again = run_cli("prepare", f"imagefolder:{folder}", "--out", str(tmp_path / "w2"), "--resolution", "16")
+    again = run_cli(*argv)
     assert digest_of(again) == reference.digest and "nothing to do" in again.stdout
 
 

@@ -64,7 +64,7 @@ def decode_image(path: str | os.PathLike[str], side: int) -> np.ndarray:
             with Image.open(path) as img:
                 width, height = img.size
                 fx = fy = 1.0
-                if img.format == "JPEG":
+                if img.format in ("JPEG", "MPO"):  # MPO: a camera's JPEG with extra frames
                     drafted = img.draft("RGB", (side, side))  # the largest 1/8..1/1 scale keeping both sides >= S
                     if drafted is not None:
                         fx, fy = drafted[1][2] / width, drafted[1][3] / height

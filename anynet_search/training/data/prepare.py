@@ -92,6 +92,9 @@ def prepare_store(spec: str, out: str | os.PathLike[str], resolution: int, worke
     make_dir(root)
     lock = _lock(root)
     try:
+        state = _folder_state(root)  # again, under the lock: another prepare may have written here meanwhile
+        if state == "store":
+            return _finished(root, source, started)
         log = root / store.PROGRESS
         done = _resume(root, log, plan) if state == "unfinished" else {}
         if not done or not _allocated(images, header, image_bytes):

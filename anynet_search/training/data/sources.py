@@ -294,9 +294,9 @@ def _synthetic(spec: str, arg: str | None) -> SourceRows:
             cache[side] = (q.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy())
         return cache[side]
 
-    labels = generate(1)[1]  # the labels do not depend on the side
+    tiny, labels = generate(1)  # the labels do not depend on the side; every random draw shows in 1 px images
     return SourceRows(kind="synthetic", spec=f"synthetic:{n}", classes=[str(i) for i in range(10)], labels=labels,
-                      test=None, fingerprint=hashlib.sha256(f"synthetic_images({n})".encode()).hexdigest(),
+                      test=None, fingerprint=array_fingerprint(tiny, labels),
                       images=lambda items, side: generate(side)[0][items], warm=generate,
                       decoder="synthetic_images (torch)", notes={"quantization": SYNTHETIC_QUANTIZATION})
 
