@@ -74,8 +74,6 @@ def prepare_store(spec: str, out: str | os.PathLike[str], resolution: int, worke
                                 not 1 <= workers <= WORKERS_PER_CORE * cores):
         raise InputError(f"--workers {workers}: must be in 1..{WORKERS_PER_CORE * cores} ({WORKERS_PER_CORE} per "
                          f"usable core; this machine lets this process use {cores})")
-    if progress:
-        print(f"prepare: reading {spec}", file=sys.stderr, flush=True)
     source = open_source(spec, resolution, margin, classes)
     if state == "store":
         return _finished(root, source, started)
@@ -105,6 +103,12 @@ def prepare_store(spec: str, out: str | os.PathLike[str], resolution: int, worke
             done = {}
             allocate(images, header, image_bytes)
         pending = [k for k in range(len(bounds)) if k not in done]
+        if progress:
+            train, test = int((source.splits == store.TRAIN).sum()), int((source.splits == store.TEST).sum())
+            print(f"prepare: {source.rows.spec}: {n:,} images ({train:,} train, {test:,} test), {len(source.classes)} "
+                  f"classes, {side}x{side}x{channels} ({_size(image_bytes)}) -> {root}"
+                  + (f"; {len(done)} of {len(bounds)} chunks done earlier" if done else ""), file=sys.stderr,
+                  flush=True)
         n_workers = min(workers or cores, WORKERS_PER_CORE * cores, len(pending)) or 1
         if pending:
             _decode(source, images, len(header), bounds, pending, n_workers, skip_bad, log, done, progress)
