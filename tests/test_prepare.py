@@ -310,11 +310,27 @@ def test_refusals_are_one_line_and_leave_the_folder_as_it_was(folder, reference,
     assert cli.MAX_RESOLUTION == sources.MAX_RESOLUTION
     assert "unknown source 'mnist:x'" in refused(capsys, "prepare", "mnist:x", "--out", str(tmp_path / "new"),
                                                  "--resolution", "8")
+    assert "inside the source folder" in refused(capsys, "prepare", spec, "--out", str(folder / "class0" / "st"),
+                                                 "--resolution", "8")
+    assert not (folder / "class0" / "st").exists()
 
     monkeypatch.setattr(prepare_module.shutil, "disk_usage", lambda path: type("U", (), {"free": 1000})())
     line = refused(capsys, "prepare", spec, "--out", str(tmp_path / "small"), "--resolution", "16")
     assert re.search(r"the store needs [\d.]+ MB and its disk has 1.0 KB free", line)
     assert not (tmp_path / "small").exists()
+
+
+def test_the_margin_stores_the_evaluation_crop_for_photos_from_64_px(folder, tmp_path):
+    spec = f"imagefolder:{folder}"
+    assert (sources.open_source(spec, 64).side, sources.open_source(spec, 64).margin) == (73, "imagenet")
+    assert sources.open_source(spec, 224).side == 256 and sources.open_source(spec, 32).side == 32
+    assert sources.open_source(spec, 64, margin="none").side == 64
+    assert sources.open_source("digits", 64).side == 64  # arrays are not photos: auto is none
+    result = prepare_store(spec, tmp_path / "st", 8, margin="imagenet", progress=False)
+    opened = open_store(result.path)
+    assert opened.images.shape == (40, 9, 9, 3) and (opened.resolution, opened.side) == (8, 9)
+    assert opened.manifest["margin"] == "imagenet" and opened.manifest["arguments"]["side"] == 9
+    assert any(np.array_equal(opened.images[0], decode_image(f, 9)) for f in folder.glob("class0/*.jpg"))
 
 
 def test_a_damaged_store_is_refused_by_open_store(reference, tmp_path):
