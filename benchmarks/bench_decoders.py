@@ -96,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--sides", default="32,64,128,224")
-    parser.add_argument("--rounds", type=int, default=2, help="timed passes per cell; the fastest counts")
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes per cell; the fastest counts")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "anynet-search-bench" / "jpegs"))
     args = parser.parse_args()
     print(machine_line())
@@ -108,19 +108,22 @@ def main() -> None:
                 "simplejpeg scaled": simplejpeg_decoder(False), "simplejpeg scaled, fast": simplejpeg_decoder(True),
                 "PyTurboJPEG scaled": turbojpeg_decoder()}
     rows = []
+    for name, decode in list(decoders.items()):
+        if decode is None:
+            print(f"{name}: not installed, skipped")
+            del decoders[name]
     for side in (int(s) for s in args.sides.split(",")):
         reference = [pillow_fit(f, side).astype(np.int16) for f in files]
-        for name, decode in decoders.items():
-            if decode is None:
-                print(f"{name}: not installed, skipped")
-                continue
-            best = float("inf")
-            for _ in range(args.rounds):
+        best = dict.fromkeys(decoders, float("inf"))
+        images = {}
+        for _ in range(args.rounds):  # decoders interleaved round by round: a load change hits them alike
+            for name, decode in decoders.items():
                 start = time.perf_counter()
-                images = [decode(f, side) for f in files]
-                best = min(best, time.perf_counter() - start)
-            diff = float(np.mean([np.abs(a.astype(np.int16) - r).mean() for a, r in zip(images, reference)]))
-            rows.append({"S": side, "decoder": name, "ms/image": 1000 * best / len(files), "diff": diff})
+                images[name] = [decode(f, side) for f in files]
+                best[name] = min(best[name], time.perf_counter() - start)
+        for name in decoders:
+            diff = float(np.mean([np.abs(a.astype(np.int16) - r).mean() for a, r in zip(images[name], reference)]))
+            rows.append({"S": side, "decoder": name, "ms/image": 1000 * best[name] / len(files), "diff": diff})
     print(table(rows))
 
 

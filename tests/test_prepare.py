@@ -310,7 +310,7 @@ def test_refusals_are_one_line_and_leave_the_folder_as_it_was(folder, reference,
     assert cli.MAX_RESOLUTION == sources.MAX_RESOLUTION
     assert "unknown source 'mnist:x'" in refused(capsys, "prepare", "mnist:x", "--out", str(tmp_path / "new"),
                                                  "--resolution", "8")
-    assert "inside the source folder" in refused(capsys, "prepare", spec, "--out", str(folder / "class0" / "st"),
+    assert "inside the image folder" in refused(capsys, "prepare", spec, "--out", str(folder / "class0" / "st"),
                                                  "--resolution", "8")
     assert not (folder / "class0" / "st").exists()
 

@@ -74,11 +74,12 @@ def prepare_store(spec: str, out: str | os.PathLike[str], resolution: int, worke
                                 not 1 <= workers <= WORKERS_PER_CORE * cores):
         raise InputError(f"--workers {workers}: must be in 1..{WORKERS_PER_CORE * cores} ({WORKERS_PER_CORE} per "
                          f"usable core; this machine lets this process use {cores})")
-    _, sep, arg = str(spec).partition(":")
-    if sep and arg.strip():  # a store inside its source would be read as part of it (a class folder, say)
+    kind, _, arg = str(spec).partition(":")
+    if kind.strip().lower() in ("imagefolder", "imagenet") and arg.strip():  # would be read as a class folder
         inside = Path(arg.strip()).expanduser().resolve()
         if inside == root.resolve() or inside in root.resolve().parents:
-            raise InputError(f"--out {root}: lies inside the source folder {inside}; give a folder outside it")
+            raise InputError(f"--out {root}: lies inside the image folder {inside} (a rerun would read it as a class "
+                             "folder); give a folder outside it")
     source = open_source(spec, resolution, margin, classes)
     if state == "store":
         return _finished(root, source, started)

@@ -124,6 +124,8 @@ def open_source(spec: str, resolution: int, margin: str = "auto", classes: int |
     side, margin = stored_side(rows.kind, resolution, margin)
     if classes is not None and classes > len(rows.classes):
         raise DatasetError(f"--classes {classes}: {rows.spec} has only {len(rows.classes)} classes")
+    if classes == len(rows.classes):
+        classes = None  # every class: the same store as without --classes
     order, splits = arrange(rows.labels, rows.test, classes or len(rows.classes))
     n_train, n_test = int((splits == TRAIN).sum()), int((splits == TEST).sum())
     if n_train == 0 or n_test == 0:
