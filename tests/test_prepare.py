@@ -61,9 +61,8 @@ def reference(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> store.S
     return open_store(out)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120)
 
 
 def digest_of(result: subprocess.CompletedProcess) -> str:
@@ -112,6 +111,11 @@ def test_an_image_folder_store_opens_with_open_store_and_with_numpy_alone(folder
     assert "Pillow" in m["decoder"] and m["written_by"] and m["created"].endswith("+00:00")
     assert len(m["inputs"]) == 64 and m["carved"]["seed"] == 0
     assert not (reference.path / store.PROGRESS).exists()
+    code = ("import json, sys, numpy as np; d = sys.argv[1]; x = np.load(d + '/images.npy', mmap_mode='r'); "
+            "m = json.load(open(d + '/manifest.json')); print(x.shape, np.load(d + '/labels.npy')[-1], m['digest'], "
+            "'anynet_search' in sys.modules)")
+    alone = subprocess.run([sys.executable, "-I", "-c", code, str(reference.path)], capture_output=True, text=True)
+    assert alone.stdout.split() == ["(40,", "16,", "16,", "3)", str(labels[-1]), reference.digest, "False"]
 
 
 def test_workers_1_and_2_write_the_same_bytes_through_the_cli(folder, reference, tmp_path):

@@ -27,10 +27,10 @@ if TYPE_CHECKING:
     from anynet_search.training.data.load import dataset_names, load_dataset
     from anynet_search.training.data.splits import DataSplits
 
-_HOMES = {
-    "DEFAULT_SYNTHETIC_N": "bundled", "synthetic_images": "bundled", "IMAGE_EXTENSIONS": "imagefolder",
-    "dataset_names": "load", "load_dataset": "load", "TEST_FRACTION": "holdout", "DataSplits": "splits",
-    "DatasetError": "splits",
+_HOMES = {  # name -> its module (relative to this package, or absolute)
+    "DEFAULT_SYNTHETIC_N": ".bundled", "synthetic_images": ".bundled", "IMAGE_EXTENSIONS": ".imagefolder",
+    "dataset_names": ".load", "load_dataset": ".load", "TEST_FRACTION": ".holdout", "DataSplits": ".splits",
+    "DatasetError": "anynet_search.errors",
 }
 
 __all__ = ["DEFAULT_SYNTHETIC_N", "IMAGE_EXTENSIONS", "TEST_FRACTION", "DataSplits", "DatasetError",
@@ -40,7 +40,7 @@ __all__ = ["DEFAULT_SYNTHETIC_N", "IMAGE_EXTENSIONS", "TEST_FRACTION", "DataSpli
 def __getattr__(name: str) -> Any:
     if name not in _HOMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    value = getattr(importlib.import_module(_HOMES[name], __name__), name)
     globals()[name] = value  # later look-ups skip this function
     return value
 
