@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from anynet_search import commands
 from anynet_search.choices import MARGIN_UNITS, MAX_SEED, PRUNERS, SAMPLERS
@@ -19,6 +19,7 @@ from anynet_search.errors import (
     show_warnings,
 )
 
+MAX_RESOLUTION = 1024  # prepare's --resolution (training.data.sources.MAX_RESOLUTION: this module imports no numpy)
 STUDY_HELP = "study name: needed when RUN is a storage URL holding several studies"
 
 
@@ -50,6 +51,21 @@ def _seed(text: str) -> int:
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be in 0..{MAX_SEED}, got {value}")
     return value
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: an integer in low..high."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {value}")
+        return value
+
+    return parse
 
 
 def _margin_arguments(p: argparse.ArgumentParser) -> None:
@@ -197,6 +213,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sims", type=_positive_int, default=1000, help="simulated studies per power (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=commands.cmd_plan)
+
+    p = sub.add_parser("prepare", help="decode a data set once, in parallel, into a store of fixed-size uint8 images "
+                       "(studies read it as prepared:DIR)")
+    p.add_argument("source", metavar="SOURCE", help="imagefolder:PATH | imagenet:PATH | downsampled-imagenet:PATH | "
+                   "cifar10:PATH | cifar100:PATH | digits | synthetic[:N]")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="the store's folder: new or empty (or an unfinished store of the same command, to finish it)")
+    p.add_argument("--resolution", type=_bounded_int(1, MAX_RESOLUTION), required=True, metavar="R",
+                   help=f"training resolution in pixels (1..{MAX_RESOLUTION})")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="decoding processes (default: the usable cores; at most 4 per core)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="record undecodable files (zero images, split skipped, listed in the manifest) instead of "
+                        "stopping at the first")
+    p.add_argument("--classes", type=_positive_int, default=None, metavar="K",
+                   help="keep the first K classes by label index (e.g. ImageNet16-120: --resolution 16 --classes 120)")
+    p.add_argument("--margin", choices=("auto", "none", "imagenet"), default="auto",
+                   help="stored side: imagenet stores round(R * 256 / 224) for evaluation's center crop of R, none "
+                        "stores R; auto: imagenet for imagefolder:/imagenet: at R >= 64, else none")
+    p.set_defaults(func=commands.cmd_prepare)
 
     p = sub.add_parser("export", help="write the best configs (ours, pycls, RegNet parameters)")
     p.add_argument("run", help="run folder or storage URL")

@@ -260,6 +260,27 @@ def cmd_derive(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """`prepare`: decode a source once into a store; the last line printed is `sha256 DIGEST`."""
+    from anynet_search.training.data.prepare import prepare_store
+
+    result = prepare_store(args.source, args.out, args.resolution, workers=args.workers, skip_bad=args.skip_bad,
+                           classes=args.classes, margin=args.margin, progress=True)
+    counts = result.split_counts
+    if result.reused:
+        print(f"{result.path} already holds this store ({result.count:,} images: {counts.get('train', 0):,} train, "
+              f"{counts.get('test', 0):,} test); nothing to do")
+    else:
+        print(f"prepared {result.count:,} images ({counts['train']:,} train, {counts['test']:,} test) into "
+              f"{result.path} in {result.seconds:.1f} s with {result.workers} worker"
+              f"{'s' if result.workers != 1 else ''}")
+    if result.skipped:
+        print(f"skipped {result.skipped:,} undecodable file{'s' if result.skipped != 1 else ''} (zero images, split "
+              f"skipped; listed under 'skipped' in {result.path / 'manifest.json'})")
+    print(f"sha256 {result.digest}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """`export`: write the best models' configs."""
     from anynet_search.paths import check_out_dir

@@ -23,6 +23,13 @@ class InputError(AnynetSearchError, ValueError):
     """An option, file, data set, design space or storage that cannot be used as given."""
 
 
+class DatasetError(InputError):
+    """A dataset spec, path or file that cannot be loaded; the message is one line naming the culprit."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).splitlines()))  # one line, even when a cause had several
+
+
 class StorageFullError(AnynetSearchError, OSError):
     """The disk (or quota) holding a file filled up while writing it; what was stored stays readable."""
 

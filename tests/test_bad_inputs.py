@@ -315,6 +315,20 @@ ROWS = [
     ("spaces-show-nothing", ["spaces", "show"], ["space name"]),
     ("spaces-show-unknown", ["spaces", "show", "anynet_zz"], ["anynet_zz"]),
     ("command-unknown", ["train"], ["train"]),
+    # ---- prepare (a refused prepare writes nothing, not even the folder)
+    ("prepare-out-is-a-file", ["prepare", "digits", "--out", "{W}/afile.txt", "--resolution", "8"],
+     ["--out", "afile.txt", "not a folder"]),
+    ("prepare-out-not-a-store", ["prepare", "digits", "--out", "{W}/runs", "--resolution", "8"],
+     ["--out", "runs", "not a prepared store"]),
+    ("prepare-out-in-proc", ["prepare", "digits", "--out", "/proc/anynet-search-x", "--resolution", "8"],
+     ["/proc/anynet-search-x"]),
+    ("prepare-resolution-zero", ["prepare", "digits", "--out", "{W}/st", "--resolution", "0"], ["--resolution"]),
+    ("prepare-resolution-huge", ["prepare", "digits", "--out", "{W}/st", "--resolution", "5000"], ["1..1024"]),
+    ("prepare-source-unknown", ["prepare", "mnist", "--out", "{W}/st", "--resolution", "8"], ["mnist"]),
+    ("prepare-source-missing", ["prepare", "imagefolder:{W}/nope", "--out", "{W}/st", "--resolution", "8"],
+     ["nope", "does not exist"]),
+    ("prepare-classes-too-many", ["prepare", "digits", "--out", "{W}/st", "--resolution", "8", "--classes", "11"],
+     ["--classes 11", "only 10 classes"]),
 ]
 SECRETS = ("s3cr3t", "s3c", "r3t")
 

@@ -7,11 +7,14 @@ import functools
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from anynet_search.training.data.splits import DatasetError, DataSplits, split_arrays
+from anynet_search.errors import DatasetError
+
+if TYPE_CHECKING:
+    from anynet_search.training.data.splits import DataSplits
 
 CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
     "cifar10": {
@@ -20,6 +23,7 @@ CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
         "test": ("test_batch",),
         "label_key": "labels",
         "num_classes": 10,
+        "meta": ("batches.meta", "label_names"),
     },
     "cifar100": {
         "folder": "cifar-100-python",
@@ -27,6 +31,7 @@ CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
         "test": ("test",),
         "label_key": "fine_labels",
         "num_classes": 100,
+        "meta": ("meta", "fine_label_names"),
     },
 }
 
@@ -186,11 +191,34 @@ def _cifar_raw(kind: str, folder: str, stamp: tuple) -> tuple[np.ndarray, np.nda
     return arrays
 
 
-def load_cifar(kind: str, arg: str, resolution: int, seed: int, val_fraction: float) -> DataSplits:
-    """CIFAR-10 or -100 (`kind`) from the python pickles under `arg`, with their official test split."""
+def cifar_arrays(kind: str, arg: str) -> tuple[list[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The batch files of the CIFAR folder `arg` and its raw arrays: uint8 (N, 3, 32, 32) train images, int64
+    train labels, test images, test labels (read-only, decoded once per process)."""
     folder, files = _cifar_folder(kind, arg)
     stamp = tuple((f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()])
-    train_x, train_y, test_x, test_y = _cifar_raw(kind, str(folder.resolve()), stamp)
+    return files, _cifar_raw(kind, str(folder.resolve()), stamp)
+
+
+def cifar_label_names(kind: str, arg: str) -> list[str] | None:
+    """The classes' names from the folder's meta pickle (batches.meta or meta), or None when it is absent or not
+    one name per class."""
+    folder, _ = _cifar_folder(kind, arg)
+    meta_file, key = CIFAR_LAYOUTS[kind]["meta"]
+    if not (folder / meta_file).is_file():
+        return None
+    try:
+        meta = _unpickle(folder / meta_file)
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in _get(meta, key, folder / meta_file)]
+    except (DatasetError, TypeError, UnicodeDecodeError):
+        return None
+    return names if len(names) == CIFAR_LAYOUTS[kind]["num_classes"] else None
+
+
+def load_cifar(kind: str, arg: str, resolution: int, seed: int, val_fraction: float) -> DataSplits:
+    """CIFAR-10 or -100 (`kind`) from the python pickles under `arg`, with their official test split."""
+    from anynet_search.training.data.splits import split_arrays  # torch: not needed to read the pickles
+
+    _, (train_x, train_y, test_x, test_y) = cifar_arrays(kind, arg)
     num_classes = CIFAR_LAYOUTS[kind]["num_classes"]
     return split_arrays(
         kind,
@@ -204,4 +232,3 @@ def load_cifar(kind: str, arg: str, resolution: int, seed: int, val_fraction: fl
         flip=True,
         test=(test_x, test_y),
     )
-

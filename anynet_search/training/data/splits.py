@@ -11,16 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anynet_search.errors import InputError
-
-TEST_FRACTION = 0.2  # held-out share for datasets without an official test split
-
-
-class DatasetError(InputError):
-    """A dataset spec, path or file that cannot be loaded; the message is one line naming the culprit."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).splitlines()))  # one line, even when a cause had several
+from anynet_search.errors import DatasetError
+from anynet_search.training.data.holdout import TEST_FRACTION, stratified_holdout
 
 
 @dataclass(frozen=True)
@@ -81,48 +73,6 @@ class DataSplits:
                     moved[id(value)] = value.to(device)
                 fields[f.name] = moved[id(value)]
         return dataclasses.replace(self, **fields)
-
-
-def stratified_holdout(
-    y: np.ndarray, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices of `y` into (keep, holdout) with ~`fraction` of every class held out."""
-    classes, counts = np.unique(y, return_counts=True)
-    quota = fraction * counts
-    take = np.floor(quota).astype(np.int64)
-    # Largest-remainder rounding makes the total exactly round(fraction * N) while staying per-class fair.
-    missing = int(round(fraction * len(y))) - int(take.sum())
-    if missing > 0:
-        order = np.lexsort((rng.random(len(classes)), -(quota - take)))
-        take[order[:missing]] += 1
-    # Never empty a class out of the kept part: a class with one sample stays in training.
-    take = np.minimum(take, np.maximum(counts - 1, 0))
-    keep, hold = [], []
-    # each class's indices in ascending order (what np.flatnonzero(y == c) gives) from one stable sort: one pass
-    # over y instead of one per class (ImageNet: 1.28 M labels, 1,000 classes)
-    grouped = np.argsort(y, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    for start, count, k in zip(starts, counts, take, strict=True):
-        idx = rng.permutation(grouped[start : start + count])
-        hold.append(idx[:k])
-        keep.append(idx[k:])
-    # Shuffle across classes so no consumer sees class-sorted data.
-    keep_idx = rng.permutation(np.concatenate(keep))
-    hold_idx = rng.permutation(np.concatenate(hold)) if hold else np.empty(0, np.int64)
-    return keep_idx.astype(np.int64), hold_idx.astype(np.int64)
-
-
-def data_digest(*arrays: np.ndarray | torch.Tensor | None) -> str:
-    """sha256 of what a loader read (its arrays' dtypes, shapes and bytes, in order): the data set's fingerprint,
-    independent of the split seed."""
-    h = hashlib.sha256()
-    for a in arrays:
-        if a is None:
-            continue
-        arr = np.ascontiguousarray(a.numpy() if isinstance(a, torch.Tensor) else a)
-        h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        h.update(memoryview(arr).cast("B"))
-    return h.hexdigest()
 
 
 def normalize(

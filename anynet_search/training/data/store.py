@@ -24,6 +24,7 @@ Example (not a doctest: needs a store)::
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from anynet_search.training.data.splits import DatasetError
+from anynet_search.errors import DatasetError
 
 STORE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -75,6 +76,43 @@ def content_digest(shape: tuple[int, ...], classes: list[str], resolution: int, 
     h.update(bytes.fromhex(labels_sha))
     h.update(bytes.fromhex(splits_sha))
     return h.hexdigest()
+
+
+def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """The .npy header of a C-ordered array of `shape` and `dtype` (its data starts right after, 64-byte aligned)."""
+    buf = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": tuple(int(v) for v in shape)}
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (a new, renamed or removed file) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any, one_line: bool = False) -> None:
+    """Write `data` as JSON (`one_line`: compact, on one line ending in a newline, as the first line of a log) to
+    `path` all at once: a temporary file, fsync, rename, fsync of the folder; a reader sees the old file or the
+    whole new one, never part of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    text = (json.dumps(data, sort_keys=True, separators=(",", ":")) if one_line
+            else json.dumps(data, indent=1, sort_keys=True))
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def file_stamp(path: Path) -> dict[str, int]:
