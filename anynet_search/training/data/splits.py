@@ -75,6 +75,19 @@ class DataSplits:
         return dataclasses.replace(self, **fields)
 
 
+def data_digest(*arrays: np.ndarray | torch.Tensor | None) -> str:
+    """sha256 of what a loader read (its arrays' dtypes, shapes and bytes, in order): the data set's fingerprint,
+    independent of the split seed."""
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            continue
+        arr = np.ascontiguousarray(a.numpy() if isinstance(a, torch.Tensor) else a)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
 def normalize(
     name: str,
     train: tuple[torch.Tensor, torch.Tensor],
