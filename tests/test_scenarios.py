@@ -288,3 +288,37 @@ def test_fidelity_and_plan_through_the_installed_cli(tmp_path):
     assert "plan from pilot pilot: 6 models" in out and "power at 6" in out and "time (2 spaces)" in out
     out = cli("plan", "--spread", "3", "--effect", "2", "1", "--sims", "300", cwd=elsewhere).stdout
     assert "standard deviation 3 points" in out and len(re.findall(r"^\s+[12]\s+(mean|KS)\s+\d+", out, re.M)) == 4
+
+
+def test_prepared_stores_through_the_installed_cli(tmp_path):
+    """`prepare` an image folder (2 workers) and digits, train on `prepared:DIR` into SQLite and a journal, read
+    the studies back; training another store's data with --configs-from needs --other-data, and analyze refuses
+    to compare the two data sets without --force."""
+    images = write_imagefolder(tmp_path / "images")
+    out = cli("prepare", f"imagefolder:{images}", "--out", "s16", "--resolution", "16", "--workers", "2",
+              cwd=tmp_path).stdout
+    digest = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"sha256 [0-9a-f]{64}", digest)
+    again = cli("prepare", f"imagefolder:{images}", "--out", "s16", "--resolution", "16", "--workers", "1",
+                cwd=tmp_path).stdout
+    assert again.strip().splitlines()[-1] == digest  # finished: nothing to do, the same digest
+    base = ["--trials", "2", "--epochs", "1", "--workers", "2", "--out", "runs"]
+    out = cli("run", "--dataset", "prepared:s16", *base, "--study", "folder", "--storage", "sqlite:///s.db",
+              cwd=tmp_path).stdout
+    assert "study folder: 2/2 completed, 0 failed" in out
+    html = (tmp_path / "runs" / "folder" / "report" / "report.html").read_text()
+    assert f"data digest {digest.split()[1][:12]}" in html and "shifted crops" in html
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert "2/2 completed" in cli("status", f"sqlite:///{tmp_path / 's.db'}", "--study", "folder", cwd=elsewhere).stdout
+    cli("prepare", "digits", "--out", "d16", "--resolution", "16", cwd=tmp_path)
+    proxy = ["run", "--configs-from", "runs/folder", "--dataset", "prepared:d16", "--study", "digits", "--out", "runs",
+             "--workers", "1", "--no-analyze"]
+    refused = cli(*proxy, cwd=tmp_path, ok=False)
+    assert refused.returncode == 2 and "--other-data" in refused.stderr and "Traceback" not in refused.stderr
+    out = cli(*proxy, "--other-data", cwd=tmp_path).stdout
+    assert "study digits: 2/2 completed, 0 failed" in out
+    pair = [str(tmp_path / "runs" / "folder"), str(tmp_path / "runs" / "digits")]
+    refused = cli("analyze", *pair, "--out", "rep", cwd=elsewhere, ok=False)
+    assert refused.returncode == 2 and "trained differently (data: " in refused.stderr
+    assert "n=2," in cli("analyze", *pair, "--out", "rep", "--force", cwd=elsewhere).stdout
