@@ -72,9 +72,10 @@ def _tree(root: int) -> list[int]:
 
 def measure(cmd: list[str], cwd: Path, trials: int, seconds: float) -> dict[str, float]:
     """Run `cmd`, sampling the summed RssAnon / RssFile of its process tree, until `trials` are done or `seconds`."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, "COLUMNS": "0"})
-    os.set_blocking(proc.stdout.fileno(), False)  # type: ignore[union-attr]
+    fd = proc.stdout.fileno()  # type: ignore[union-attr]
+    os.set_blocking(fd, False)
     anon, file_, start, text = [], [], time.monotonic(), ""
     processes = 0
     while proc.poll() is None:
@@ -82,7 +83,10 @@ def measure(cmd: list[str], cwd: Path, trials: int, seconds: float) -> dict[str,
         processes = max(processes, len(pids))
         anon.append(sum(_status_kib(p, "RssAnon") for p in pids) / 1024)
         file_.append(sum(_status_kib(p, "RssFile") for p in pids) / 1024)
-        text += proc.stdout.read() or ""  # type: ignore[union-attr]
+        try:
+            text += os.read(fd, 1 << 16).decode(errors="replace")
+        except BlockingIOError:
+            pass
         if f"{trials}/" in text.replace(" ", "") and "done" in text or time.monotonic() - start > seconds:
             proc.send_signal(signal.SIGINT)
             break
