@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The GPU check, one call on one GPU machine (about 8 minutes on an H200): the CUDA tests, the study's throughput
-# against a bare loop over the same networks in the same call (bench_gpu_throughput.py), and the eager check
+# against a bare loop over the same networks in the same call (bench_gpu_throughput.py), the eager check
 # (200 short eager evaluations in 8 worker processes with cudnn.benchmark on: the settings under which eager
-# studies stopped with "illegal memory access" on an H100).
+# studies stopped with "illegal memory access" on an H100), and (section `data`, not in the default set) the
+# training rate from an uploaded and a streamed prepared store against in-memory data (bench_data_rates.py).
 #
 #   OUT=/tmp/gpu bash benchmarks/gpu_check.sh                   # every section
 #   OUT=/tmp/gpu bash benchmarks/gpu_check.sh tests throughput  # some of them
+#   OUT=/tmp/gpu bash benchmarks/gpu_check.sh data              # the data-store rates (about 2 minutes)
 #
 # Files land in $OUT: one log per section and the throughput rows as JSON. Python packages the machine lacks
 # (optuna and its needs) are taken from wheels in .whl/ when that folder exists; each section has its own time
@@ -71,7 +73,8 @@ EOF" ;;
     throughput) section throughput 240 "$PY" benchmarks/bench_gpu_throughput.py --in-flight 8 --bare-seconds 10 \
                   --study-seconds 140 --json "$OUT/throughput.json" ;;
     eager) export -f eager_check; export PY; section eager 170 bash -c eager_check ;;
-    *) echo "unknown section $s (env tests throughput eager)"; exit 2 ;;
+    data) section data 150 "$PY" benchmarks/bench_data_rates.py --networks 3 --rounds 2 --json "$OUT/data_rates.json" ;;
+    *) echo "unknown section $s (env tests throughput eager data)"; exit 2 ;;
   esac
 done
 printf '%s\n' "${summary[@]}"
