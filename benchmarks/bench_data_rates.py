@@ -10,6 +10,8 @@ rounds, and each form's ratio to the in-memory rate, paired by network and round
 
     python benchmarks/bench_data_rates.py --device cuda:0 --json /tmp/data_rates.json
     python benchmarks/bench_data_rates.py --device cpu --images 1200 --networks 2 --space anynet_xa_tiny  # plumbing
+
+On the CPU the two store forms are one path (the memory map is the host): a check of this script, not a measurement.
 """
 
 from __future__ import annotations
