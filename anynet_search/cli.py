@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="create or resume a study and train its samples with parallel workers")
     p.add_argument("--space", default=None, help="bundled space name or space file (default anynet_xa_tiny)")
     p.add_argument("--trials", type=_positive_int, default=None,
-                   help="completed trials to reach (default 64; with --configs-from, the source's slots)")
+                   help="completed trials to reach (default 64; with --configs-from, the source's slots; resuming: "
+                        "the stored count, more extends the study, fewer is refused)")
     p.add_argument("--workers", type=_positive_int, default=None,
                    help="worker processes on this machine (default: one per GPU, else 2; at most the cores, or 8 per "
                         "GPU, and the trials left)")

@@ -217,6 +217,7 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     older version that failed while drawing its tickets) is replaced.
     """
     devices = check_options(opts)
+    asked_trials = opts.trials  # None on resume: the stored count
     source = read_source(opts.configs_from, opts.configs_study, opts.trials) if opts.configs_from else None
     opts = with_defaults(opts, source)
     train_cfg = _train_config(opts, source)
@@ -250,9 +251,10 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     old = stored_settings(study) if study is not None and not replace else None
     if old is None:  # a new study: every slot's ticket
         tickets = planned_tickets(settings, space)
-    elif settings.n_trials > old.n_trials:  # more trials asked for: the new slots' tickets
+    elif asked_trials is not None and settings.n_trials > old.n_trials:  # more trials asked: the new slots' tickets
         tickets = planned_tickets(settings, space, first_slot=old.n_trials)
     else:
+        _check_not_fewer(study, old, asked_trials)
         tickets, settings = [], old
     make_dir(run_dir)
     if is_journal(url):
@@ -272,6 +274,15 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
         enqueue_many(study, tickets)
     return study, settings, url, run_dir
+
+
+def _check_not_fewer(study: optuna.Study, stored: StudySettings, asked: int | None) -> None:
+    """InputError when `--trials` asks a stored study for fewer trials than it holds (it would train them all)."""
+    if asked is None or asked >= stored.n_trials:
+        return
+    trained = trial_index(study).counts(stored.sampler not in EDF_SAMPLERS).trained
+    raise InputError(f"--trials {asked}: study {study.study_name!r} holds {stored.n_trials} trials ({trained} trained) "
+                     "and a study does not shrink; leave --trials out to finish it, or name a new study with --study")
 
 
 def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, url: str,
@@ -331,7 +342,7 @@ def settings_differences(stored: StudySettings, asked: StudySettings) -> list[st
 def check_joinable(study: str, storage_url: str) -> StudySettings:
     """The study's settings; InputError unless the storage holds `study` and anynet-search made it (what `worker`
     checks first)."""
-    st = load_study(study, open_storage(storage_url))
+    st = load_study(study, open_storage(storage_url, create=False))  # joining never creates a storage
     try:
         return StudySettings.from_study(st)
     except (TypeError, ValueError) as exc:

@@ -108,17 +108,17 @@ def journal_path(url: str) -> Path:
     return Path(url[len("journal:"):] if url.startswith("journal:") else url)
 
 
-def _open_journal(path: Path, repair: bool) -> BaseStorage:
+def _open_journal(path: Path, repair: bool, create: bool) -> BaseStorage:
     if not path.parent.is_dir():
         raise InputError(f"storage folder {path.parent} does not exist")
     if path.exists() and not path.is_file():
         raise InputError(f"journal {path} is not a file")
-    if not repair and not path.exists():
+    if not create and not path.exists():
         raise InputError(f"journal {path} does not exist")
     try:
         if not repair:  # read-only commands leave the file alone; they say what the reader skips
             tail = find_torn_tail(path)
-            if tail is not None:
+            if tail is not None and not tail.terminated:  # a complete damaged line: the reader's own warning
                 log.warning("%s; skipped it (run or worker cuts it, keeping a backup)", describe_tail(path, tail))
         return JournalStorage(SafeJournalBackend(path, repair=repair))
     except StorageFullError:
@@ -129,20 +129,40 @@ def _open_journal(path: Path, repair: bool) -> BaseStorage:
         raise InputError(f"journal {path}: cannot open ({exc.strerror or exc})") from None
 
 
-def open_storage(url: str, repair: bool = True) -> BaseStorage:
+def sqlite_file(url: str) -> Path | None:
+    """The database file a `sqlite:` URL names (None: in memory, or a `file:` URI that SQLite parses itself)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:") or parsed.query.get("uri"):
+        return None
+    return Path(database)
+
+
+def open_storage(url: str, repair: bool = True, create: bool | None = None) -> BaseStorage:
     """An Optuna storage for `journal:PATH`, `sqlite:///...`, `postgresql://...` or any SQLAlchemy URL.
 
     A journal whose last line was torn by an interrupted write is repaired first (the cut bytes are kept
     in a backup file next to it); with `repair=False` (read-only use) the file is left alone and a warning
-    says which line the reader skips.
+    says which line the reader skips. `create` (default: `repair`) lets a missing journal or SQLite file be
+    created; without it a missing one is an InputError naming it, and nothing is written.
     """
+    create = repair if create is None else create
     if is_journal(url):
-        return _open_journal(journal_path(url), repair)
+        return _open_journal(journal_path(url), repair, create)
     if "://" not in url:
         raise InputError(f"storage {redact(url)!r} is neither journal:PATH nor a database URL (sqlite:///..., postgresql://...)")
     kwargs = {}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 120}}  # many worker processes write to one file
+        database = sqlite_file(url)
+        if not create and database is not None and not database.is_file():
+            raise InputError(f"storage {redact(url)}: no database file {database.absolute()}")
     try:
         return RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=False)
     except (ImportError, ModuleNotFoundError) as exc:

@@ -398,7 +398,7 @@ def load_worker_study(study_name: str, storage_url: str, worker_id: str) -> optu
     """The study as a worker sees it: with the study's own sampler and pruner (Optuna's loader would give
     TPE and the median pruner whatever the study asked for), seeded per worker so that parallel adaptive
     workers do not propose the same parameters."""
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, create=False)  # a worker joins a study: it never creates a storage
     settings = StudySettings.from_study(load_study(study_name, storage))
     seed = zlib.crc32(f"{settings.seed}:{worker_id}".encode())
     return optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(settings.sampler, seed),
