@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -14,9 +16,12 @@ from anynet_search.commands import CliError  # re-exported: the CLI's one-line e
 from anynet_search.errors import (
     AnynetSearchError,
     StorageFullError,
+    exit_code,
     is_no_space,
     os_error_line,
     show_warnings,
+    stop_on_signals,
+    stop_words,
 )
 
 STUDY_HELP = "study name: needed when RUN is a storage URL holding several studies"
@@ -236,13 +241,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = show_warnings(f"anynet-search {args.command}")
+    previous = stop_on_signals()  # SIGTERM and SIGHUP stop a command as Ctrl-C does, exiting 143 and 129
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into head & co.
         return 0
-    except KeyboardInterrupt:
-        print(f"anynet-search {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(f"anynet-search {args.command}: {stop_words(exc)}", file=sys.stderr)
+        return exit_code(exc)
     except Exception as exc:
         error = exc if isinstance(exc, AnynetSearchError) else None
         if error is None and is_no_space(exc):  # a full disk while writing a report, export or space file
@@ -260,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         logging.getLogger("anynet_search").removeHandler(handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 if __name__ == "__main__":

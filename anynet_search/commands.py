@@ -94,8 +94,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcome = run_study(opts)
     else:
         outcome = launch_study(opts, cluster, detach=args.detach, announce=lambda line: print(line, flush=True))
+    from anynet_search.errors import exit_code, stop_words
+
     snap = outcome.snapshot
-    print(f"study {outcome.study_name}: {snap.completed}/{snap.total} completed, {snap.failed} failed")
+    print(f"study {outcome.study_name}: {snap.completed}/{snap.total} completed, {snap.counts_text()}")
     print(f"storage: {outcome.storage_url}")
     print(f"results: {outcome.run_dir}  (anynet-search status {outcome.run_dir})")
     for message in outcome.killed_configs:
@@ -106,10 +108,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         needs = "" if outcome.storage_url.startswith(("journal:", "sqlite")) else (
             " (with the password in PGPASSWORD or ~/.pgpass, as for the jobs)")
         print(f"jobs {' '.join(outcome.jobs)} work on; watch them with: {watch_command(outcome.run_dir)}{needs}")
-        return 130 if outcome.interrupted else 0
+        return exit_code(outcome.stop or KeyboardInterrupt()) if outcome.interrupted else 0
     if outcome.interrupted:
-        print("stopped: run the same command again to resume", file=sys.stderr)
-        return 130
+        stop = outcome.stop or KeyboardInterrupt()
+        print(f"{stop_words(stop)}: the trials in flight went back to the queue; run the same command again to "
+              "resume", file=sys.stderr)
+        return exit_code(stop)
     if outcome.failing_message:
         raise CliError(outcome.failing_message)
     if args.analyze:  # read the study with the URL as given: the folder's record has no password

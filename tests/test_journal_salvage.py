@@ -12,7 +12,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
 
 from anynet_search.study import open_storage
 from anynet_search.study.journal import JournalCorruptError, first_bad_line

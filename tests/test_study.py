@@ -151,6 +151,35 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
     assert_exactly_n(optuna.load_study(study_name=run_dir.name, storage=_storage(url)), 10)
 
 
+def test_a_closed_terminal_sighup_requeues_the_trials_in_flight_and_exits_129(tmp_path):
+    """SIGHUP to the whole process group, as a terminal that closes sends it: the workers put their trials back,
+    the run says so in one line and exits 128 + 1 (it used to stop silently with its trials left RUNNING)."""
+    cmd = [sys.executable, "-m", "anynet_search", "run", "--space", "anynet_xd_tiny", "--trials", "6", "--workers", "2",
+           "--dataset", "synthetic:64", "--out", str(tmp_path / "runs"), "--objective", DRY, "--no-analyze"]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, ANYNET_DRY_SLEEP="1.5"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run_dir = tmp_path / "runs" / "anynet_xd_tiny-synthetic-random-e8-s0"
+    url = f"journal:{run_dir / 'journal.log'}"
+
+    def running():
+        try:
+            st = optuna.load_study(study_name=run_dir.name, storage=_storage(url))
+        except Exception:
+            return False
+        return len(st.get_trials(states=(TrialState.RUNNING,))) >= 1
+    assert _wait_for(running, 120)
+    os.killpg(proc.pid, signal.SIGHUP)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 129, err
+    assert [line for line in err.splitlines() if "SIGHUP" in line] == [
+        "stopped by SIGHUP: the trials in flight went back to the queue; run the same command again to resume"]
+    study = optuna.load_study(study_name=run_dir.name, storage=_storage(url))
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    requeued = [t for t in study.get_trials(states=(TrialState.FAIL,))]
+    assert requeued and all(t.user_attrs["failure"] == "interrupted: config re-enqueued" for t in requeued)
+    assert f"0 failed, {len(requeued)} interrupted (re-queued)" in out
+
+
 def _crashing(trial, cfg, settings, resolution, device):
     slot, attempt = trial.user_attrs["slot"], trial.user_attrs["attempt"]
     if slot == 2 and attempt == 0:

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from anynet_search.errors import InputError
+from anynet_search.errors import InputError, yaml_problem
 from anynet_search.models import registry, rules
 
 STAGE_FIELDS = (*rules.STAGE_COLUMNS, "strides")
@@ -182,8 +182,7 @@ def load_config(path: str | Path) -> AnyNetConfig:
     try:
         data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: not valid YAML/JSON ({first})") from None
+        raise InputError(f"{path}: not valid YAML/JSON ({yaml_problem(exc)})") from None
     if isinstance(data, Mapping) and "config" in data and isinstance(data["config"], Mapping):
         data = data["config"]  # exports wrap the config with metadata
     try:

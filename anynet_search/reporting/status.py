@@ -10,6 +10,7 @@ from anynet_search.analysis.columns import param_columns
 from anynet_search.reporting.results import foreign_study, open_run, trials_frame
 from anynet_search.study.configs_from import describe_source
 from anynet_search.study.launch import job_lines
+from anynet_search.study.optuna_adapter import is_requeued
 from anynet_search.study.plan import is_trained, stored_settings
 from anynet_search.study.storage import redact
 
@@ -21,7 +22,9 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
     settings = stored_settings(st)  # SettingsError (one line) if a newer anynet-search stored it
     trials = st.get_trials(deepcopy=False)
     # an infeasible adaptive suggestion is told back as COMPLETE, but trained nothing: counted on its own
-    counts = Counter("infeasible" if "infeasible" in t.user_attrs else t.state.name.lower() for t in trials)
+    # a trial stopped mid-training whose config went back to the queue is no failure of its config
+    counts = Counter("infeasible" if "infeasible" in t.user_attrs else "interrupted (re-queued)" if is_requeued(t)
+                     else t.state.name.lower() for t in trials)
     done = sum(is_trained(t) for t in trials)  # what a study's N counts
     lines = [f"study {name} ({redact(url)})"]
     if settings is None:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from anynet_search.errors import leave_hung_up_terminal
+
 
 class _State:
     stop_requested = False
@@ -23,8 +25,9 @@ class _State:
 STATE = _State()
 
 
-def request_stop(_signum: int, _frame: Any) -> None:
-    """SIGINT / SIGTERM handler of worker processes."""
+def request_stop(signum: int, _frame: Any) -> None:
+    """SIGINT / SIGTERM / SIGHUP / SIGUSR2 handler of worker processes."""
+    leave_hung_up_terminal(signum)
     STATE.stop_requested = True
     if STATE.interruptible:
         STATE.interruptible = False
@@ -32,10 +35,14 @@ def request_stop(_signum: int, _frame: Any) -> None:
 
 
 def install() -> None:
-    """Route SIGINT, SIGTERM and SIGUSR2 of this process through `request_stop` (SLURM sends SIGUSR2 to every
-    process of a job shortly before its time limit; its default action would kill the worker mid-trial)."""
+    """Route SIGINT, SIGTERM, SIGHUP and SIGUSR2 of this process through `request_stop` (SLURM sends SIGUSR2 to
+    every process of a job shortly before its time limit, a closed terminal SIGHUP to every process it started;
+    their default action would kill the worker mid-trial and leave its trials marked running). A SIGHUP ignored
+    by `nohup` stays ignored."""
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, request_stop)
     signal.signal(signal.SIGUSR2, request_stop)
 
 

@@ -33,6 +33,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from anynet_search.study.plan import INFEASIBLE_ATTR, is_trained
 
+# the end of the `failure` of a trial stopped mid-training whose config went back to the queue (interrupted, its
+# worker killed, a CUDA error beside it): FAIL in the storage, but no failure of its config
+REQUEUED = "config re-enqueued"
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
 WINDOW = 64  # trial ids per SQL range query (a bitmap scan reads the whole range)
@@ -65,11 +68,13 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Counts:
-    """Trials by state, trained models (completed and not infeasible) and the best error among them."""
+    """Trials by state, trained models (completed and not infeasible), the best error among them, and the FAIL
+    trials that were interrupted and re-queued (not failures of their configs)."""
 
     by_state: Counter
     trained: int
     best: float | None
+    requeued: int = 0
 
 
 def _outcome(trial: FrozenTrial) -> Outcome:
@@ -78,9 +83,15 @@ def _outcome(trial: FrozenTrial) -> Outcome:
                    INFEASIBLE_ATTR in trial.user_attrs)
 
 
+def is_requeued(trial: FrozenTrial) -> bool:
+    """Whether a trial was stopped mid-training and its config put back in the queue."""
+    return trial.state == TrialState.FAIL and str(trial.user_attrs.get("failure", "")).endswith(REQUEUED)
+
+
 def _counts_of(trials: list[FrozenTrial]) -> Counts:
     values = [t.value for t in trials if is_trained(t) and t.value is not None]
-    return Counts(Counter(t.state for t in trials), len(values), min(values) if values else None)
+    return Counts(Counter(t.state for t in trials), len(values), min(values) if values else None,
+                  sum(map(is_requeued, trials)))
 
 
 class TrialIndex:
@@ -379,7 +390,12 @@ class SqlIndex(TrialIndex):
                 best = (session.query(func.min(V.value)).join(T, V.trial_id == T.trial_id)
                         .filter(T.study_id == self.study_id, T.state == TrialState.COMPLETE, V.objective == 0,
                                 V.value_type == V.TrialValueType.FINITE).scalar())
-        return Counts(by_state, trained, None if best is None else float(best))
+            requeued = 0
+            if by_state[TrialState.FAIL]:
+                requeued = (session.query(func.count(A.trial_user_attribute_id)).join(T, A.trial_id == T.trial_id)
+                            .filter(T.study_id == self.study_id, T.state == TrialState.FAIL, A.key == "failure",
+                                    A.value_json.like(f'%{REQUEUED}"')).scalar() or 0)
+        return Counts(by_state, trained, None if best is None else float(best), requeued)
 
 
 Ticket = tuple[dict[str, Any], dict[str, Any]]  # (fixed parameters, user attributes) of a WAITING trial

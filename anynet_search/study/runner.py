@@ -14,7 +14,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from anynet_search.choices import MAX_SEED
-from anynet_search.errors import InputError
+from anynet_search.errors import InputError, stop_on_signals
 from anynet_search.paths import check_out_dir, check_out_file, check_study_name, make_dir
 from anynet_search.spaces import DesignSpace, load_space
 from anynet_search.study.capacity import (
@@ -103,6 +103,7 @@ class RunOutcome:
     killed_configs: tuple[str, ...] = ()  # configs recorded as failed because they killed their worker twice
     jobs: tuple[str, ...] = ()  # cluster job ids, when the workers run as submitted jobs
     detached: bool = False  # jobs submitted and left running
+    stop: KeyboardInterrupt | None = None  # what interrupted it: Ctrl-C, or `errors.Stopped` (SIGTERM, SIGHUP)
 
 
 def default_study_name(space_name: str, dataset: str, sampler: str, seed: int, epochs: int) -> str:
@@ -359,12 +360,13 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
     view = progress or ProgressView()
     for note in plan.notes:
         view.note(note)
-    # Ctrl-C must work even when started from a shell that ignores SIGINT for background jobs; SIGTERM too
+    # Ctrl-C must work even when started from a shell that ignores SIGINT for background jobs; SIGTERM and SIGHUP
+    # (a closed terminal) stop it the same way: the workers put their trials back in the queue
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = stop_on_signals()
     # a worker killed by a signal (a config that crashes it, the OOM killer) is recorded and replaced
     pool = WorkerPool(study, url, plan.specs, opts.objective)
-    interrupted = False
+    interrupted, stop = False, None
     with registered(study.study_name, len(plan.specs), sum(s.threads for s in plan.specs)):
         pool.start()
         try:
@@ -378,11 +380,12 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
                     break
                 view.update(Snapshot.of(study, settings.n_trials, index))
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:
+            interrupted, stop = True, exc
             pool.stop()
     pool.join()
-    signal.signal(signal.SIGTERM, previous_term)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
     snap = Snapshot.of(study, settings.n_trials, index)
     view.update(snap, force=True)
     view.close()
@@ -398,4 +401,4 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
         else:
             failing = f"all workers exited early (exit codes {sorted(codes)})"
     return RunOutcome(study.study_name, redact(url), run_dir, snap, interrupted, failing,
-                      tuple(pool.killed_configs))
+                      tuple(pool.killed_configs), stop=stop)

@@ -162,7 +162,7 @@ def open_storage(url: str, repair: bool = True, create: bool | None = None) -> B
         kwargs = {"connect_args": {"timeout": 120}}  # many worker processes write to one file
         database = sqlite_file(url)
         if not create and database is not None and not database.is_file():
-            raise InputError(f"storage {redact(url)}: no database file {database.absolute()}")
+            raise InputError(f"storage {redact(url)}: no such database file {database.absolute()} (read-only commands and workers create none)")
     try:
         return RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=False)
     except (ImportError, ModuleNotFoundError) as exc:
