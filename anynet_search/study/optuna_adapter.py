@@ -41,6 +41,17 @@ UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
 WINDOW = 64  # trial ids per SQL range query (a bitmap scan reads the whole range)
 
 
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's INFO lines ("A new study created in ...") left out of what a command prints."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
 def storage_of(study: optuna.Study) -> BaseStorage:
     """The storage object behind a study."""
     return study._storage

@@ -25,7 +25,7 @@ from anynet_search.study.capacity import (
 )
 from anynet_search.study.configs_from import ConfigSource, describe_source, read_source, same_source
 from anynet_search.study.local_runs import other_runs, registered
-from anynet_search.study.optuna_adapter import enqueue_many, trial_index
+from anynet_search.study.optuna_adapter import enqueue_many, quiet_optuna, trial_index
 from anynet_search.study.plan import (
     EDF_SAMPLERS,
     SAMPLERS,
@@ -265,8 +265,9 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
         optuna.delete_study(study_name=name, storage=storage)
         study = None
     if study is None:
-        study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
-                                    pruner=pruner)
+        with quiet_optuna():  # no "[I ...] A new study created" line in the run's output
+            study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
+                                        pruner=pruner)
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2; nothing for a user to act on
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([METRIC_NAME])  # optuna-dashboard and Optuna's plots label the objective

@@ -144,6 +144,31 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database)
 
 
+# Optuna reads a trial's values, attributes and parameters by trial id, once or more per trial. PostgreSQL plans a
+# small table's lookup as a sequential scan, and psycopg's prepared statements keep that plan as the table grows:
+# the rows read per trial then grew with the study (trial_values: 1 scan of up to half the table per trial,
+# 1,532 rows read per trial at 1,000 trials against 499 at 100; benchmarks/RESULTS.md, section 8). Every such
+# lookup has an index, which this setting makes the planner use.
+PG_OPTIONS = "-c enable_seqscan=off"
+
+
+def _postgres_kwargs(url: str) -> dict:
+    """SQLAlchemy engine arguments for a PostgreSQL URL through psycopg (3 or 2): `PG_OPTIONS` added to any
+    `options` the URL carries; nothing for other URLs and drivers."""
+    scheme = url.split("://", 1)[0]
+    if scheme not in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2", "postgres"):
+        return {}
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        theirs = make_url(url).query.get("options", "")
+    except (ArgumentError, ValueError):
+        return {}
+    theirs = " ".join(theirs) if isinstance(theirs, tuple) else theirs
+    return {"connect_args": {"options": f"{theirs} {PG_OPTIONS}".strip()}}
+
+
 def open_storage(url: str, repair: bool = True, create: bool | None = None) -> BaseStorage:
     """An Optuna storage for `journal:PATH`, `sqlite:///...`, `postgresql://...` or any SQLAlchemy URL.
 
@@ -157,7 +182,7 @@ def open_storage(url: str, repair: bool = True, create: bool | None = None) -> B
         return _open_journal(journal_path(url), repair, create)
     if "://" not in url:
         raise InputError(f"storage {redact(url)!r} is neither journal:PATH nor a database URL (sqlite:///..., postgresql://...)")
-    kwargs = {}
+    kwargs = _postgres_kwargs(url)
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 120}}  # many worker processes write to one file
         database = sqlite_file(url)
