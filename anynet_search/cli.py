@@ -160,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("derive", help="judge candidate constraints on a randomly sampled study; write the derived space")
     p.add_argument("run", help="run folder or storage URL")
     p.add_argument("--study", default=None, help=STUDY_HELP)
-    p.add_argument("--out", default=None, help="derived space file (default derived_space_STUDY.yaml, the name "
-                   "analyze gives it too)")
+    p.add_argument("--out", default=None, help="derived space file (default RUN/derived_space_STUDY.yaml, the "
+                   "name analyze gives it too; in the current folder for a database URL)")
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
     _margin_arguments(p)
     p.set_defaults(func=commands.cmd_derive)
@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "run --configs-from RUN --epochs E)")
     p.add_argument("--study", action="append", default=[], metavar="NAME",
                    help="study of each storage URL among the RUNs, in order (one URL: --study LOW --study HIGH)")
-    p.add_argument("--out", default="fidelity", help="folder for fidelity.png and the CSVs (default fidelity)")
+    p.add_argument("--out", default=None, help="folder for fidelity.png and the CSVs (default RUN_HIGH/fidelity; "
+                   "./fidelity for a database URL)")
     p.add_argument("--n-boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutation tests")
     _margin_arguments(p)

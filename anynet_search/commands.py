@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from pathlib import Path
 
 from anynet_search.errors import AnynetSearchError
 
@@ -198,15 +199,16 @@ def _fidelity_targets(runs: list[str], studies: list[str]) -> list[str | tuple[s
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
     """`fidelity`: do two budgets rank the same configs alike?"""
-    from anynet_search.paths import check_out_dir
+    from anynet_search.paths import check_out_dir, run_folder_of
     from anynet_search.reporting.fidelity import fidelity_runs
 
     targets = _fidelity_targets(args.runs, args.study)
-    check_out_dir(args.out)
-    rep = fidelity_runs(targets[0], targets[1], args.out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
+    out = args.out or str((run_folder_of(targets[1]) or Path()) / "fidelity")  # beside the HIGH run by default
+    check_out_dir(out)
+    rep = fidelity_runs(targets[0], targets[1], out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
                         margin_unit=args.margin_unit)
     print("\n".join(rep.lines()))
-    print(f"  files: {', '.join(str(p) for p in rep.files)}")
+    print(f"  files: {', '.join(str(Path(p).resolve()) for p in rep.files)}")
     return 0
 
 
@@ -228,7 +230,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
     from anynet_search.analysis import derive_constraints
     from anynet_search.analysis.samplers import adaptive_note
     from anynet_search.analysis.studies import training_warnings
-    from anynet_search.paths import check_out_file, derived_space_name
+    from anynet_search.paths import check_out_file, derived_space_name, run_folder_of
     from anynet_search.reporting.results import load_run
     from anynet_search.reporting.verdicts import verdict_text
     from anynet_search.spaces.derive import derive_space, exact_shrink
@@ -257,10 +259,12 @@ def cmd_derive(args: argparse.Namespace) -> int:
         print(f"no derived space: {run.space_note}", file=sys.stderr)
         return 0
     derived = derive_space(run.space, table, label=run.label)
-    out = args.out or str(check_out_file(derived_space_name(run.label)))
+    folder = run_folder_of(args.run)  # beside the run, as run and analyze write; else the current folder
+    out = Path(args.out) if args.out else check_out_file((folder or Path()) / derived_space_name(run.label))
     added = ", ".join(derived.added) or "none"
     derived.write(out, [f"derived by anynet-search derive from {run.label}; added: {added}"])
-    print(f"derived space ({derived.log10_size_before:.2f} -> {derived.log10_size_after:.2f} log10 size): {out}")
+    print(f"derived space ({derived.log10_size_before:.2f} -> {derived.log10_size_after:.2f} log10 size): "
+          f"{out.resolve()}")
     return 0
 
 

@@ -186,12 +186,15 @@ def test_a_model_without_a_regnet_file_gets_a_printed_reason(tmp_path):
 def test_derive_fits_an_80_column_terminal_and_names_its_file_as_analyze_does(tmp_path):
     cli("run", "--trials", "30", "--workers", "1", "--dataset", "synthetic:64", "--objective", DRY, "--study", "xa",
         cwd=tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
     proc = cli("derive", "runs/xa", cwd=tmp_path, env={"COLUMNS": "80"})
     table = proc.stdout.splitlines()[1:-2]  # between the margin line and the file lines
     assert table[0].startswith("constraint") and len(table) > 3
     assert max(len(line) for line in table) <= 80, table
     assert not re.search(r"[-+]inf\b|\bnan\b", proc.stdout, flags=re.I)
-    assert (tmp_path / "derived_space_xa.yaml").is_file()
+    # issue 30: beside the run (as run and analyze write), named with its full path; the current folder untouched
+    assert (tmp_path / "runs/xa/derived_space_xa.yaml").is_file() and sorted(p.name for p in tmp_path.iterdir()) == before
+    assert proc.stdout.splitlines()[-1].endswith(f": {tmp_path.resolve() / 'runs/xa/derived_space_xa.yaml'}")
     assert (tmp_path / "runs/xa/report/derived_space_xa.yaml").is_file()  # the same name from analyze
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from anynet_search.analysis.best import rank_by_error
 from anynet_search.models.config import AnyNetConfig
 from anynet_search.reporting.export_configs import (
     config_from_row,
@@ -139,7 +140,8 @@ def export_top(
         raise ValueError("export_top: the frame mixes studies, whose trial numbers collide; "
                          "export one at a time")
     errors = pd.to_numeric(df["error"], errors="coerce")
-    ranked = df.assign(_err=errors).dropna(subset=["_err"]).sort_values("_err", kind="stable").head(int(k))
+    finite = df.assign(error=errors).dropna(subset=["error"])
+    ranked = rank_by_error(finite).head(int(k))  # ties broken by trial number, as status and the report do
     if ranked.empty:
         raise ValueError("export_top: no model has a finite validation error")
     out = Path(out_dir)

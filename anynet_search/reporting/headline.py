@@ -27,6 +27,7 @@ class Headline:
     label: str
     budget: str  # data set, models, epochs and training time, in words
     errors: str  # best and median validation error, and what one validation image is worth
+    resolution: str = ""  # what one validation image is worth, when the errors are image counts
     kept: list[str] = field(default_factory=list)  # 'name (reason)'
     rejected: list[str] = field(default_factory=list)
     neutral: str = ""  # how many, and how many of them had little power
@@ -40,15 +41,21 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
+def resolution_line(df: pd.DataFrame) -> str:
+    """'one validation image is 0.69 points (144 images), so errors closer than that tie', or '' when the errors
+    are no image counts."""
+    points = image_points(pd.to_numeric(df["error"], errors="coerce").to_numpy(dtype=float))
+    if points is None:
+        return ""
+    return f"one validation image is {points:.2g} points ({100 / points:.0f} images), so errors closer than that tie"
+
+
 def errors_line(df: pd.DataFrame) -> str:
-    """'best 0.69%, median 5.21% validation error; one validation image is 0.69 points (144 images)'."""
+    """'best 0.69%, median 5.21% validation error; one validation image is 0.69 points (144 images), ...'."""
     e = pd.to_numeric(df["error"], errors="coerce").to_numpy(dtype=float)
-    text = f"best {np.nanmin(e):.2f}%, median {np.nanmedian(e):.2f}% validation error"
-    points = image_points(e)
-    if points is not None:
-        text += (f"; one validation image is {points:.2g} points ({100 / points:.0f} images), so errors closer "
-                 "than that tie")
-    return text
+    resolution = resolution_line(df)
+    return f"best {np.nanmin(e):.2f}%, median {np.nanmedian(e):.2f}% validation error" + (
+        f"; {resolution}" if resolution else "")
 
 
 def _budget(s: StudyReport, df: pd.DataFrame) -> str:
@@ -76,7 +83,7 @@ def next_command(space_file: Path, s: StudyReport, train: dict | None) -> str:
 
 def headline(s: StudyReport, df: pd.DataFrame, train: dict | None = None) -> Headline:
     """The findings of one analyzed study."""
-    h = Headline(s.label, _budget(s, df), errors_line(df))
+    h = Headline(s.label, _budget(s, df), errors_line(df), resolution_line(df))
     if s.adaptive_note or s.constraints is None:
         h.note = s.adaptive_note or s.constraints_note or "no constraint verdicts"
         return h
@@ -106,10 +113,11 @@ def headline(s: StudyReport, df: pd.DataFrame, train: dict | None = None) -> Hea
 
 def headline_lines(h: Headline) -> list[str]:
     """The findings as the lines `analyze` prints under a study."""
+    lines = [f"    {h.resolution}"] if h.resolution else []
     if h.note:
-        return [f"    {h.errors}", f"    constraints: {h.note}"]
-    lines = [f"    {h.errors}",
-             f"    keep: {', '.join(h.kept) or '-'}; reject: {', '.join(h.rejected) or '-'}; {h.neutral or '0 neutral'}"]
+        return [*lines, f"    constraints: {h.note}"]
+    lines.append(f"    keep: {', '.join(h.kept) or '-'}; reject: {', '.join(h.rejected) or '-'}; "
+                 f"{h.neutral or '0 neutral'}")
     lines += [f"    kept but not in the derived space: {n}" for n in h.not_added]
     if h.command:
         lines.append(f"    next: {h.command}")

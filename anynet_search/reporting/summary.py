@@ -140,7 +140,8 @@ class ReportSummary:
 
         for k, s in enumerate(self.studies):
             m = s.summary
-            lines.append(f"  {s.label} ({s.space_name or '?'}, {s.sampler}): n={m['n']}; {s.training}")
+            lines.append(f"  {s.label} ({s.space_name or '?'}, {s.sampler}): n={m['n']}, best {m['best_error']:.2f}%, "
+                         f"median {m['median_error']:.2f}%; {s.training}")
             if s.warning:
                 lines.append(f"    WARNING: {s.warning}")
             for warning in s.training_warnings:
