@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("describe", help="per-stage table and flops/params/acts of a published model or config file")
     p.add_argument("config", help="a published name (RegNetX-400MF ...) or a YAML/JSON AnyNetConfig file")
-    p.add_argument("--resolution", type=_positive_int, default=224, help="input resolution in pixels (default 224)")
+    p.add_argument("--resolution", type=_positive_int, default=None,
+                   help="input resolution in pixels (default: an export's own, else 224)")
     p.set_defaults(func=commands.cmd_describe)
 
     p = sub.add_parser("spaces", help="list the bundled design spaces, or show one")

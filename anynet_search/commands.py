@@ -17,9 +17,13 @@ class CliError(AnynetSearchError):
 
 def cmd_describe(args: argparse.Namespace) -> int:
     """`describe`: the per-stage table and complexity of a published model or config file."""
-    from anynet_search.models.describe import describe_config, resolve_config
+    from anynet_search.models.describe import describe_config, resolve_config_file
 
-    print(describe_config(resolve_config(args.config), args.resolution))
+    found = resolve_config_file(args.config)
+    resolution = args.resolution or found.resolution or 224  # an export's own resolution, unless asked
+    if args.resolution is None and found.resolution is not None:
+        print(f"resolution {resolution} px: the one this export's study trained at (--resolution for another)")
+    print(describe_config(found.config, resolution))
     return 0
 
 

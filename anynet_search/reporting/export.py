@@ -164,7 +164,10 @@ def export_top(
         meta = {"rank": rank, "study": _plain(row.get("study")), "trial": trial,
                 "error": _plain(row["error"]), "test_error": _plain(row.get("test_error")),
                 "flops": _plain(row.get("flops")), "params": _plain(row.get("params")),
-                "acts": _plain(row.get("acts"))}
+                "acts": _plain(row.get("acts")),
+                # what the complexity was counted at and what the model takes: read_config_file and describe use it
+                "resolution": resolution, "input": f"{cfg.in_channels}x{resolution}x{resolution}" if resolution
+                else None, "num_classes": cfg.num_classes}
         header = [f"rank {rank} by validation error (error = {meta['error']}%) of study {meta['study']}, "
                   f"trial {trial}; test_error is reported only, never used for ranking"]
         for each in formats:
