@@ -275,12 +275,14 @@ def cmd_derive(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """`export`: write the best models' configs."""
     from anynet_search.paths import check_out_dir
-    from anynet_search.reporting.export import export_run
+    from anynet_search.reporting.export import declined_line, export_run
 
     check_out_dir(args.out)
-    notes: list[str] = []
-    for path in export_run(args.run, args.top, args.format, args.out, study=args.study, notes=notes):
+    declined: list[tuple[int, str]] = []
+    paths = export_run(args.run, args.top, args.format, args.out, study=args.study, declined=declined)
+    for path in paths:
         print(path)
-    for note in notes:
-        print(note)
+    line = declined_line(declined, len({p.name.split("_", 1)[0].split(".")[0] for p in paths}))
+    if line:
+        print(line)  # one line, not one per model
     return 0

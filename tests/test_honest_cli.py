@@ -177,9 +177,12 @@ def test_a_model_without_a_regnet_file_gets_a_printed_reason(tmp_path):
     out = cli("export", "runs/xa", "--top", "4", "--out", "ex", cwd=tmp_path).stdout
     configs = [line for line in out.splitlines() if re.search(r"rank\d\d_trial\d+\.yaml$", line)]
     regnets = [line for line in out.splitlines() if line.endswith(".regnet.yaml")]
-    reasons = re.findall(r"^rank (\d) \(trial \d+\): no RegNet file: (.+)$", out, flags=re.M)
-    assert len(configs) == 4 and len(regnets) + len(reasons) == 4 and reasons, out
-    assert all("bottleneck ratios" in why or "not a RegNet" in why for _, why in reasons)
+    # issue 30: one summary line, grouped by why, instead of a line per model
+    (summary,) = [line for line in out.splitlines() if "no RegNet file" in line]
+    declined = re.fullmatch(r"no RegNet file for (\d) of 4 models \((.+)\)", summary)
+    assert len(configs) == 4 and declined and len(regnets) + int(declined.group(1)) == 4, out
+    assert all("bottleneck ratio" in why or "RegNet (quantized-linear) fit" in why
+               for why in declined.group(2).split("; "))
 
 
 # ------------------------------------------------------------------------------------------ item 8

@@ -62,7 +62,7 @@ def expected_best_error(
     w = as_weights(weights, e.size)
     if isinstance(ns, (int, np.integer)) and not isinstance(ns, bool):
         ns = [int(ns)]
-    elif ns is not None and not isinstance(ns, Sequence | np.ndarray):
+    elif ns is not None and (isinstance(ns, str) or not isinstance(ns, Sequence | np.ndarray)):
         raise ValueError(f"ns must be a sample size or a list of them, got {ns!r}")
     ns = default_ns(e.size) if ns is None else [check_positive_int(n, "ns entry") for n in ns]
     if not ns:
