@@ -39,7 +39,7 @@ def parameter_importance(
     target, note = study, None
     if max_trials is not None and len(trials) > max_trials:
         picks = np.random.default_rng(seed).choice(len(trials), size=max_trials, replace=False)
-        from anynet_search.study.optuna_adapter import quiet_optuna
+        from anynet_search.study.storage import quiet_optuna
 
         with quiet_optuna():  # no "new study created in memory" line
             target = optuna.create_study(direction=study.direction)

@@ -11,8 +11,8 @@ from anynet_search.analysis.columns import param_columns
 from anynet_search.reporting.headline import errors_line
 from anynet_search.reporting.results import foreign_study, open_run, trials_frame
 from anynet_search.study.configs_from import describe_source
+from anynet_search.study.interrupts import is_requeued
 from anynet_search.study.launch import job_lines
-from anynet_search.study.optuna_adapter import is_requeued
 from anynet_search.study.plan import is_trained, stored_settings
 from anynet_search.study.storage import redact
 

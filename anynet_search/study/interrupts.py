@@ -14,7 +14,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from optuna.trial import FrozenTrial, TrialState
+
 from anynet_search.errors import leave_hung_up_terminal
+
+REQUEUED = "config re-enqueued"  # ends the `failure` of a trial stopped mid-training whose config was put back
+
+
+def is_requeued(trial: FrozenTrial) -> bool:
+    """Whether a trial was stopped mid-training (an interrupt, its worker killed) and its config put back."""
+    return trial.state == TrialState.FAIL and str(trial.user_attrs.get("failure", "")).endswith(REQUEUED)
 
 
 class _State:

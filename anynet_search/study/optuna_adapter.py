@@ -31,25 +31,12 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from anynet_search.study.interrupts import REQUEUED, is_requeued
 from anynet_search.study.plan import INFEASIBLE_ATTR, is_trained
 
-# the end of the `failure` of a trial stopped mid-training whose config went back to the queue (interrupted, its
-# worker killed, a CUDA error beside it): FAIL in the storage, but no failure of its config
-REQUEUED = "config re-enqueued"
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
 WINDOW = 64  # trial ids per SQL range query (a bitmap scan reads the whole range)
-
-
-@contextmanager
-def quiet_optuna() -> Iterator[None]:
-    """Optuna's INFO lines ("A new study created in ...") left out of what a command prints."""
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(level)
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:
@@ -79,8 +66,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Counts:
-    """Trials by state, trained models (completed and not infeasible), the best error among them, and the FAIL
-    trials that were interrupted and re-queued (not failures of their configs)."""
+    """Trials by state, trained models (completed, not infeasible), their best error, and the re-queued FAIL trials."""
 
     by_state: Counter
     trained: int
@@ -94,14 +80,9 @@ def _outcome(trial: FrozenTrial) -> Outcome:
                    INFEASIBLE_ATTR in trial.user_attrs)
 
 
-def is_requeued(trial: FrozenTrial) -> bool:
-    """Whether a trial was stopped mid-training and its config put back in the queue."""
-    return trial.state == TrialState.FAIL and str(trial.user_attrs.get("failure", "")).endswith(REQUEUED)
-
-
 def _counts_of(trials: list[FrozenTrial]) -> Counts:
     values = [t.value for t in trials if is_trained(t) and t.value is not None]
-    return Counts(Counter(t.state for t in trials), len(values), min(values) if values else None,
+    return Counts(Counter(t.state for t in trials), len(values), min(values, default=None),
                   sum(map(is_requeued, trials)))
 
 
@@ -401,12 +382,10 @@ class SqlIndex(TrialIndex):
                 best = (session.query(func.min(V.value)).join(T, V.trial_id == T.trial_id)
                         .filter(T.study_id == self.study_id, T.state == TrialState.COMPLETE, V.objective == 0,
                                 V.value_type == V.TrialValueType.FINITE).scalar())
-            requeued = 0
-            if by_state[TrialState.FAIL]:
-                requeued = (session.query(func.count(A.trial_user_attribute_id)).join(T, A.trial_id == T.trial_id)
-                            .filter(T.study_id == self.study_id, T.state == TrialState.FAIL, A.key == "failure",
-                                    A.value_json.like(f'%{REQUEUED}"')).scalar() or 0)
-        return Counts(by_state, trained, None if best is None else float(best), requeued)
+            requeued = by_state[TrialState.FAIL] and (session.query(func.count(A.trial_user_attribute_id)).join(
+                T, A.trial_id == T.trial_id).filter(T.study_id == self.study_id, T.state == TrialState.FAIL,
+                                                    A.key == "failure", A.value_json.like(f'%{REQUEUED}"')).scalar())
+        return Counts(by_state, trained, None if best is None else float(best), int(requeued or 0))
 
 
 Ticket = tuple[dict[str, Any], dict[str, Any]]  # (fixed parameters, user attributes) of a WAITING trial

@@ -21,7 +21,8 @@ from typing import Any
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
-from anynet_search.study.optuna_adapter import REQUEUED, TrialIndex, trial_id_of
+from anynet_search.study.interrupts import REQUEUED
+from anynet_search.study.optuna_adapter import TrialIndex, trial_id_of
 
 HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 60.0

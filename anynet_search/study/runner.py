@@ -25,7 +25,7 @@ from anynet_search.study.capacity import (
 )
 from anynet_search.study.configs_from import ConfigSource, describe_source, read_source, same_source
 from anynet_search.study.local_runs import other_runs, registered
-from anynet_search.study.optuna_adapter import enqueue_many, quiet_optuna, trial_index
+from anynet_search.study.optuna_adapter import enqueue_many, trial_index
 from anynet_search.study.plan import (
     EDF_SAMPLERS,
     SAMPLERS,
@@ -45,6 +45,7 @@ from anynet_search.study.storage import (
     journal_path,
     load_study,
     open_storage,
+    quiet_optuna,
     redact,
 )
 from anynet_search.study.supervise import EXIT_FAILING, WorkerPool

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -197,6 +199,17 @@ def open_storage(url: str, repair: bool = True, create: bool | None = None) -> B
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = ("; a '@' in the password must be written %40" if any("@" in s for s in url_secrets(url)) else "")
         raise InputError(f"storage {redact(url)}: cannot connect ({_scrub(first, url)}){hint}") from None
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's INFO lines ("A new study created in ...") left out of what a command prints."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def load_study(name: str, storage: BaseStorage | str) -> optuna.Study:
