@@ -78,6 +78,7 @@ def test_a_terminal_gets_a_tqdm_bar_and_notes_above_it(monkeypatch):
     view.close()
     text = stream.getvalue()
     assert "4/8 done |" in text and "best val error 1.00%" in text and "ETA 0m0" in text
+    assert "| 0 failed" in text and "|, " not in text  # issue 30: the bar's text began with a stray ", "
     assert "config that killed its worker twice: trial 3\n" in text
 
 

@@ -214,6 +214,16 @@ def test_the_precision_printed_is_the_one_the_trials_used(dry_report):
     assert precision(False, {"cuda:0", "cpu"}) == "fp32 on CUDA, fp32 on the CPU"
     assert describe_training(None) == "training settings unknown (not an anynet-search study)"
 
+    class OneEpoch:  # a study's stored settings, as describe_training reads them
+        @staticmethod
+        def outcome_settings():
+            return {"dataset": "digits", "epochs": 1, "batch_size": 64, "lr": 0.3, "warmup_epochs": 1,
+                    "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "label_smoothing": 0.1,
+                    "crop_pad": None, "amp": True}
+
+    text = describe_training(OneEpoch(), {"cpu"})
+    assert text.startswith("digits, 1 epoch, batch 64") and "warm-up 1 epoch," in text and "epochs" not in text
+
 
 def test_integer_parameters_get_whole_ticks_and_a_range_over_every_value_is_not_shaded():
     df = pd.DataFrame({"b1": [1, 2, 4, 1, 2, 4, 2], "error": [5.0, 4.0, 6.0, 5.5, 3.0, 7.0, 4.5]})
