@@ -159,3 +159,13 @@ def test_a_terminal_without_a_width_gets_a_line_per_completed_trial_and_no_stray
     lines = stream.getvalue().splitlines()
     assert [line.split(",")[0] for line in lines] == ["0/3 done", "1/3 done", "2/3 done"]
     assert not any(line.lstrip().startswith(",") for line in lines)
+
+
+# ----------------------------------------------------------------------------- 6: PostgreSQL sessions
+def test_postgresql_sessions_plan_index_lookups_and_keep_the_urls_own_options():
+    from anynet_search.study.storage import PG_OPTIONS, _postgres_kwargs
+
+    assert _postgres_kwargs("postgresql://u@db/s") == {"connect_args": {"options": PG_OPTIONS}}
+    theirs = _postgres_kwargs("postgresql+psycopg://u@db/s?options=-c%20search_path%3Dlab")
+    assert theirs["connect_args"]["options"] == f"-c search_path=lab {PG_OPTIONS}"
+    assert _postgres_kwargs("sqlite:///x.db") == {} and _postgres_kwargs("mysql://u@db/s") == {}
