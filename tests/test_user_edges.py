@@ -107,6 +107,20 @@ def test_workers_stop_on_sighup_like_sigterm_unless_nohup_ignores_it():
         interrupts.STATE.stop_requested = False
 
 
+def test_a_worker_stopped_by_sigterm_raises_what_exits_143():
+    from anynet_search.errors import Stopped, exit_code
+
+    try:
+        with pytest.raises(Stopped) as info, interrupts.interruptible():
+            interrupts.request_stop(signal.SIGTERM, None)
+        assert exit_code(info.value) == 143
+        with pytest.raises(Stopped):  # asked while not interruptible: raised at the next check
+            with interrupts.interruptible():
+                pass
+    finally:
+        interrupts.STATE.stop_requested, interrupts.STATE.signum = False, signal.SIGINT
+
+
 def test_interrupted_trials_are_counted_apart_from_failed_ones():
     snap = Snapshot(10, 3, 1, 2, 2, 0, 1.5, interrupted=2)
     stream = io.StringIO()

@@ -16,7 +16,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from anynet_search.errors import leave_hung_up_terminal
+from anynet_search.errors import Stopped, leave_hung_up_terminal
 
 REQUEUED = "config re-enqueued"  # ends the `failure` of a trial stopped mid-training whose config was put back
 
@@ -29,6 +29,12 @@ def is_requeued(trial: FrozenTrial) -> bool:
 class _State:
     stop_requested = False
     interruptible = False
+    signum = signal.SIGINT  # the signal that asked to stop
+
+
+def stop() -> KeyboardInterrupt:
+    """The interrupt to raise for the stop asked: `errors.Stopped` for SIGTERM or SIGHUP (exit 143, 129)."""
+    return KeyboardInterrupt() if STATE.signum == signal.SIGINT else Stopped(STATE.signum)
 
 
 STATE = _State()
@@ -37,10 +43,10 @@ STATE = _State()
 def request_stop(signum: int, _frame: Any) -> None:
     """SIGINT / SIGTERM / SIGHUP / SIGUSR2 handler of worker processes."""
     leave_hung_up_terminal(signum)
-    STATE.stop_requested = True
+    STATE.stop_requested, STATE.signum = True, signum
     if STATE.interruptible:
         STATE.interruptible = False
-        raise KeyboardInterrupt
+        raise stop()
 
 
 def install() -> None:
@@ -59,7 +65,7 @@ def install() -> None:
 def interruptible() -> Iterator[None]:
     """A region (training) where a stop request raises KeyboardInterrupt at once."""
     if STATE.stop_requested:
-        raise KeyboardInterrupt
+        raise stop()
     STATE.interruptible = True
     try:
         yield
@@ -77,4 +83,4 @@ def shielded() -> Iterator[None]:
         STATE.interruptible = previous
         if previous and STATE.stop_requested:
             STATE.interruptible = False
-            raise KeyboardInterrupt
+            raise stop()

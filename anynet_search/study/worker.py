@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from anynet_search._compat import moved_names
 from anynet_search.spaces import DesignSpace, InfeasibleConfig
-from anynet_search.study import bookkeeping
+from anynet_search.study import bookkeeping, interrupts
 from anynet_search.study.interrupts import STATE, interruptible
 from anynet_search.study.objective import config_record, run_trial
 from anynet_search.study.optuna_adapter import Outcome, storage_of, trial_index
@@ -186,7 +186,7 @@ class Worker(Reaping):
         try:
             while True:
                 if STATE.stop_requested:
-                    raise KeyboardInterrupt
+                    raise interrupts.stop()  # SIGTERM / SIGHUP: the command exits 143 / 129
                 if time.monotonic() >= next_reap:
                     self.reap_dead_trials()
                     next_reap = time.monotonic() + (IDLE_REAP_SECONDS if idle else REAP_SECONDS)
