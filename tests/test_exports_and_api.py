@@ -159,8 +159,7 @@ def test_expected_best_error_takes_one_sample_size_and_refuses_nonsense_in_one_l
 
 
 @pytest.mark.parametrize("module", ["anynet_search", "anynet_search.models.config", "anynet_search.analysis.best",
-                                    "anynet_search.analysis.studies", "anynet_search.training.train",
-                                    "anynet_search.models.model"])
+                                    "anynet_search.analysis.studies", "anynet_search.models.model"])
 def test_the_examples_in_the_docstrings_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0, result
