@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -14,9 +16,12 @@ from anynet_search.commands import CliError  # re-exported: the CLI's one-line e
 from anynet_search.errors import (
     AnynetSearchError,
     StorageFullError,
+    exit_code,
     is_no_space,
     os_error_line,
     show_warnings,
+    stop_on_signals,
+    stop_words,
 )
 
 MAX_RESOLUTION = 1024  # prepare's --resolution (training.data.sources.MAX_RESOLUTION: this module imports no numpy)
@@ -84,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("describe", help="per-stage table and flops/params/acts of a published model or config file")
     p.add_argument("config", help="a published name (RegNetX-400MF ...) or a YAML/JSON AnyNetConfig file")
-    p.add_argument("--resolution", type=_positive_int, default=224, help="input resolution in pixels (default 224)")
+    p.add_argument("--resolution", type=_positive_int, default=None,
+                   help="input resolution in pixels (default: an export's own, else 224)")
     p.set_defaults(func=commands.cmd_describe)
 
     p = sub.add_parser("spaces", help="list the bundled design spaces, or show one")
@@ -95,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="create or resume a study and train its samples with parallel workers")
     p.add_argument("--space", default=None, help="bundled space name or space file (default anynet_xa_tiny)")
     p.add_argument("--trials", type=_positive_int, default=None,
-                   help="completed trials to reach (default 64; with --configs-from, the source's slots)")
+                   help="completed trials to reach (default 64; with --configs-from, the source's slots; resuming: "
+                        "the stored count, more extends the study, fewer is refused)")
     p.add_argument("--workers", type=_positive_int, default=None,
                    help="worker processes on this machine (default: one per GPU, else 2; at most the cores, or 8 per "
                         "GPU, and the trials left)")
@@ -174,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("derive", help="judge candidate constraints on a randomly sampled study; write the derived space")
     p.add_argument("run", help="run folder or storage URL")
     p.add_argument("--study", default=None, help=STUDY_HELP)
-    p.add_argument("--out", default=None, help="derived space file (default derived_space_STUDY.yaml, the name "
-                   "analyze gives it too)")
+    p.add_argument("--out", default=None, help="derived space file (default RUN/derived_space_STUDY.yaml, the "
+                   "name analyze gives it too; in the current folder for a database URL)")
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
     _margin_arguments(p)
     p.set_defaults(func=commands.cmd_derive)
@@ -187,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "run --configs-from RUN --epochs E)")
     p.add_argument("--study", action="append", default=[], metavar="NAME",
                    help="study of each storage URL among the RUNs, in order (one URL: --study LOW --study HIGH)")
-    p.add_argument("--out", default="fidelity", help="folder for fidelity.png and the CSVs (default fidelity)")
+    p.add_argument("--out", default=None, help="folder for fidelity.png and the CSVs (default RUN_HIGH/fidelity; "
+                   "./fidelity for a database URL)")
     p.add_argument("--n-boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutation tests")
     _margin_arguments(p)
@@ -275,13 +283,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = show_warnings(f"anynet-search {args.command}")
+    previous = stop_on_signals()  # SIGTERM and SIGHUP stop a command as Ctrl-C does, exiting 143 and 129
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into head & co.
         return 0
-    except KeyboardInterrupt:
-        print(f"anynet-search {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(f"anynet-search {args.command}: {stop_words(exc)}", file=sys.stderr)
+        return exit_code(exc)
     except Exception as exc:
         error = exc if isinstance(exc, AnynetSearchError) else None
         if error is None and is_no_space(exc):  # a full disk while writing a report, export or space file
@@ -299,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         logging.getLogger("anynet_search").removeHandler(handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 if __name__ == "__main__":

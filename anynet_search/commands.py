@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from pathlib import Path
 
 from anynet_search.errors import AnynetSearchError
 
@@ -16,9 +17,13 @@ class CliError(AnynetSearchError):
 
 def cmd_describe(args: argparse.Namespace) -> int:
     """`describe`: the per-stage table and complexity of a published model or config file."""
-    from anynet_search.models.describe import describe_config, resolve_config
+    from anynet_search.models.describe import describe_config, resolve_config_file
 
-    print(describe_config(resolve_config(args.config), args.resolution))
+    found = resolve_config_file(args.config)
+    resolution = args.resolution or found.resolution or 224  # an export's own resolution, unless asked
+    if args.resolution is None and found.resolution is not None:
+        print(f"resolution {resolution} px: the one this export's study trained at (--resolution for another)")
+    print(describe_config(found.config, resolution))
     return 0
 
 
@@ -94,8 +99,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcome = run_study(opts)
     else:
         outcome = launch_study(opts, cluster, detach=args.detach, announce=lambda line: print(line, flush=True))
+    from anynet_search.errors import exit_code, stop_words
+
     snap = outcome.snapshot
-    print(f"study {outcome.study_name}: {snap.completed}/{snap.total} completed, {snap.failed} failed")
+    print(f"study {outcome.study_name}: {snap.completed}/{snap.total} completed, {snap.counts_text()}")
     print(f"storage: {outcome.storage_url}")
     print(f"results: {outcome.run_dir}  (anynet-search status {outcome.run_dir})")
     for message in outcome.killed_configs:
@@ -106,10 +113,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         needs = "" if outcome.storage_url.startswith(("journal:", "sqlite")) else (
             " (with the password in PGPASSWORD or ~/.pgpass, as for the jobs)")
         print(f"jobs {' '.join(outcome.jobs)} work on; watch them with: {watch_command(outcome.run_dir)}{needs}")
-        return 130 if outcome.interrupted else 0
+        return exit_code(outcome.stop or KeyboardInterrupt()) if outcome.interrupted else 0
     if outcome.interrupted:
-        print("stopped: run the same command again to resume", file=sys.stderr)
-        return 130
+        stop = outcome.stop or KeyboardInterrupt()
+        print(f"{stop_words(stop)}: the trials in flight went back to the queue; run the same command again to "
+              "resume", file=sys.stderr)
+        return exit_code(stop)
     if outcome.failing_message:
         raise CliError(outcome.failing_message)
     if args.analyze:  # read the study with the URL as given: the folder's record has no password
@@ -194,15 +203,16 @@ def _fidelity_targets(runs: list[str], studies: list[str]) -> list[str | tuple[s
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
     """`fidelity`: do two budgets rank the same configs alike?"""
-    from anynet_search.paths import check_out_dir
+    from anynet_search.paths import check_out_dir, run_folder_of
     from anynet_search.reporting.fidelity import fidelity_runs
 
     targets = _fidelity_targets(args.runs, args.study)
-    check_out_dir(args.out)
-    rep = fidelity_runs(targets[0], targets[1], args.out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
+    out = args.out or str((run_folder_of(targets[1]) or Path()) / "fidelity")  # beside the HIGH run by default
+    check_out_dir(out)
+    rep = fidelity_runs(targets[0], targets[1], out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
                         margin_unit=args.margin_unit)
     print("\n".join(rep.lines()))
-    print(f"  files: {', '.join(str(p) for p in rep.files)}")
+    print(f"  files: {', '.join(str(Path(p).resolve()) for p in rep.files)}")
     return 0
 
 
@@ -224,7 +234,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
     from anynet_search.analysis import derive_constraints
     from anynet_search.analysis.samplers import adaptive_note
     from anynet_search.analysis.studies import training_warnings
-    from anynet_search.paths import check_out_file, derived_space_name
+    from anynet_search.paths import check_out_file, derived_space_name, run_folder_of
     from anynet_search.reporting.results import load_run
     from anynet_search.reporting.verdicts import verdict_text
     from anynet_search.spaces.derive import derive_space, exact_shrink
@@ -253,10 +263,12 @@ def cmd_derive(args: argparse.Namespace) -> int:
         print(f"no derived space: {run.space_note}", file=sys.stderr)
         return 0
     derived = derive_space(run.space, table, label=run.label)
-    out = args.out or str(check_out_file(derived_space_name(run.label)))
+    folder = run_folder_of(args.run)  # beside the run, as run and analyze write; else the current folder
+    out = Path(args.out) if args.out else check_out_file((folder or Path()) / derived_space_name(run.label))
     added = ", ".join(derived.added) or "none"
     derived.write(out, [f"derived by anynet-search derive from {run.label}; added: {added}"])
-    print(f"derived space ({derived.log10_size_before:.2f} -> {derived.log10_size_after:.2f} log10 size): {out}")
+    print(f"derived space ({derived.log10_size_before:.2f} -> {derived.log10_size_after:.2f} log10 size): "
+          f"{out.resolve()}")
     return 0
 
 
@@ -284,12 +296,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """`export`: write the best models' configs."""
     from anynet_search.paths import check_out_dir
-    from anynet_search.reporting.export import export_run
+    from anynet_search.reporting.export import declined_line, export_run
 
     check_out_dir(args.out)
-    notes: list[str] = []
-    for path in export_run(args.run, args.top, args.format, args.out, study=args.study, notes=notes):
+    declined: list[tuple[int, str]] = []
+    paths = export_run(args.run, args.top, args.format, args.out, study=args.study, declined=declined)
+    for path in paths:
         print(path)
-    for note in notes:
-        print(note)
+    line = declined_line(declined, len({p.name.split("_", 1)[0].split(".")[0] for p in paths}))
+    if line:
+        print(line)  # one line, not one per model
     return 0

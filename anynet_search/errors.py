@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -43,6 +47,60 @@ class StorageFullError(AnynetSearchError, OSError):
         return type(self), (self.path,)
 
 
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP) delivered as a KeyboardInterrupt, so every Ctrl-C path handles it; the
+    command then exits 128 + `signum`, as a shell reports a process the signal ended."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def leave_hung_up_terminal(signum: int) -> None:
+    """After SIGHUP, point stdout and stderr that were a terminal at /dev/null: writing to a terminal that hung
+    up fails (EIO), and the messages of the orderly stop must not turn into errors."""
+    if signum != signal.SIGHUP:
+        return
+    for fd in (1, 2):
+        try:
+            if os.isatty(fd):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+        except OSError:
+            continue
+
+
+def raise_stopped(signum: int, _frame: Any) -> None:
+    """Signal handler: raise `Stopped(signum)`."""
+    leave_hung_up_terminal(signum)
+    raise Stopped(signum)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_signals(handler: Callable[[int, Any], None] = raise_stopped) -> dict[int, Any]:
+    """Route SIGTERM and SIGHUP through `handler` (returns the previous handlers). A signal the process was told
+    to ignore (`nohup` ignores SIGHUP) stays ignored."""
+    previous = {}
+    for sig in STOP_SIGNALS:
+        current = signal.getsignal(sig)
+        if current is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    """128 + the signal that stopped the command (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+def stop_words(exc: KeyboardInterrupt) -> str:
+    """'interrupted' (Ctrl-C) or 'stopped by SIGTERM'."""
+    return f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, Stopped) else "interrupted"
+
+
 def show_warnings(prefix: str) -> logging.Handler:
     """Print the package's warnings (a repaired journal, a skipped line) as `PREFIX: warning: ...` on stderr."""
     handler = logging.StreamHandler(sys.stderr)
@@ -61,3 +119,15 @@ def os_error_line(exc: OSError) -> str:
     reason = exc.strerror or str(exc) or type(exc).__name__
     paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
     return f"{paths}: {reason}" if paths else reason
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A PyYAML parser error in one line, with its line and column and without the parser's `<unicode string>`
+    placeholder for the file name: 'line 2, column 3: expected <block end>, but found ... (while parsing ...)'."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if problem is None:
+        text = str(exc).replace('in "<unicode string>", ', "").strip()
+        return " ".join(text.split()) or type(exc).__name__
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context = getattr(exc, "context", None)
+    return f"{where}{problem}" + (f" ({context})" if context else "")

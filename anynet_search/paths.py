@@ -108,3 +108,14 @@ def safe_file_name(text: str, default: str = "study") -> str:
 def derived_space_name(study: str) -> str:
     """The file name of a study's derived space, the same from `derive` and `analyze`: derived_space_STUDY.yaml."""
     return f"derived_space_{safe_file_name(study)}.yaml"
+
+
+def run_folder_of(run: str | tuple[str, str] | os.PathLike) -> Path | None:
+    """The folder a RUN argument's files belong in: a run folder itself, the folder of a `journal:` URL's file;
+    None for a database URL (nothing on disk to put them beside)."""
+    text = str(run[0] if isinstance(run, tuple) else run)
+    if text.startswith("journal:"):
+        return Path(text[len("journal:"):]).parent
+    if "://" in text:
+        return None
+    return Path(text)

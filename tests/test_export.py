@@ -20,6 +20,7 @@ from anynet_search.reporting.export import (
     pycls_config,
     regnet_params,
 )
+from anynet_search.reporting.export_configs import PYCLS_ANYNET_KEYS
 from anynet_search.reporting.results import load_results, resolve_run
 from anynet_search.study.plan import StudySettings
 from anynet_search.study.runner import RunOptions, prepare_study
@@ -92,8 +93,8 @@ def test_pycls_export_has_the_anynet_keys(run_dir, tmp_path):
         cfg = configs[int(path.name.split("trial")[1].split(".")[0])]
         assert data["MODEL"] == {"TYPE": "anynet", "NUM_CLASSES": cfg.num_classes}
         any_ = data["ANYNET"]
-        assert set(any_) == {"STEM_TYPE", "STEM_W", "BLOCK_TYPE", "DEPTHS", "WIDTHS", "STRIDES", "BOT_MULS",
-                             "GROUP_WS", "HEAD_W", "SE_ON", "SE_R"}
+        # pycls 0.1.1's keys (issue 30: it refuses HEAD_W, which these models, with no head conv, do not need)
+        assert set(any_) == set(PYCLS_ANYNET_KEYS) and cfg.head_width == 0
         assert any_["STEM_TYPE"] == "res_stem_cifar" and any_["BLOCK_TYPE"] == "res_bottleneck_block"
         assert any_["DEPTHS"] == list(cfg.depths) and any_["WIDTHS"] == list(cfg.widths)
         assert any_["STRIDES"] == list(cfg.strides) and any_["GROUP_WS"] == list(cfg.group_widths)

@@ -145,7 +145,7 @@ def pycls_config_from_regnet(data: dict) -> AnyNetConfig:
                         group_widths=lay.group_widths, strides=[r["STRIDE"]] * n,
                         stem_type={v: k for k, v in PYCLS_STEMS.items()}[r["STEM_TYPE"]], stem_width=r["STEM_W"],
                         block_type={v: k for k, v in PYCLS_BLOCKS.items()}[r["BLOCK_TYPE"]],
-                        se_ratio=r["SE_R"] if r["SE_ON"] else 0.0, head_width=r["HEAD_W"],
+                        se_ratio=r["SE_R"] if r["SE_ON"] else 0.0, head_width=r.get("HEAD_W", 0),
                         num_classes=data["MODEL"]["NUM_CLASSES"])
 
 
@@ -156,7 +156,7 @@ def pycls_config_from_anynet(data: dict, in_channels: int) -> AnyNetConfig:
                         group_widths=a["GROUP_WS"], strides=a["STRIDES"],
                         stem_type={v: k for k, v in PYCLS_STEMS.items()}[a["STEM_TYPE"]], stem_width=a["STEM_W"],
                         block_type={v: k for k, v in PYCLS_BLOCKS.items()}[a["BLOCK_TYPE"]],
-                        se_ratio=a["SE_R"] if a["SE_ON"] else 0.0, head_width=a["HEAD_W"],
+                        se_ratio=a["SE_R"] if a["SE_ON"] else 0.0, head_width=a.get("HEAD_W", 0),
                         num_classes=data["MODEL"]["NUM_CLASSES"], in_channels=in_channels,
                         zero_init_last_bn=data["BN"]["ZERO_INIT_FINAL_GAMMA"])
 

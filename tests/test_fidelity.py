@@ -139,6 +139,22 @@ def test_fidelity_of_the_same_configs_is_a_rank_correlation_of_1_with_every_verd
     assert "top 10%: 3.0 of the 3 best" in out and (tmp_path / "fid" / "fidelity.png").stat().st_size > 10_000
 
 
+def test_fidelity_writes_beside_the_high_run_by_default_and_prints_full_paths(dry_pair, tmp_path, monkeypatch,
+                                                                              capsys):
+    """Issue 30: it wrote ./fidelity/ into the current folder (a repository root, in the case tried)."""
+    from anynet_search.cli import main
+
+    runs, elsewhere = dry_pair / "runs", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["fidelity", str(runs / "low"), str(runs / "high"), "--n-boot", "100"]) == 0
+    assert list(elsewhere.iterdir()) == []
+    folder = (runs / "high" / "fidelity").resolve()
+    assert (folder / "fidelity.png").is_file() and (folder / "fidelity_pairs.csv").is_file()
+    files = capsys.readouterr().out.splitlines()[-1]
+    assert files.startswith("  files: ") and all(p.startswith(str(folder)) for p in files[9:].split(", "))
+
+
 def test_a_planted_low_fidelity_pair_gets_intervals_that_cover_the_planted_correlation(tmp_path):
     rho = 0.6
     cli(*base_run(tmp_path / "runs", "high", 60, "--space", "anynet_xa_tiny", "--objective", "faults:planted_objective"))

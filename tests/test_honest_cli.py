@@ -177,21 +177,27 @@ def test_a_model_without_a_regnet_file_gets_a_printed_reason(tmp_path):
     out = cli("export", "runs/xa", "--top", "4", "--out", "ex", cwd=tmp_path).stdout
     configs = [line for line in out.splitlines() if re.search(r"rank\d\d_trial\d+\.yaml$", line)]
     regnets = [line for line in out.splitlines() if line.endswith(".regnet.yaml")]
-    reasons = re.findall(r"^rank (\d) \(trial \d+\): no RegNet file: (.+)$", out, flags=re.M)
-    assert len(configs) == 4 and len(regnets) + len(reasons) == 4 and reasons, out
-    assert all("bottleneck ratios" in why or "not a RegNet" in why for _, why in reasons)
+    # issue 30: one summary line, grouped by why, instead of a line per model
+    (summary,) = [line for line in out.splitlines() if "no RegNet file" in line]
+    declined = re.fullmatch(r"no RegNet file for (\d) of 4 models \((.+)\)", summary)
+    assert len(configs) == 4 and declined and len(regnets) + int(declined.group(1)) == 4, out
+    assert all("bottleneck ratio" in why or "RegNet (quantized-linear) fit" in why
+               for why in declined.group(2).split("; "))
 
 
 # ------------------------------------------------------------------------------------------ item 8
 def test_derive_fits_an_80_column_terminal_and_names_its_file_as_analyze_does(tmp_path):
     cli("run", "--trials", "30", "--workers", "1", "--dataset", "synthetic:64", "--objective", DRY, "--study", "xa",
         cwd=tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
     proc = cli("derive", "runs/xa", cwd=tmp_path, env={"COLUMNS": "80"})
     table = proc.stdout.splitlines()[1:-2]  # between the margin line and the file lines
     assert table[0].startswith("constraint") and len(table) > 3
     assert max(len(line) for line in table) <= 80, table
     assert not re.search(r"[-+]inf\b|\bnan\b", proc.stdout, flags=re.I)
-    assert (tmp_path / "derived_space_xa.yaml").is_file()
+    # issue 30: beside the run (as run and analyze write), named with its full path; the current folder untouched
+    assert (tmp_path / "runs/xa/derived_space_xa.yaml").is_file() and sorted(p.name for p in tmp_path.iterdir()) == before
+    assert proc.stdout.splitlines()[-1].endswith(f": {tmp_path.resolve() / 'runs/xa/derived_space_xa.yaml'}")
     assert (tmp_path / "runs/xa/report/derived_space_xa.yaml").is_file()  # the same name from analyze
 
 

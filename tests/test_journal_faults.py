@@ -111,7 +111,7 @@ def test_run_repairs_a_torn_journal_keeps_the_cut_bytes_and_loses_no_completed_t
     assert "6/6 completed" in capfd.readouterr().out
 
 
-def test_an_unreadable_last_line_left_by_a_glued_append_is_cut_too(run_copy, capfd):
+def test_an_unreadable_last_line_left_by_a_glued_append_is_set_aside_and_its_record_recovered(run_copy, capfd):
     path = run_copy / "journal.log"
     data = path.read_bytes()
     start = data.rstrip(b"\n").rfind(b"\n") + 1
@@ -120,30 +120,66 @@ def test_an_unreadable_last_line_left_by_a_glued_append_is_cut_too(run_copy, cap
     assert "not valid JSON" in find_torn_tail(path).reason
     assert main(run_args(run_copy.parent, 5)) == 0
     assert every_line_is_a_record(path)
-    assert [p.read_bytes() for p in run_copy.glob("journal.log.torn-*")] == [last[:20] + last]
+    assert [p.read_bytes() for p in run_copy.glob("journal.log.damaged-*")] == [last[:20] + last]
     assert len(completed(run_copy)) == 5
 
 
-@pytest.mark.parametrize("command", ["status", "analyze", "export", "run"])
-def test_a_corrupt_middle_line_is_reported_with_file_and_line_and_nothing_is_written(run_copy, tmp_path, capfd,
-                                                                                      command):
+def test_garbage_appended_to_the_journal_is_cut_with_a_backup_and_the_study_resumes_to_the_asked_count(run_copy,
+                                                                                                       capfd):
     path = run_copy / "journal.log"
+    garbage = b"\x00\xff\xfegarbage{{{not json\n"  # the issue's printf
+    line = path.read_bytes().count(b"\n") + 1
+    path.write_bytes(path.read_bytes() + garbage)
+    capfd.readouterr()
+    assert main(run_args(run_copy.parent, 6)) == 0
+    warnings = lines_of(capfd.readouterr().err, "warning:")
+    (backup,) = run_copy.glob("journal.log.damaged-*")
+    assert backup.read_bytes() == garbage
+    assert len(warnings) == 1 and f"line {line} unreadable: no record lost" in warnings[0] and str(backup) in warnings[0]
+    assert every_line_is_a_record(path) and len(completed(run_copy)) == 6
+
+
+def damage_line_10(path: Path) -> bytes:
+    """Line 10 torn, line 11 glued onto it, later lines appended: returns the damaged line."""
     lines = path.read_bytes().split(b"\n")
-    lines[9] = lines[9][:15] + lines[10]  # line 10 torn, line 11 glued onto it, later lines appended
+    lines[9] = lines[9][:15] + lines[10]
     del lines[10]
     path.write_bytes(b"\n".join(lines))
+    return lines[9] + b"\n"
+
+
+@pytest.mark.parametrize("command", ["status", "analyze", "export"])
+def test_read_only_commands_read_past_a_damaged_middle_line_and_leave_the_file_alone(run_copy, tmp_path, capfd,
+                                                                                      command):
+    path = run_copy / "journal.log"
+    damage_line_10(path)
     before = path.read_bytes()
     args = {"status": ["status", str(run_copy)], "analyze": ["analyze", str(run_copy), "--out", str(tmp_path / "r")],
-            "export": ["export", str(run_copy), "--out", str(tmp_path / "e")],
-            "run": run_args(run_copy.parent, 6)}[command]
+            "export": ["export", str(run_copy), "--out", str(tmp_path / "e")]}[command]
     capfd.readouterr()
-    assert main(args) == 2
+    assert main(args) == 0
     err = capfd.readouterr().err
-    assert "Traceback" not in err
-    errors = lines_of(err, "error:")
-    assert len(errors) == 1 and f"journal {path}: line 10 is unreadable" in errors[0]
+    warnings = lines_of(err, "warning:")
+    assert "Traceback" not in err and len(lines_of(err, f"journal {path}: line 10 unreadable")) == 1
+    assert any("1 record lost" in w and "1 record recovered" in w for w in warnings)
     assert path.read_bytes() == before
-    assert not (tmp_path / "r").exists() and not (tmp_path / "e").exists()
+    assert not list(run_copy.glob("journal.log.damaged-*"))
+
+
+def test_run_sets_a_damaged_middle_line_aside_and_finishes_with_every_readable_record(run_copy, capfd):
+    path = run_copy / "journal.log"
+    before = completed(run_copy)
+    damaged = damage_line_10(path)
+    capfd.readouterr()
+    assert main(run_args(run_copy.parent, 6)) == 0
+    err = capfd.readouterr().err
+    (backup,) = run_copy.glob("journal.log.damaged-*")
+    assert backup.read_bytes() == damaged
+    (warning,) = lines_of(err, f"journal {path}: line 10 unreadable")
+    assert "1 record lost (a trial attribute); 1 record recovered" in warning and str(backup) in warning
+    assert every_line_is_a_record(path)
+    after = completed(run_copy)
+    assert len(after) == 6 and all(after[n] == v for n, v in before.items())
 
 
 def test_a_file_that_is_not_a_journal_is_refused_and_left_alone(tmp_path, capfd):

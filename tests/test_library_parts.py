@@ -5,6 +5,7 @@ scheduler."""
 from __future__ import annotations
 
 import io
+import os
 import re
 
 import numpy as np
@@ -58,10 +59,17 @@ def test_the_first_eta_counts_parallel_trials_not_the_start_up():
     assert stream.getvalue().splitlines()[0].endswith("ETA ?")  # no estimate before a trial has ended
 
 
-def test_a_terminal_gets_a_tqdm_bar_and_notes_above_it():
+def test_a_terminal_gets_a_tqdm_bar_and_notes_above_it(monkeypatch):
+    from anynet_search.study import progress
+
     class Tty(io.StringIO):
         def isatty(self):
             return True
+
+        def fileno(self):
+            return 2
+
+    monkeypatch.setattr(progress.os, "get_terminal_size", lambda fd: os.terminal_size((100, 24)))
 
     stream, clock = Tty(), [0.0]
     view = ProgressView(stream, clock=lambda: clock[0])
@@ -70,6 +78,7 @@ def test_a_terminal_gets_a_tqdm_bar_and_notes_above_it():
     view.close()
     text = stream.getvalue()
     assert "4/8 done |" in text and "best val error 1.00%" in text and "ETA 0m0" in text
+    assert "| 0 failed" in text and "|, " not in text  # issue 30: the bar's text began with a stray ", "
     assert "config that killed its worker twice: trial 3\n" in text
 
 

@@ -1,8 +1,9 @@
-"""The report read in a real browser: headless Chromium at 1400 px renders a small real study's report.
+"""The report read in a real browser: headless Chromium at 1400 and 800 px renders a small real study's report.
 
-Nothing may be wider than the viewport (the page, any element, any table inside its box), every image
-must load, the console must stay clean, and the verdict table's rows stay one or two lines tall (the
-long text is folded into details elements). Needs a Chromium binary (Debian: `apt-get install
+Nothing may be wider than the viewport (the page, any element outside a table's own scroll box), every image
+must load, the console must stay clean, the verdict table's rows stay one or two lines tall at 1400 px (the
+long text is folded into details elements), the summary box opens the page, and at 800 px no table cell is
+narrower than a word: no word of any cell breaks across lines and no cell's content spills out of it. Needs a Chromium binary (Debian: `apt-get install
 chromium-headless-shell`); skipped without one, except under CI (`.ci/run` installs it), where that fails.
 `ANYNET_SCREENSHOT_DIR` keeps the full-page screenshot for a person to look at.
 """
@@ -28,9 +29,32 @@ CHECKS = r"""(() => {
   const wide = [];
   for (const el of document.body.querySelectorAll('*')) {
     const r = el.getBoundingClientRect();
-    if (r.width > 0 && r.right > vw + 0.5)
+    const box = el.parentElement && el.parentElement.closest('.scroll');  // a table scrolls inside its own box
+    if (r.width > 0 && r.right > vw + 0.5 && !box)
       wide.push(`${el.tagName}.${el.className} right=${Math.round(r.right)}`);
   }
+  // a cell narrower than a word: a word (text between spaces, or after a '-' or '/', where lines may break)
+  // laid out on more than one line, or content wider than its cell
+  const broken_words = [], spilled = [];
+  for (const cell of document.querySelectorAll('td, th')) {
+    if (cell.getBoundingClientRect().width === 0) continue;
+    if (cell.scrollWidth > cell.clientWidth + 1) spilled.push(cell.textContent.trim().slice(0, 40));
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      let start = 0;
+      for (const piece of node.textContent.split(/(?<=[-\/\s])/)) {
+        const word = piece.replace(/[-\/\s]$/, '');
+        if (word.length > 1) {
+          const r = document.createRange();
+          r.setStart(node, start); r.setEnd(node, start + word.length);
+          const tops = new Set([...r.getClientRects()].map(x => Math.round(x.top)));
+          if (tops.size > 1) broken_words.push(word);
+        }
+        start += piece.length;
+      }
+    }
+  }
+  const summary = document.querySelector('section.summary');
   const clipped = [];
   for (const t of document.querySelectorAll('table')) {
     if (t.getBoundingClientRect().width > 0 && t.scrollWidth > t.parentElement.clientWidth + 1)
@@ -59,7 +83,10 @@ CHECKS = r"""(() => {
     }
   }
   return {
-    column, links, unresolved, narrow, broken_names,
+    column, links, unresolved, narrow, broken_names, broken_words: broken_words.slice(0, 20),
+    spilled: spilled.slice(0, 20), cells: document.querySelectorAll('td, th').length,
+    summary_top: summary ? Math.round(summary.getBoundingClientRect().top + window.scrollY) : -1,
+    summary_text: summary ? summary.textContent : '',
     training: (document.querySelector('p.training') || {}).textContent || '',
     viewport: vw, scrollWidth: document.documentElement.scrollWidth, wide: wide.slice(0, 20), clipped,
     images: document.images.length,
@@ -129,8 +156,9 @@ def test_report_fits_1400px_loads_every_image_and_logs_no_error(chromium, real_r
     assert v["wide"] == [] and v["clipped"] == [], v
     assert v["images"] == len(list((real_report.parent / "figures").glob("*.png"))) > 0
     assert v["broken"] == []
-    # the figures the redesign added: validation curves
-    assert any(a.endswith("_validation_curves") for a in v["alts"]), v["alts"]
+    # the figures the redesign added: validation curves; alt texts say what a figure shows (its caption)
+    assert any("validation error by epoch" in a for a in v["alts"]), v["alts"]
+    assert all(" " in a and len(a) > 15 for a in v["alts"]), v["alts"]
     # issue 23: contents whose links resolve, figures at the column's width, the training in the header,
     # study names unbroken inside words, validation curves on a log axis, an importance chart
     assert len(v["links"]) >= 5 and v["unresolved"] == [], v["links"]
@@ -138,7 +166,12 @@ def test_report_fits_1400px_loads_every_image_and_logs_no_error(chromium, real_r
     assert v["column"] > 1000 and v["narrow"] == [], (v["column"], v["narrow"])
     assert "digits, 2 epochs, batch 64" in v["training"], v["training"]
     assert v["broken_names"] == [], v["broken_names"]
-    assert any(a.endswith("_importance") for a in v["alts"]), v["alts"]
+    assert any("fANOVA importance" in a for a in v["alts"]), v["alts"]
+    # issue 30: the page opens with what the study found, within the first screen
+    assert 0 < v["summary_top"] < 400, v["summary_top"]
+    assert "Kept" in v["summary_text"] and "anynet-search run --space" in v["summary_text"], v["summary_text"]
+    assert "one validation image is 0.69 points" in v["summary_text"], v["summary_text"]
+    assert v["broken_words"] == [] and v["spilled"] == [], (v["broken_words"], v["spilled"])
     html = real_report.read_text()
     assert "validation error by epoch (log scale)" in html
     for caption in re.findall(r"error EDFs of the (\d+) models satisfying \S+ and of the (\d+) others", html):
@@ -146,6 +179,30 @@ def test_report_fits_1400px_loads_every_image_and_logs_no_error(chromium, real_r
     assert v["verdictRows"] > 0 and v["tallestRow"] < 80, v  # one or two lines, the long text folded
     assert v["opened"] > v["verdictRows"] and v["folded"] > 0, v  # details per row, and trivial rows folded
     assert page.screenshot[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_at_800px_no_table_cell_is_narrower_than_a_word_and_wide_tables_scroll_in_their_box(chromium, real_report,
+                                                                                             tmp_path):
+    """Half a laptop screen: the constraint table's reason column once collapsed to a character per line."""
+    page = open_page(chromium, real_report, CHECKS, tmp_path / "profile", width=800)
+    shots = os.environ.get("ANYNET_SCREENSHOT_DIR")
+    if shots:
+        (Path(shots) / "report_800.png").write_bytes(page.screenshot)
+    v = page.value
+    assert page.errors == [] and v["viewport"] == 800
+    assert v["scrollWidth"] <= 800 and v["wide"] == [], v
+    assert v["cells"] > 50 and v["broken_words"] == [] and v["spilled"] == [], (v["broken_words"], v["spilled"])
+    assert 0 < v["summary_top"] < 500 and v["broken"] == []
+
+
+def test_the_word_check_catches_a_cell_narrower_than_a_word(chromium, tmp_path):
+    """The check itself: a fixed 3 em column with overflow-wrap: anywhere breaks its words (what the old CSS did)."""
+    page = tmp_path / "narrow.html"
+    page.write_text('<!DOCTYPE html><html><body><table style="table-layout:fixed;width:300px"><tr>'
+                    '<td style="width:3em;overflow-wrap:anywhere">inconclusive worsening</td>'
+                    '<td>x</td></tr></table></body></html>')
+    v = open_page(chromium, page, CHECKS, tmp_path / "profile", width=800).value
+    assert "inconclusive" in v["broken_words"] and "worsening" in v["broken_words"], v["broken_words"]
 
 
 def test_a_page_wider_than_the_viewport_is_caught(chromium, tmp_path):

@@ -1,6 +1,7 @@
 """The report's parts carry the analysis numbers: constraint EDF splits, validation curves, verdict table."""
 
 import re
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -115,14 +116,14 @@ def test_verdict_table_shows_short_rows_and_folds_the_trivial_ones(dry_report):
         "constraint",
         "verdict",
         "n / evaluated",
-        "effect on mean error [95% interval]",
+        "effect on mean error, points [95% interval]",
         "log10 shrink",
-        "power",
+        "power (%)",
         "reason",
     ]
     assert f"{len(folded)} more constraints that every evaluated model satisfies" in html
     keep = table[table["verdict"] == "keep"].iloc[0]
-    cell = f"{keep['mean_diff']:+.2f} [{keep['mean_diff_lo']:+.2f}, {keep['mean_diff_hi']:+.2f}]"
+    cell = f"{keep['mean_diff']:+.2f} [{keep['mean_diff_lo']:+.2f},\u00a0{keep['mean_diff_hi']:+.2f}]"
     assert cell in html and keep["reason"] in html
     assert html.count("<details><summary>details</summary>") == len(table)  # the long text of every row
 
@@ -154,10 +155,101 @@ def test_every_judged_verdict_states_its_power(dry_report):
     assert judged.any() and table.loc[judged, "power"].between(0, 1).all()
     assert (table.loc[table["n"] < table.attrs["min_n"], "power"] == 0).all()
     assert table.loc[table["n"] == table["n_eval"], "power"].isna().all()
-    row = table[judged].iloc[0]
+    by_test = table["reason"].str.startswith("significantly")
+    row = table[judged & ~by_test].iloc[0]
     df = load_results(next(Path(dry_report.report).parent.parent.glob("anynet_xa_tiny-*")))
     assert row["power"] == keep_power(df["error"].to_numpy(dtype=float), int(row["n"]), int(row["n_eval"]),
                                       margin=table.attrs["margin"], sims=200, seed=0)
     shown, _ = verdict_rows(table)
     assert next(r for r in shown if r.constraint == row["constraint"]).power == f"{100 * row['power']:.0f}%"
+    # issue 30: a verdict the significance test decided shows no power (the number is that of another test)
+    assert all(r.power == "" for r in shown if r.reason.startswith("significantly"))
     assert "power" in pd.read_csv(dry_report.constraints_csv).columns
+
+
+# ------------------------------------------------------------------------------------------ issue 30: the page
+def test_the_page_opens_with_what_the_study_found_and_the_command_to_run_next(dry_report):
+    html = dry_report.report.read_text()
+    box = html[html.index('<section class="summary"'):html.index("</section>")]
+    assert html.index('<section class="summary"') < html.index('<nav class="toc">') < html.index('id="studies"')
+    study = dry_report.studies[0]
+    h = dry_report.headlines[0]
+    kept = study.constraints.loc[study.constraints["verdict"] == "keep", "constraint"].tolist()
+    assert kept and all(escape(name) in box for name in kept)
+    derived = str(study.derived_path.resolve())
+    assert h.command.startswith(f"anynet-search run --space {derived} --dataset synthetic:64 --epochs ")
+    assert h.command.endswith(f"--trials {study.summary['n']}") and escape(h.command) in box
+    assert escape(h.errors) in box and "40 models x" in h.budget  # the data and the budget
+    text = dry_report.text()  # what analyze prints: the same findings
+    assert f"next: {h.command}" in text and f"keep: {', '.join(h.kept)}" in text
+
+
+def test_a_keep_the_derived_space_cannot_express_says_so(dry_report):
+    study = dry_report.studies[0]
+    skipped = dict(study.derived.skipped)
+    shown, folded = verdict_rows(study.constraints, skipped)
+    flagged = [r for r in shown + folded if r.verdict == "keep" and r.constraint in skipped]
+    assert flagged and all(r.reason.endswith("; not in the derived space") for r in flagged)
+    assert all(r.more.startswith(f"Not in the derived space: {skipped[r.constraint]}") for r in flagged)
+    assert all(any(r.constraint in n for n in dry_report.headlines[0].not_added) for r in flagged)
+
+
+def test_headers_carry_units_and_alt_texts_say_what_a_figure_shows(dry_report):
+    html = dry_report.report.read_text()
+    studies = re.search(r'<table class="studies">.*?</thead>', html, re.S).group(0)
+    assert "best error (%)" in studies and "median test error (%)" in studies
+    best = re.search(r'<table class="best">.*?</thead>', html, re.S).group(0)
+    assert "error (%)" in best and "test error (%)" in best
+    alts = re.findall(r'<img alt="([^"]*)"', html)
+    assert alts and all(len(a.split()) > 3 for a in alts)  # a caption, not a bare file key
+    assert not any(re.fullmatch(r"[\w.-]+", a) for a in alts)
+
+
+def test_the_precision_printed_is_the_one_the_trials_used(dry_report):
+    from anynet_search.reporting.summary import describe_training, precision
+
+    training = dry_report.studies[0].training
+    assert training.endswith("fp32 on the CPU") and "bf16" not in training  # the dry run's trials: device cpu
+    assert precision(True, {"cuda:0"}) == "bf16 autocast on CUDA"
+    assert precision(False, {"cuda:0", "cpu"}) == "fp32 on CUDA, fp32 on the CPU"
+    assert describe_training(None) == "training settings unknown (not an anynet-search study)"
+
+    class OneEpoch:  # a study's stored settings, as describe_training reads them
+        @staticmethod
+        def outcome_settings():
+            return {"dataset": "digits", "epochs": 1, "batch_size": 64, "lr": 0.3, "warmup_epochs": 1,
+                    "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "label_smoothing": 0.1,
+                    "crop_pad": None, "amp": True}
+
+    text = describe_training(OneEpoch(), {"cpu"})
+    assert text.startswith("digits, 1 epoch, batch 64") and "warm-up 1 epoch," in text and "epochs" not in text
+
+
+def test_integer_parameters_get_whole_ticks_and_a_range_over_every_value_is_not_shaded():
+    df = pd.DataFrame({"b1": [1, 2, 4, 1, 2, 4, 2], "error": [5.0, 4.0, 6.0, 5.5, 3.0, 7.0, 4.5]})
+    fig = plots.plot_error_vs_param(df, "b1", (1, 4))
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert ticks and all(re.fullmatch(r"\d+", t) for t in ticks), ticks  # not 1.0, 1.5, 2.0
+    assert not ax.patches and "every value" in ax.get_legend().get_texts()[0].get_text()
+    narrower = plots.plot_error_vs_param(df, "b1", (1, 2)).axes[0]
+    assert len(narrower.patches) == 1 and narrower.get_legend().get_texts()[0].get_text() == "good range [1, 2]"
+
+
+def test_figures_of_different_sizes_read_at_one_font_scale():
+    """A 5-inch figure shown half a column wide and a 9-inch one shown a column wide: 10-point text shows 13 px
+    tall in both (it differed by 1.7x)."""
+    small = plots.plot_history(pd.DataFrame({"trial": [0, 1, 2], "error": [3.0, 2.0, 2.5]}))
+    wide = plots.plot_importance(pd.DataFrame({"param": ["w1", "d1"], "importance": [0.7, 0.3]}))
+    shown = {id(small): 527, id(wide): 1068}
+    for fig in (small, wide):
+        plots.scale_text(fig, shown[id(fig)])
+
+    def shown_px(fig, text):  # points -> pixels of the figure -> CSS pixels as shown
+        return text.get_fontsize() / 72 * shown[id(fig)] / fig.get_figwidth()
+
+    labels = [shown_px(f, f.axes[0].xaxis.label) for f in (small, wide)]
+    assert labels[0] == pytest.approx(labels[1]) == pytest.approx(13.0)
+    ticks = [shown_px(f, f.axes[0].get_xticklabels()[0]) for f in (small, wide)]
+    assert ticks[0] == pytest.approx(ticks[1])

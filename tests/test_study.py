@@ -122,22 +122,30 @@ def test_database_storages_multi_worker_and_sigkill(tmp_path, backend):
     _kill_one_worker_mid_trial(study, url, 6)
 
 
-def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
-    cmd = [sys.executable, "-m", "anynet_search", "run", "--space", "anynet_xd_tiny", "--trials", "10", "--workers", "2",
-           "--dataset", "synthetic:64", "--out", str(tmp_path / "runs"), "--objective", DRY]
-    env = dict(os.environ, ANYNET_DRY_SLEEP="0.5")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+def _dry_run_process(tmp_path, trials: int, sleep: float, *extra: str):
+    """`anynet-search run` of dry trials in a process group of its own: (command, process, run folder, URL)."""
+    cmd = [sys.executable, "-m", "anynet_search", "run", "--space", "anynet_xd_tiny", "--trials", str(trials),
+           "--workers", "2", "--dataset", "synthetic:64", "--out", str(tmp_path / "runs"), "--objective", DRY, *extra]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, ANYNET_DRY_SLEEP=str(sleep)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     run_dir = tmp_path / "runs" / "anynet_xd_tiny-synthetic-random-e8-s0"
-    url = f"journal:{run_dir / 'journal.log'}"
+    return cmd, proc, run_dir, f"journal:{run_dir / 'journal.log'}"
 
-    def some_done():
+
+def _has_trials(run_dir, url, state, n: int):
+    """A check: whether the run's study has at least `n` trials in `state` (False while it does not exist yet)."""
+    def check():
         try:
             st = optuna.load_study(study_name=run_dir.name, storage=_storage(url))
         except Exception:
             return False
-        return len(st.get_trials(states=(TrialState.COMPLETE,))) >= 2
-    assert _wait_for(some_done, 120)
+        return len(st.get_trials(states=(state,))) >= n
+    return check
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
+    cmd, proc, run_dir, url = _dry_run_process(tmp_path, 10, 0.5)
+    assert _wait_for(_has_trials(run_dir, url, TrialState.COMPLETE, 2), 120)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -149,6 +157,23 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
     again = subprocess.run(cmd, env=dict(os.environ, ANYNET_DRY_SLEEP="0"), capture_output=True, text=True, timeout=240)
     assert again.returncode == 0, again.stderr
     assert_exactly_n(optuna.load_study(study_name=run_dir.name, storage=_storage(url)), 10)
+
+
+def test_a_closed_terminal_sighup_requeues_the_trials_in_flight_and_exits_129(tmp_path):
+    """SIGHUP to the whole process group, as a terminal that closes sends it: the workers put their trials back,
+    the run says so in one line and exits 128 + 1 (it used to stop silently with its trials left RUNNING)."""
+    _, proc, run_dir, url = _dry_run_process(tmp_path, 6, 1.5, "--no-analyze")
+    assert _wait_for(_has_trials(run_dir, url, TrialState.RUNNING, 1), 120)
+    os.killpg(proc.pid, signal.SIGHUP)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 129, err
+    assert [line for line in err.splitlines() if "SIGHUP" in line] == [
+        "stopped by SIGHUP: the trials in flight went back to the queue; run the same command again to resume"]
+    study = optuna.load_study(study_name=run_dir.name, storage=_storage(url))
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    requeued = [t for t in study.get_trials(states=(TrialState.FAIL,))]
+    assert requeued and all(t.user_attrs["failure"] == "interrupted: config re-enqueued" for t in requeued)
+    assert f"0 failed, {len(requeued)} interrupted (re-queued)" in out
 
 
 def _crashing(trial, cfg, settings, resolution, device):

@@ -1,4 +1,5 @@
-"""Expected best error among n models drawn from a design space, exact from the order statistics."""
+"""Expected best error among n models drawn from a design space, exact from the order statistics; the one order
+of the best models (`rank_by_error`) that status, the report and export share."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ from numpy.typing import ArrayLike
 
 from anynet_search.analysis._checks import as_errors, as_weights, check_level, check_positive_int
 from anynet_search.analysis.bootstrap import draw_count, resample_counts
+
+
+def rank_by_error(df: pd.DataFrame) -> pd.DataFrame:
+    """The results rows by validation error, lowest first, ties broken by trial number (errors measured on a finite
+    validation set tie often): the one order of `status`, the report's best models and `export`.
+
+    >>> rank_by_error(pd.DataFrame({"trial": [3, 1, 2], "error": [2.5, 2.5, 1.0]}))["trial"].tolist()
+    [2, 1, 3]
+    """
+    keys = ["error", "trial"] if "trial" in df.columns else ["error"]
+    return df.sort_values(keys, kind="stable")
 
 
 def default_ns(m: int) -> list[int]:
@@ -30,7 +42,7 @@ def _expected_min(es: np.ndarray, s_after: np.ndarray, ns: Sequence[int]) -> np.
 
 def expected_best_error(
     errors: ArrayLike,
-    ns: Sequence[int] | None = None,
+    ns: Sequence[int] | int | None = None,
     weights: ArrayLike | None = None,
     n_boot: int = 0,
     level: float = 0.95,
@@ -40,10 +52,18 @@ def expected_best_error(
 
     For sorted errors e_1..e_m, E[min of n] = sum_i e_i [((m-i+1)/m)^n - ((m-i)/m)^n]; with `weights`
     the draws have those probabilities. `ns` defaults to 1, 2, 4, ... up to m. With `n_boot` > 0 the
-    frame also has `lo`/`hi`, a percentile-bootstrap interval at `level` (resampling the models).
+    frame also has `lo`/`hi`, a percentile-bootstrap interval at `level` (resampling the models). `ns` may be one
+    sample size.
+
+    >>> expected_best_error([1.0, 2.0, 3.0, 4.0], 2)["expected_min"].tolist()
+    [1.875]
     """
     e = as_errors(errors)
     w = as_weights(weights, e.size)
+    if isinstance(ns, (int, np.integer)) and not isinstance(ns, bool):
+        ns = [int(ns)]
+    elif ns is not None and (isinstance(ns, str) or not isinstance(ns, Sequence | np.ndarray)):
+        raise ValueError(f"ns must be a sample size or a list of them, got {ns!r}")
     ns = default_ns(e.size) if ns is None else [check_positive_int(n, "ns entry") for n in ns]
     if not ns:
         raise ValueError("ns is empty: give at least one sample size")

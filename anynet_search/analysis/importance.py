@@ -39,12 +39,10 @@ def parameter_importance(
     target, note = study, None
     if max_trials is not None and len(trials) > max_trials:
         picks = np.random.default_rng(seed).choice(len(trials), size=max_trials, replace=False)
-        level = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" line
-        try:
+        from anynet_search.study.storage import quiet_optuna
+
+        with quiet_optuna():  # no "new study created in memory" line
             target = optuna.create_study(direction=study.direction)
-        finally:
-            optuna.logging.set_verbosity(level)
         target.add_trials([trials[i] for i in sorted(picks)])
         note = (
             f"computed on a random {max_trials:,} of the {len(trials):,} completed trials "

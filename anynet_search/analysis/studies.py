@@ -20,10 +20,37 @@ from anynet_search.analysis.power import power
 HISTORY_COLUMNS: tuple[str, ...] = ("trial", "epoch", "val_error")
 
 
+def image_points(errors: np.ndarray, max_count: int = 100_000) -> float | None:
+    """What one validation image is worth in error points (100 / the validation set's size) when every error is a
+    count of misclassified images, 100 k / n for one n; None when they are not (a dry run, a weighted metric).
+
+    The smallest n that makes every error such a count: the best error (k images) gives n = 100 k / error.
+
+    >>> image_points(np.array([100 / 145, 300 / 145, 2900 / 145]))
+    0.6896551724137931
+    """
+    e = np.asarray(errors, dtype=float)
+    e = e[np.isfinite(e)]
+    positive = e[e > 0]
+    if positive.size == 0 or len(np.unique(e)) < 2:
+        return None
+    low = float(positive.min())
+    for k in range(1, max_count + 1):
+        n = round(100 * k / low)
+        if n > max_count:
+            return None
+        counts = e * n / 100
+        if abs(100 * k / n - low) < 1e-9 * low and np.allclose(counts, np.round(counts), rtol=0, atol=1e-6):
+            return 100 / n
+    return None
+
+
 def error_summary(df: pd.DataFrame, weights: np.ndarray | None = None) -> dict[str, Any]:
-    """n, best/median/mean validation error, the best model's trial and its test error, median test error."""
+    """n, best/median/mean validation error, the best model's trial (ties: the lowest trial) and its test error,
+    median test error."""
     e = pd.to_numeric(df["error"], errors="coerce").to_numpy(dtype=float)
-    best = int(np.nanargmin(e))
+    trials = df["trial"].to_numpy() if "trial" in df.columns else np.arange(e.size)
+    best = int(np.lexsort((trials, np.where(np.isnan(e), np.inf, e)))[0])
     test = pd.to_numeric(df["test_error"], errors="coerce") if "test_error" in df.columns else None
     return {
         "n": int(e.size),

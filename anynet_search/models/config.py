@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from anynet_search.errors import InputError
+from anynet_search.errors import InputError, yaml_problem
 from anynet_search.models import registry, rules
 
 STAGE_FIELDS = (*rules.STAGE_COLUMNS, "strides")
@@ -174,19 +174,52 @@ def save_config(cfg: AnyNetConfig, path: str | Path) -> Path:
     return path
 
 
-def load_config(path: str | Path) -> AnyNetConfig:
-    """Read a YAML or JSON config file; errors name the file and the problem."""
+@dataclass(frozen=True)
+class ConfigFile:
+    """A config file as read: the network, and for an `anynet-search export` the input resolution its study trained
+    at (the config's `in_channels` and `num_classes` are those of its data set); None for a plain config file."""
+
+    config: AnyNetConfig
+    resolution: int | None = None
+
+
+def read_config_file(path: str | Path) -> ConfigFile:
+    """Read a YAML or JSON config file, or an export (the config under `config:` beside its metrics and
+    resolution); errors name the file and the problem.
+
+    >>> import tempfile, pathlib
+    >>> from anynet_search import regnet_zoo
+    >>> path = save_config(regnet_zoo()["RegNetX-200MF"], pathlib.Path(tempfile.mkdtemp()) / "x.yaml")
+    >>> read_config_file(path).resolution is None, read_config_file(path).config.num_classes
+    (True, 1000)
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such config file")
     try:
         data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: not valid YAML/JSON ({first})") from None
+        raise InputError(f"{path}: not valid YAML/JSON ({yaml_problem(exc)})") from None
+    resolution = None
     if isinstance(data, Mapping) and "config" in data and isinstance(data["config"], Mapping):
-        data = data["config"]  # exports wrap the config with metadata
+        resolution = data.get("resolution")  # exports wrap the config with metadata
+        if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
+                                       or resolution < 1):
+            raise InputError(f"{path}: resolution must be a positive integer, got {resolution!r}")
+        data = data["config"]
     try:
-        return AnyNetConfig.from_dict(data)
+        return ConfigFile(AnyNetConfig.from_dict(data), resolution)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{path}: {exc}") from None
+
+
+def load_config(path: str | Path) -> AnyNetConfig:
+    """The network of a YAML or JSON config file or export (`read_config_file` also gives an export's resolution).
+
+    >>> import tempfile, pathlib
+    >>> from anynet_search import regnet_zoo
+    >>> cfg = regnet_zoo()["RegNetY-400MF"]
+    >>> load_config(save_config(cfg, pathlib.Path(tempfile.mkdtemp()) / "y.json")) == cfg
+    True
+    """
+    return read_config_file(path).config

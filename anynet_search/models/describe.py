@@ -7,19 +7,24 @@ from pathlib import Path
 from anynet_search.errors import InputError
 from anynet_search.models import registry
 from anynet_search.models.complexity import complexity
-from anynet_search.models.config import AnyNetConfig, load_config
+from anynet_search.models.config import AnyNetConfig, ConfigFile, read_config_file
 from anynet_search.models.rules import conv_out
 from anynet_search.models.zoo import regnet_zoo
 
 
 def resolve_config(name_or_path: str) -> AnyNetConfig:
     """A zoo name (case-insensitive) or a YAML/JSON config file; InputError with one line otherwise."""
+    return resolve_config_file(name_or_path).config
+
+
+def resolve_config_file(name_or_path: str) -> ConfigFile:
+    """`resolve_config` with the resolution an export was trained at (None for a zoo name or a plain config)."""
     zoo = regnet_zoo()
     by_lower = {k.lower(): k for k in zoo}
     if name_or_path.lower() in by_lower:
-        return zoo[by_lower[name_or_path.lower()]]
+        return ConfigFile(zoo[by_lower[name_or_path.lower()]])
     if Path(name_or_path).is_file():
-        return load_config(name_or_path)
+        return read_config_file(name_or_path)
     raise InputError(
         f"{name_or_path!r} is neither a published model name (e.g. RegNetX-400MF) nor an existing config file"
     )

@@ -46,7 +46,8 @@ from anynet_search.paths import derived_space_name, safe_file_name
 from anynet_search.reporting import plots
 from anynet_search.reporting.export import configs_for, export_top
 from anynet_search.reporting.fidelity import fidelity_of, fidelity_pairs
-from anynet_search.reporting.figures import png_bytes, report_figures
+from anynet_search.reporting.figures import png_bytes, report_figures, scaled
+from anynet_search.reporting.headline import headline
 from anynet_search.reporting.report import render_report
 from anynet_search.reporting.results import RunData, load_run
 from anynet_search.reporting.summary import ReportFigure, ReportSummary, StudyReport, study_report
@@ -178,6 +179,7 @@ def analyze_runs(
             continue
         entry = ReportFigure(f"fidelity_{k + 1}", f"Fidelity: {f.low} ({f.low_budget}) against {f.high} "
                              f"({f.high_budget}): each matched model's two errors, and their EDFs.", None, "fidelity")
+        scaled([(entry, f.figure)])
         entry.png = png_bytes(f.figure)
         entry.path = fig_dir / f"{entry.name}.png"
         entry.path.write_bytes(entry.png)
@@ -203,6 +205,8 @@ def analyze_runs(
     for run, rep in zip(loaded, reports):
         folder = out / "best_configs" / safe_file_name(rep.label)
         rep.exports, rep.exports_note = _export_best(run, top, folder)
+    headlines = [headline(rep, run.df, run.settings.train if run.settings is not None else None)
+                 for run, rep in zip(loaded, reports)]
 
     summary = ReportSummary(
         out_dir=out,
@@ -222,6 +226,7 @@ def analyze_runs(
         normalization_reason=why_normalized if strata else None,
         raw_comparisons=raw_comparisons,
         settings_warning=settings_warning,
+        headlines=headlines,
     )
     summary.report.write_text(render_report(summary, loaded, figures, top), encoding="utf-8")
     written = [summary.report, results_csv, constraints_csv, *derived_paths, *summary.figures,

@@ -34,18 +34,22 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from anynet_search.analysis.best import rank_by_error
 from anynet_search.models.config import AnyNetConfig
 from anynet_search.reporting.export_configs import (
+    PYCLS_VERSION,
     config_from_row,
     configs_for,
     fixed_fields,
     fixed_source,
     is_missing,
     pycls_config,
+    pycls_notes,
 )
 from anynet_search.reporting.export_regnet import (
     REGNET_FIT_THRESHOLD,
     RegNetParams,
+    no_regnet_kind,
     no_regnet_reason,
     regnet_params,
     regnet_record,
@@ -119,6 +123,7 @@ def export_top(
     configs: Mapping[int, AnyNetConfig] | None = None,
     regnet_threshold: float = REGNET_FIT_THRESHOLD,
     notes: list[str] | None = None,
+    declined: list[tuple[int, str]] | None = None,
 ) -> list[Path]:
     """Write the k lowest-validation-error models as `fmt` files (yaml, json, pycls, or all three) and return the
     paths.
@@ -127,7 +132,7 @@ def export_top(
     the rebuilt config must equal the stored one), else from `study_settings`' design space, else from
     `fixed`. RegNet parameters are written next to configs that are RegNets (the trial's own sampled RegNet
     parameters are tried first) or fit one within `regnet_threshold`; for every other model a line saying
-    why is appended to `notes`.
+    why is appended to `notes`, and (rank, why without its numbers) to `declined` (`declined_line` sums them up).
     """
     fmt = _check_args(df, k, fmt)
     formats = FORMATS if fmt == ALL_FORMATS else (fmt,)
@@ -139,7 +144,8 @@ def export_top(
         raise ValueError("export_top: the frame mixes studies, whose trial numbers collide; "
                          "export one at a time")
     errors = pd.to_numeric(df["error"], errors="coerce")
-    ranked = df.assign(_err=errors).dropna(subset=["_err"]).sort_values("_err", kind="stable").head(int(k))
+    finite = df.assign(error=errors).dropna(subset=["error"])
+    ranked = rank_by_error(finite).head(int(k))  # ties broken by trial number, as status and the report do
     if ranked.empty:
         raise ValueError("export_top: no model has a finite validation error")
     out = Path(out_dir)
@@ -162,13 +168,16 @@ def export_top(
         meta = {"rank": rank, "study": _plain(row.get("study")), "trial": trial,
                 "error": _plain(row["error"]), "test_error": _plain(row.get("test_error")),
                 "flops": _plain(row.get("flops")), "params": _plain(row.get("params")),
-                "acts": _plain(row.get("acts"))}
+                "acts": _plain(row.get("acts")),
+                # what the complexity was counted at and what the model takes: read_config_file and describe use it
+                "resolution": resolution, "input": f"{cfg.in_channels}x{resolution}x{resolution}" if resolution
+                else None, "num_classes": cfg.num_classes}
         header = [f"rank {rank} by validation error (error = {meta['error']}%) of study {meta['study']}, "
                   f"trial {trial}; test_error is reported only, never used for ranking"]
         for each in formats:
             if each == "pycls":
-                pycls_header = header + ([f"pycls builds 3 input channels; this model has {cfg.in_channels}"]
-                                         if cfg.in_channels != 3 else [])
+                pycls_header = header + [f"for pycls {PYCLS_VERSION} (pip install pycls=={PYCLS_VERSION}), the last "
+                                         "release on PyPI"] + pycls_notes(cfg)
                 paths.append(_dump(pycls_config(cfg, resolution), out / f"{stem}.pycls.yaml", pycls_header))
             else:
                 paths.append(_dump({**meta, "config": cfg.to_dict()}, out / f"{stem}.{each}", header))
@@ -177,6 +186,8 @@ def export_top(
         if params is None:
             if notes is not None:
                 notes.append(f"rank {rank} (trial {trial}): no RegNet file: {no_regnet_reason(cfg, regnet_threshold)}")
+            if declined is not None:
+                declined.append((rank, no_regnet_kind(cfg, regnet_threshold)))
             continue
         record = {"rank": rank, "trial": trial, **regnet_record(cfg, params, sampled)}
         for suffix in dict.fromkeys("json" if each == "json" else "yaml" for each in formats):
@@ -184,6 +195,17 @@ def export_top(
                                header + ["RegNet parameters for timm (RegNetCfg), torchvision "
                                          "(BlockParams.from_init_params), pycls and anynet_search.regnet"]))
     return paths
+
+
+def declined_line(declined: list[tuple[int, str]], total: int) -> str | None:
+    """One line for the models that got no RegNet file, grouped by why (None when every model got one)."""
+    if not declined:
+        return None
+    groups: dict[str, list[int]] = {}
+    for rank, why in declined:
+        groups.setdefault(why, []).append(rank)
+    parts = [f"rank{'s' if len(r) > 1 else ''} {', '.join(map(str, r))}: {why}" for why, r in groups.items()]
+    return f"no RegNet file for {len(declined)} of {total} models ({'; '.join(parts)})"
 
 
 def export_run(

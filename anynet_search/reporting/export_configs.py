@@ -18,6 +18,12 @@ from anynet_search.models.rules import STAGE_COLUMNS
 from anynet_search.reporting.results import open_run
 from anynet_search.study.plan import StudySettings
 
+#: The pycls release the pycls export targets: the only one on PyPI. Its ANYNET section (pycls/core/config.py)
+#: has no HEAD_W (a later pycls on GitHub added the head conv), and yacs refuses a key it does not know.
+PYCLS_VERSION = "0.1.1"
+PYCLS_ANYNET_KEYS = ("STEM_TYPE", "STEM_W", "BLOCK_TYPE", "DEPTHS", "WIDTHS", "STRIDES", "BOT_MULS", "GROUP_WS",
+                     "SE_ON", "SE_R")
+
 #: pycls's names of the built-in stem and block types (each registry entry carries its own).
 PYCLS_STEMS = {name: s.pycls for name, s in registry.STEMS.items() if s.pycls}
 PYCLS_BLOCKS = {name: b.pycls for name, b in registry.BLOCKS.items() if b.pycls}
@@ -107,8 +113,20 @@ def fixed_source(
 # ------------------------------------------------------------------------------------------ RegNet
 
 
+def pycls_notes(cfg: AnyNetConfig) -> list[str]:
+    """What pycls PYCLS_VERSION builds differently from this config (header lines of its export)."""
+    notes = []
+    if cfg.in_channels != 3:
+        notes.append(f"pycls builds 3 input channels; this model has {cfg.in_channels}")
+    if cfg.head_width:
+        notes.append(f"ANYNET.HEAD_W ({cfg.head_width}, a 1x1 conv before the classifier) needs a pycls newer than "
+                     f"{PYCLS_VERSION} (its GitHub main); pycls {PYCLS_VERSION} refuses the key")
+    return notes
+
+
 def pycls_config(cfg: AnyNetConfig, resolution: int | None = None) -> dict[str, Any]:
-    """A pycls-style config mapping: `MODEL`, `ANYNET`, `BN`, and `TRAIN.IM_SIZE` if `resolution` is given."""
+    """A pycls-style config mapping: `MODEL`, `ANYNET`, `BN`, and `TRAIN.IM_SIZE` if `resolution` is given. The keys
+    are those pycls PYCLS_VERSION knows; HEAD_W, which it does not, only for a model with a head conv."""
     types = pycls_types(cfg)
     anynet = {
         "STEM_TYPE": types["STEM_TYPE"],
@@ -119,10 +137,11 @@ def pycls_config(cfg: AnyNetConfig, resolution: int | None = None) -> dict[str, 
         "STRIDES": list(cfg.strides),
         "BOT_MULS": [1.0 / b for b in cfg.bottleneck_ratios],
         "GROUP_WS": list(cfg.group_widths),
-        "HEAD_W": cfg.head_width,
         "SE_ON": bool(cfg.se_ratio),
         "SE_R": float(cfg.se_ratio) if cfg.se_ratio else 0.25,
     }
+    if cfg.head_width:  # no head conv is pycls 0.1.1's only network, and it refuses the key
+        anynet["HEAD_W"] = cfg.head_width
     out: dict[str, Any] = {
         "MODEL": {"TYPE": "anynet", "NUM_CLASSES": cfg.num_classes},
         "ANYNET": anynet,

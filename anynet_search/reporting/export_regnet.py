@@ -150,6 +150,13 @@ def regnet_params(
                         float(fit.fit_error), False)
 
 
+def no_regnet_kind(cfg: AnyNetConfig, threshold: float = REGNET_FIT_THRESHOLD) -> str:
+    """`no_regnet_reason` without the config's own numbers, to group the models that share it."""
+    if len(set(cfg.bottleneck_ratios)) != 1:
+        return "their stages differ in bottleneck ratio (a RegNet shares one)"
+    return f"their block widths are further than {threshold} from every RegNet (quantized-linear) fit"
+
+
 def no_regnet_reason(cfg: AnyNetConfig, threshold: float = REGNET_FIT_THRESHOLD) -> str:
     """Why a config gets no RegNet parameters (`regnet_params` returned None)."""
     if len(set(cfg.bottleneck_ratios)) != 1:

@@ -20,6 +20,12 @@ MAX_PARAM_PLOTS = 4
 DPI = 170
 #: No split EDF for a group of fewer models (the verdict table calls such a constraint "too few" to judge).
 MIN_SPLIT_MODELS = 10
+#: CSS pixels each kind of figure is shown wide at a 1,400 px window (the report's 1,068 px column, or half of it
+#: for the kinds shown two a row): `plots.scale_text` gives them one font scale there.
+COLUMN_PX = 1068
+SHOWN_PX = {"edf": COLUMN_PX, "history": COLUMN_PX, "curves": COLUMN_PX, "importance": COLUMN_PX,
+            "block_widths": COLUMN_PX, "fidelity": COLUMN_PX, "complexity": COLUMN_PX / 2 - 7,
+            "error_vs_param": COLUMN_PX / 2 - 7, "split": COLUMN_PX / 2 - 7}
 
 
 def _plot_params(report: StudyReport, df: pd.DataFrame) -> list[str]:
@@ -38,6 +44,38 @@ def _plot_params(report: StudyReport, df: pd.DataFrame) -> list[str]:
         ]
     picked = [p for p in candidates if p in available] or [p for p in available if p.startswith("w")]
     return picked[:MAX_PARAM_PLOTS]
+
+
+def _judged_ranges(report: StudyReport) -> dict[str, tuple[float, float, str]]:
+    """Parameter -> (lo, hi, verdict) of each good range judged as a constraint (on the sampled values)."""
+    if report.constraints is None:
+        return {}
+    rules = report.constraints.attrs.get("rules", {})
+    return {str(c).split(":", 1)[1]: (float(rules[c].lo), float(rules[c].hi), str(v))
+            for c, v in zip(report.constraints["constraint"], report.constraints["verdict"])
+            if str(c).startswith("good_range:") and c in rules}
+
+
+def _error_vs_param(df: pd.DataFrame, report: StudyReport, param: str, judged: tuple[float, float, str] | None,
+                    slug: str, label: str) -> tuple[ReportFigure, Figure]:
+    """Error against one parameter, shading the range the derived space would use: the judged range on the
+    sampled values where the range was judged, else the good range of the built values."""
+    sampled = f"sampled_{param}"
+    if judged is not None and sampled in df.columns and df[sampled].notna().all():
+        lo, hi, verdict = judged
+        caption = (f"{label}: validation error against the sampled {param} (before the compatibility rule), the "
+                   f"range judged as a constraint shaded ({verdict}; a kept range enters the derived space so).")
+        return (ReportFigure(f"{slug}_error_vs_{param}", caption, label, "error_vs_param"),
+                plots.plot_error_vs_param(df, sampled, (lo, hi), label=f"judged range, {verdict}"))
+    gr = None
+    ranges = report.good_ranges
+    if ranges is not None and param in set(ranges["param"]):
+        r = ranges.loc[ranges["param"] == param].iloc[0]
+        gr = GoodRange(**{f.name: r[f.name] for f in dataclasses.fields(GoodRange)})
+    caption = (f"{label}: validation error against {param} (built values), good range (95% interval of the best "
+               "model's value) shaded.")
+    return (ReportFigure(f"{slug}_error_vs_{param}", caption, label, "error_vs_param"),
+            plots.plot_error_vs_param(df, param, gr))
 
 
 def report_figures(
@@ -102,24 +140,9 @@ def report_figures(
                     plots.plot_split_edf(split, name),
                 )
             )
-        ranges = rep.good_ranges
+        judged = _judged_ranges(rep)
         for param in _plot_params(rep, run.df):
-            gr = None
-            if ranges is not None and param in set(ranges["param"]):
-                r = ranges.loc[ranges["param"] == param].iloc[0]
-                gr = GoodRange(**{f.name: r[f.name] for f in dataclasses.fields(GoodRange)})
-            figs.append(
-                (
-                    ReportFigure(
-                        f"{slug}_error_vs_{param}",
-                        f"{label}: validation error against {param}, "
-                        "good range (95% interval of the best model's value) shaded.",
-                        label,
-                        "error_vs_param",
-                    ),
-                    plots.plot_error_vs_param(run.df, param, gr),
-                )
-            )
+            figs.append(_error_vs_param(run.df, rep, param, judged.get(param), slug, label))
         figs.append(
             (
                 ReportFigure(
@@ -170,6 +193,13 @@ def report_figures(
                     plots.plot_block_widths(run.df),
                 )
             )
+    return scaled(figs)
+
+
+def scaled(figs: list[tuple[ReportFigure, Figure]]) -> list[tuple[ReportFigure, Figure]]:
+    """Every figure's text at one font scale as the report shows it (`SHOWN_PX`)."""
+    for entry, fig in figs:
+        plots.scale_text(fig, SHOWN_PX.get(entry.kind, COLUMN_PX))
     return figs
 
 

@@ -147,6 +147,8 @@ def plan_study(run: str | tuple[str, str] | None, effects: list[float], *, sprea
         raise InputError(f"--effect takes positive numbers of error points, got {' '.join(map(str, effects))}")
     if spread is not None and not (math.isfinite(spread) and spread > 0):
         raise InputError(f"--spread must be a positive number of error points, got {spread!r}")
+    if bad := [v for v in [*effects, *([spread] if spread is not None else [])] if not 1e-3 <= v <= 100]:
+        raise InputError(f"--effect and --spread are error points between 0.001 and 100 (a percentage), got {bad[0]:g}")
     pilot: RunData | None = None
     notes: list[str] = []
     if run is not None:

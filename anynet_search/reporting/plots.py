@@ -10,6 +10,7 @@ Save one with `fig.savefig("edf.png")`; in a notebook it displays like any Figur
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import seaborn as sns
 from matplotlib import ticker as mticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from anynet_search.analysis import (
     GoodRange,
@@ -29,6 +31,7 @@ from anynet_search.analysis import (
     weighted_mean,
 )
 from anynet_search.analysis import good_range as compute_good_range
+from anynet_search.analysis.best import rank_by_error
 from anynet_search.models.regnet import fit_regnet, regnet_block_widths
 from anynet_search.models.rules import block_widths
 
@@ -52,6 +55,7 @@ __all__ = [
     "plot_importance",
     "plot_split_edf",
     "plot_validation_curves",
+    "scale_text",
 ]
 
 
@@ -169,24 +173,54 @@ def _as_interval(gr: GoodRange | tuple[float, float]) -> tuple[float, float, flo
     return lo, hi, None
 
 
+def integer_axis(axis: Any, values: np.ndarray) -> None:
+    """Ticks at whole numbers only (1, 2, 4, not 1.0, 1.5, 2.0) on an axis of integer values."""
+    if values.size and np.all(np.isclose(values, np.round(values))):
+        if axis.get_scale() == "log":
+            axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(mticker.NullFormatter())
+        else:
+            axis.set_major_locator(mticker.MaxNLocator(integer=True))
+
+
 def plot_error_vs_param(
-    df: pd.DataFrame, param: str, good_range: GoodRange | tuple[float, float] | None = None
+    df: pd.DataFrame, param: str, good_range: GoodRange | tuple[float, float] | None = None, *,
+    label: str = "good range",
 ) -> Figure:
-    """Scatter of validation error against one parameter, the good range shaded (computed when None)."""
+    """Scatter of validation error against one parameter (a column: `w1`, or a sampled value `sampled_w1`), the
+    range `good_range` shaded and named `label` (computed as the good range when None). A range that spans every
+    value is not shaded: it narrows nothing, and the legend says so."""
     x = _column(df, param, "plot_error_vs_param")
     y = _column(df, "error", "plot_error_vs_param")
     gr = compute_good_range(df, param) if good_range is None else good_range
     lo, hi, median = _as_interval(gr)
     fig, ax = _figure(5.0, 3.6)
-    ax.axvspan(lo, hi, color="tab:green", alpha=0.15, lw=0, label=f"good range [{lo:g}, {hi:g}]")
+    if lo <= x.min() and hi >= x.max():
+        ax.plot([], [], " ", label=f"{label} [{lo:g}, {hi:g}]: every value")
+    else:
+        ax.axvspan(lo, hi, color="tab:green", alpha=0.15, lw=0, label=f"{label} [{lo:g}, {hi:g}]")
     if median is not None:
         ax.axvline(median, color="tab:green", lw=1.2, ls="--", label=f"median of best {median:g}")
     sns.scatterplot(x=x, y=y, ax=ax, s=18, alpha=0.7, color="tab:blue", edgecolor="none")
     if x.min() > 0 and x.max() / x.min() >= 8:
         ax.set_xscale("log", base=2)
-    ax.set_xlabel(param)
+    integer_axis(ax.xaxis, x)
+    ax.set_xlabel(param.replace("sampled_", "sampled "))
     ax.set_ylabel(ERROR_LABEL)
     ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
+def scale_text(fig: Figure, shown_px: float, px: float = 13.0) -> Figure:
+    """Scale every text of a figure so that 10-point text shows `px` CSS pixels tall when the figure is shown
+    `shown_px` wide: figures of any size shown side by side then read at one font scale."""
+    factor = px * fig.get_figwidth() * 72 / shown_px / 10.0
+    ticks = [(ax, axis, ax_axis.get_major_ticks()[0].label1.get_fontsize())
+             for ax in fig.axes for axis, ax_axis in (("x", ax.xaxis), ("y", ax.yaxis)) if ax_axis.get_major_ticks()]
+    for text in fig.findobj(Text):
+        text.set_fontsize(text.get_fontsize() * factor)
+    for ax, axis, size in ticks:
+        ax.tick_params(axis=axis, which="both", labelsize=size * factor)
     return fig
 
 
@@ -204,7 +238,7 @@ def plot_block_widths(df: pd.DataFrame, top: int = 5) -> Figure:
     d_cols, w_cols = stage_columns(df, "d"), stage_columns(df, "w")
     if not d_cols or not w_cols:
         raise ValueError("plot_block_widths: the frame needs per-stage d1..dN and w1..wN columns")
-    best = df.sort_values("error", kind="stable").head(int(top))
+    best = rank_by_error(df).head(int(top))
     fig, ax = _figure(9.0, 4.0, legend_width=3.2)
     colors = sns.color_palette(n_colors=len(best))
     for color, (_, row) in zip(colors, best.iterrows()):
@@ -259,6 +293,7 @@ def plot_complexity_hist(frames: Mapping[str, pd.DataFrame], column: str = "flop
         ax.set_xscale("log")
     ax.set_xlabel(f"{column}")
     ax.set_ylabel("models")
+    integer_axis(ax.yaxis, np.array([0.0]))  # counts
     ax.legend(fontsize=7)
     return fig
 
@@ -279,6 +314,7 @@ def plot_history(df: pd.DataFrame) -> Figure:
     ax.scatter(hist["trial"], hist["error"], s=14, alpha=0.7, edgecolor="none", label="trial")
     ax.plot(hist["trial"], hist["best_so_far"], drawstyle="steps-post", color="C3", lw=1.6, label="best so far")
     ax.set_xlabel("trial number")
+    integer_axis(ax.xaxis, hist["trial"].to_numpy(dtype=float))
     ax.set_ylabel(ERROR_LABEL)
     ax.legend(fontsize=7)
     return fig

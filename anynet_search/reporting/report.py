@@ -20,8 +20,10 @@ import pandas as pd
 from markupsafe import Markup
 
 from anynet_search.analysis import param_columns, stage_columns
+from anynet_search.analysis.best import rank_by_error
 from anynet_search.analysis.columns import SAMPLED_PREFIX
 from anynet_search.reporting.cells import Table, fmt
+from anynet_search.reporting.headline import as_dict, next_command
 from anynet_search.reporting.results import RunData
 from anynet_search.reporting.summary import ReportFigure, ReportSummary, StudyReport
 from anynet_search.reporting.verdicts import verdict_rows, verdict_text
@@ -83,11 +85,11 @@ def _studies_table(summary: ReportSummary) -> Table:
         "models",
         "failed trials",
         "pruned / infeasible",
-        "best error",
-        "median error",
-        "mean error",
-        "best model's test error",
-        "median test error",
+        "best error (%)",
+        "median error (%)",
+        "mean error (%)",
+        "best model's test error (%)",
+        "median test error (%)",
     ]
     numeric = [False, False, False, False] + [True] * 9
     return Table(columns, rows, numeric)
@@ -111,7 +113,7 @@ def _sampled_differences(row: pd.Series, built: dict[str, list[str]]) -> str:
 def _best_models(df: pd.DataFrame, top: int) -> Table | None:
     """The `top` lowest-error models, per-stage d/w/b/g as one list each (the table fits the page): the built
     values, and the sampled ones where the compatibility rule changed them."""
-    best = df.sort_values("error", kind="stable").head(top)
+    best = rank_by_error(df).head(top)
     cols = [c for c in ("trial", "error", "test_error", "flops", "params", "acts") if c in best.columns]
     view = best[cols].copy()
     try:
@@ -127,7 +129,28 @@ def _best_models(df: pd.DataFrame, top: int) -> Table | None:
     table = Table.of(view)
     if table is not None:
         table.numeric = [c in cols or c == "fit_error" for c in view.columns]
+        table.columns = [UNITS.get(c, c) for c in table.columns]
     return table
+
+
+#: Table headers with their units (error columns are validation or test error in %, differences in points).
+UNITS = {"error": "error (%)", "test_error": "test error (%)", "fit_error": "fit error", "mean_diff":
+         "mean difference (points)", "median_diff": "median difference (points)", "ks_stat": "KS statistic",
+         "p_value": "p-value", "n_a": "models", "n_b": "models (versus)", "power": "power (%)"}
+
+
+def _with_units(df: pd.DataFrame | None, errors: bool = False) -> pd.DataFrame | None:
+    """A table for the page: headers with their units, power in percent; `errors`: every column but `n` holds
+    errors in % (the expected best error of each study)."""
+    if df is None:
+        return None
+    out = df.copy()
+    if "power" in out.columns:
+        out["power"] = 100 * out["power"].astype(float)
+    names = {c: UNITS.get(str(c), str(c)) for c in out.columns}
+    if errors:
+        names = {c: "models drawn (n)" if c == "n" else f"{c} (%)" for c in out.columns}
+    return out.rename(columns=names)
 
 
 def _good_ranges(s: StudyReport) -> Table | None:
@@ -171,6 +194,7 @@ def _range_difference(lo: float, hi: float, rule: Any, note: str) -> str:
 def _img(figure: ReportFigure) -> dict[str, str]:
     return {
         "name": figure.name,
+        "alt": figure.caption,  # what the figure shows, for a reader who cannot see it
         "caption": figure.caption,
         "src": "data:image/png;base64," + base64.b64encode(figure.png).decode("ascii"),
     }
@@ -218,7 +242,7 @@ def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure]
     }
     if s.constraints is not None:
         attrs = s.constraints.attrs
-        shown, folded = verdict_rows(s.constraints)
+        shown, folded = verdict_rows(s.constraints, dict(s.derived.skipped) if s.derived is not None else None)
         section["constraints"] = {
             "alpha": f"{attrs.get('alpha', 0.05):g}",
             "half_alpha": f"{attrs.get('alpha', 0.05) / 2:g}",
@@ -237,7 +261,8 @@ def _study_section(s: StudyReport, run: RunData, figures: Sequence[ReportFigure]
             "skipped": d.skipped,
             "before": f"{d.log10_size_before:.2f}",
             "after": f"{d.log10_size_after:.2f}",
-            "command": f"anynet-search run --space {out / where}",
+            "command": next_command(s.derived_path, s, run.settings.train if run.settings else None)
+            if s.derived_path else "",
             "yaml": d.to_yaml(),
         }
     if s.exports:
@@ -300,7 +325,8 @@ def render_report(
                 for i, (s, run) in enumerate(zip(summary.studies, runs))]
     trainings = {s.training for s in summary.studies}
     fidelity = _fidelity_sections(summary, figures)
-    toc = [("studies", "Studies"), ("edfs", "Error EDFs"), ("complexity", "Complexity")]
+    toc = [("summary", "What this report found"), ("studies", "Studies"), ("edfs", "Error EDFs"),
+           ("complexity", "Complexity")]
     if summary.expected_best is not None:
         toc.append(("expected-best", "Expected best error"))
     toc += [(f"fidelity-{k}", f"Fidelity {f['low']} vs {f['high']}") for k, f in enumerate(fidelity)]
@@ -329,12 +355,16 @@ def render_report(
         "studies_table": _studies_table(summary),
         "edf_figures": [_img(f) for f in figures if f.kind == "edf"],
         "adaptive_notes": [(s.label, s.adaptive_note) for s in summary.studies if s.adaptive_note],
-        "comparisons": Table.of(summary.comparisons),
-        "raw_comparisons": Table.of(summary.raw_comparisons),
+        "comparisons": Table.of(_with_units(summary.comparisons)),
+        "raw_comparisons": Table.of(_with_units(summary.raw_comparisons)),
         "versus": summary.comparisons["versus"].iloc[0] if summary.comparisons is not None else "",
         "comparison_powers": _comparison_powers(summary),
+        "comparison_lines": [f"{r.study} against {r.versus} ({basis} EDFs): mean error {r.mean_diff:+.2f} points, KS "
+                             f"p = {r.p_value:.2g}" for r in (summary.comparisons.itertuples(index=False)
+                                                             if summary.comparisons is not None else [])],
         "complexity_figures": [_img(f) for f in figures if f.kind == "complexity"],
-        "expected_best": Table.of(summary.expected_best),
+        "expected_best": Table.of(_with_units(summary.expected_best, errors=True)),
+        "headlines": [as_dict(h) for h in summary.headlines],
         "fidelity": fidelity,
         "studies": sections,
         "files": [str(p.relative_to(out)) for p in files],

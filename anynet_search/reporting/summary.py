@@ -111,6 +111,7 @@ class ReportSummary:
     normalization_reason: str | None = None  # why they are normalized (asked for, or the flops differ)
     raw_comparisons: pd.DataFrame | None = None  # the raw comparisons beside normalized ones
     settings_warning: str | None = None  # studies trained differently, compared under --force
+    headlines: list[Any] = field(default_factory=list)  # `reporting.headline.Headline` of each study
 
     def comparison_basis(self) -> str:
         """Which EDFs the study comparisons use, and why."""
@@ -135,26 +136,18 @@ class ReportSummary:
         ]
         if self.settings_warning:
             lines.append(f"  WARNING: {self.settings_warning}")
-        for s in self.studies:
+        from anynet_search.reporting.headline import headline_lines
+
+        for k, s in enumerate(self.studies):
             m = s.summary
-            lines.append(
-                f"  {s.label} ({s.space_name or '?'}, {s.sampler}): n={m['n']}, "
-                f"best {m['best_error']:.2f}%, median {m['median_error']:.2f}%; {s.training}"
-            )
+            lines.append(f"  {s.label} ({s.space_name or '?'}, {s.sampler}): n={m['n']}, best {m['best_error']:.2f}%, "
+                         f"median {m['median_error']:.2f}%; {s.training}")
             if s.warning:
                 lines.append(f"    WARNING: {s.warning}")
             for warning in s.training_warnings:
                 lines.append(f"    WARNING: {warning}")
-            if s.adaptive_note:
-                lines.append(f"    {s.adaptive_note}")
-            if s.constraints is not None:
-                v = s.verdicts()
-                lines.append(
-                    f"    keep: {', '.join(v[KEEP]) or '-'}; reject: {', '.join(v[REJECT]) or '-'}; "
-                    f"neutral: {len(v[NEUTRAL])}"
-                )
-            elif s.constraints_note:
-                lines.append(f"    constraints: {s.constraints_note}")
+            if k < len(self.headlines):
+                lines += headline_lines(self.headlines[k])
         for f in self.fidelity:
             lines += f.lines(table=False)
         if self.comparisons is not None:
@@ -182,19 +175,43 @@ def _configs_note(run: RunData) -> str | None:
     return describe_source(record) if isinstance(record, dict) else None
 
 
-def describe_training(settings: StudySettings | None) -> str:
-    """A study's data set and trainer in words, e.g. 'digits, 8 epochs, batch 64, lr 0.3, ...'."""
+def precision(amp: bool, devices: set[str] | None) -> str:
+    """The arithmetic the trials trained in, from the devices they recorded: fp32 on the CPU, bf16 autocast on a
+    CUDA device (where it supports bf16) when `amp` is on."""
+    cuda = {d for d in devices or () if str(d).startswith("cuda")}
+    on_cuda = "bf16 autocast on CUDA" if amp else "fp32 on CUDA"
+    if devices is None:
+        return f"{on_cuda}, fp32 on the CPU"
+    if not cuda:
+        return "fp32 on the CPU"
+    return on_cuda + (", fp32 on the CPU" if len(cuda) < len(set(devices)) else "")
+
+
+def describe_training(settings: StudySettings | None, devices: set[str] | None = None) -> str:
+    """A study's data set and trainer in words, e.g. 'digits, 8 epochs, batch 64, lr 0.3, ..., fp32 on the CPU';
+    `devices`: those its trials trained on (None: unknown, both precisions named)."""
     if settings is None:
         return "training settings unknown (not an anynet-search study)"
     t = settings.outcome_settings()
     pad = "resolution // 8" if t["crop_pad"] is None else t["crop_pad"]
+    epochs = f"{t['epochs']} epoch{'s' if t['epochs'] != 1 else ''}"
+    warmup = f"{t['warmup_epochs']:g} epoch{'s' if t['warmup_epochs'] != 1 else ''}"
     augment = ("random-resized crops and center-crop evaluation (ImageNet protocol)" if t["augment"] == "imagenet"
                else f"shifted crops (padding {pad})" if t["augment"] == "shift" else f"augmentation {t['augment']}")
     digest = f" (data digest {settings.data_digest[:12]})" if settings.data_digest else ""
-    return (f"{t['dataset']}{digest}, {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g} "
-            f"(warm-up {t['warmup_epochs']:g} epochs, cosine), momentum {t['momentum']:g}"
+    return (f"{t['dataset']}{digest}, {epochs}, batch {t['batch_size']}, lr {t['lr']:g} "
+            f"(warm-up {warmup}, cosine), momentum {t['momentum']:g}"
             f"{' Nesterov' if t['nesterov'] else ''}, weight decay {t['weight_decay']:g}, label smoothing "
-            f"{t['label_smoothing']:g}, {augment}{', bf16 on CUDA' if t['amp'] else ''}")
+            f"{t['label_smoothing']:g}, {augment}, {precision(bool(t['amp']), devices)}")
+
+
+def trial_devices(study: optuna.Study | None) -> set[str] | None:
+    """The devices a study's trained trials recorded (None: no study, or none recorded one)."""
+    if study is None:
+        return None
+    found = {str(t.user_attrs["device"]) for t in study.get_trials(deepcopy=False)
+             if t.state == optuna.trial.TrialState.COMPLETE and "device" in t.user_attrs}
+    return found or None
 
 
 def _state_counts(study: optuna.Study | None) -> dict[str, int]:
@@ -257,7 +274,7 @@ def study_report(
         space_note=run.space_note,
         adaptive_note=adaptive,
         configs_note=_configs_note(run),
-        training=describe_training(run.settings),
+        training=describe_training(run.settings, trial_devices(run.study)),
         epochs=int(run.settings.outcome_settings()["epochs"]) if run.settings is not None else None,
         dataset=run.settings.dataset if run.settings is not None else None,
     )

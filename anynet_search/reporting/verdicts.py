@@ -29,23 +29,29 @@ class VerdictRow:
 
 
 def _power(row: Any) -> str:
-    """The verdict's power: the chance to keep it as 'not worse' if it changed nothing ('' when not judged)."""
+    """The verdict's power: the chance to keep it as 'not worse' if it changed nothing ('' when not judged, and
+    where the verdict came from the significance test instead, whose power this is not)."""
     value = getattr(row, "power", float("nan"))
-    return "" if not np.isfinite(value) else f"{100 * value:.0f}%"
+    if not np.isfinite(value) or str(row.reason).startswith("significantly"):
+        return ""
+    return f"{100 * value:.0f}%"
 
 
 def _effect(row: Any) -> str:
     """The change of the mean error with its 95% interval ('unbounded' where too few models bound it)."""
     if not np.isfinite(row.mean_diff):
         return ""
-    if np.isfinite(row.mean_diff_lo) and np.isfinite(row.mean_diff_hi):
-        return f"{row.mean_diff:+.2f} [{row.mean_diff_lo:+.2f}, {row.mean_diff_hi:+.2f}]"
+    if np.isfinite(row.mean_diff_lo) and np.isfinite(row.mean_diff_hi):  # the interval kept on one line
+        return f"{row.mean_diff:+.2f} [{row.mean_diff_lo:+.2f},\u00a0{row.mean_diff_hi:+.2f}]"
     return f"{row.mean_diff:+.2f} [unbounded]"
 
 
-def verdict_rows(table: pd.DataFrame) -> tuple[list[VerdictRow], list[VerdictRow]]:
-    """(rows to show, trivial rows to fold away): trivial = no evaluated model violates the constraint."""
+def verdict_rows(table: pd.DataFrame, skipped: dict[str, str] | None = None
+                 ) -> tuple[list[VerdictRow], list[VerdictRow]]:
+    """(rows to show, trivial rows to fold away): trivial = no evaluated model violates the constraint. A kept
+    constraint that the derived space could not take (`skipped`: name -> why) says so in its reason."""
     shown, folded = [], []
+    skipped = skipped or {}
     for r in table.itertuples(index=False):
         shrink = "" if not np.isfinite(r.log10_shrink) else f"{r.log10_shrink:.2f} ({r.shrink_source})"
         stats = ", ".join(
@@ -68,8 +74,9 @@ def verdict_rows(table: pd.DataFrame) -> tuple[list[VerdictRow], list[VerdictRow
             _effect(r) if r.n != r.n_eval else "",
             shrink,
             _power(r),
-            str(r.reason),
-            f"{r.detail}. {r.note}. {stats}.",
+            str(r.reason) + ("; not in the derived space" if r.verdict == "keep" and r.constraint in skipped else ""),
+            (f"Not in the derived space: {skipped[r.constraint]}. " if r.verdict == "keep" and r.constraint in skipped
+             else "") + f"{r.detail}. {r.note}. {stats}.",
         )
         (folded if r.n == r.n_eval else shown).append(row)
     return shown, folded
@@ -81,8 +88,8 @@ def verdict_text(table: pd.DataFrame, width: int = 100) -> str:
     shown, folded = verdict_rows(table)
     head = ("constraint", "verdict", "n/eval", "mean error change [95%]", "log10 shrink", "power")
     head = head if width >= 100 else ("constraint", "verdict", "n/eval", "change [95%]", "shrink", "power")
-    cells = [(r.constraint, r.verdict, r.n, r.effect, r.shrink.replace("(", "").replace(")", ""), r.power)
-             for r in shown]
+    cells = [(r.constraint, r.verdict, r.n, r.effect.replace("\u00a0", " "),
+              r.shrink.replace("(", "").replace(")", ""), r.power) for r in shown]
     if not any(c[-1] for c in cells):  # power is computed by analyze, not by derive
         head, cells = head[:-1], [c[:-1] for c in cells]
     sizes = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from anynet_search.errors import yaml_problem
 from anynet_search.spaces.params import SpaceError
 
 try:
@@ -62,8 +63,7 @@ def _read(path: Traversable) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))  # data only: safe_load never constructs objects
     except yaml.YAMLError as exc:
-        first = str(exc).replace("\n", " ")
-        raise SpaceError(f"{path}: not valid YAML ({first})") from None
+        raise SpaceError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(data, dict):
         raise SpaceError(f"{path}: a space file must be a YAML mapping, got {type(data).__name__}")
     unknown = sorted(set(data) - TOP_KEYS)

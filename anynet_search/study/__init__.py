@@ -20,4 +20,6 @@ __all__ = ["SAMPLERS", "ClusterOptions", "RunOptions", "RunOutcome", "StudyFaili
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'anynet_search.study' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"anynet_search.study.{_LAZY[name]}"), name)
+    value = getattr(importlib.import_module(f"anynet_search.study.{_LAZY[name]}"), name)
+    globals()[name] = value  # later look-ups (and the API reference's, which reads the module's namespace) find it
+    return value

@@ -127,15 +127,19 @@ def plan_workers(spec: str | None, workers: int | None, in_flight: int | None, t
     cap = worker_cap(resolve_devices(spec, asked), free)
     where = f"its {cores()} cores less the {busy} threads of {describe(others)}" if busy else "its cores"
     where += f", or {MAX_WORKERS_PER_GPU} per GPU"
-    if n > cap and not oversubscribe:
-        notes.append(f"--workers {asked:,}: this machine takes {cap} ({where}); starting {cap} "
-                     f"(--oversubscribe starts all {asked:,})")
-        n = cap
     left = max(1, trials_left)
+    reasons = []
+    if n > cap and not oversubscribe:
+        reasons.append(f"this machine takes {cap} ({where})")
+        n = cap
     if n > left:
         if workers is not None:
-            notes.append(f"--workers {asked:,}: only {trials_left} trial(s) left to train; starting {left}")
+            reasons.append(f"only {trials_left} trial(s) left to train")
         n = left
+    if reasons:  # --oversubscribe lifts the machine's cap, never the trials left
+        more = min(asked, left)
+        hint = f" (--oversubscribe starts {more:,})" if not oversubscribe and more > n else ""
+        notes.append(f"--workers {asked:,}: {'; '.join(reasons)}; starting {n}{hint}")
     devices = resolve_devices(spec, n)
     threads = threads_per_worker(devices, free)
     if busy and not notes and "cpu" in devices:

@@ -337,9 +337,11 @@ def launch_study(opts: RunOptions, cluster: ClusterOptions, detach: bool = False
         return RunOutcome(study.study_name, redact(url), run_dir, Snapshot.of(study, settings.n_trials, index),
                           jobs=launch.job_ids, detached=True)
     view = progress or ProgressView()
+    from anynet_search.errors import stop_on_signals
+
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    interrupted = False
+    previous = stop_on_signals()  # SIGTERM, SIGHUP: stop watching, as Ctrl-C does
+    interrupted, stop = False, None
     try:
         while True:
             snap = Snapshot.of(study, settings.n_trials, index)
@@ -347,9 +349,10 @@ def launch_study(opts: RunOptions, cluster: ClusterOptions, detach: bool = False
             if snap.completed >= settings.n_trials or (not snap.running and jobs_done(launch)):
                 break
             time.sleep(FOLLOW_SECONDS)
-    except KeyboardInterrupt:
-        interrupted = True
-    signal.signal(signal.SIGTERM, previous_term)
+    except KeyboardInterrupt as exc:
+        interrupted, stop = True, exc
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
     snap = Snapshot.of(study, settings.n_trials, index)
     view.update(snap, force=True)
     view.close()
@@ -357,4 +360,5 @@ def launch_study(opts: RunOptions, cluster: ClusterOptions, detach: bool = False
     if not interrupted and snap.completed < settings.n_trials:
         failing = (f"every job ended with the study at {snap.completed}/{settings.n_trials} completed; "
                    f"their logs are in {launch.folder}")
-    return RunOutcome(study.study_name, redact(url), run_dir, snap, interrupted, failing, jobs=launch.job_ids)
+    return RunOutcome(study.study_name, redact(url), run_dir, snap, interrupted, failing, jobs=launch.job_ids,
+                      stop=stop)

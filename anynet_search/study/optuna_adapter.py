@@ -31,6 +31,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from anynet_search.study.interrupts import REQUEUED, is_requeued
 from anynet_search.study.plan import INFEASIBLE_ATTR, is_trained
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -65,11 +66,12 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Counts:
-    """Trials by state, trained models (completed and not infeasible) and the best error among them."""
+    """Trials by state, trained models (completed, not infeasible), their best error, and the re-queued FAIL trials."""
 
     by_state: Counter
     trained: int
     best: float | None
+    requeued: int = 0
 
 
 def _outcome(trial: FrozenTrial) -> Outcome:
@@ -80,7 +82,8 @@ def _outcome(trial: FrozenTrial) -> Outcome:
 
 def _counts_of(trials: list[FrozenTrial]) -> Counts:
     values = [t.value for t in trials if is_trained(t) and t.value is not None]
-    return Counts(Counter(t.state for t in trials), len(values), min(values) if values else None)
+    return Counts(Counter(t.state for t in trials), len(values), min(values, default=None),
+                  sum(map(is_requeued, trials)))
 
 
 class TrialIndex:
@@ -379,7 +382,10 @@ class SqlIndex(TrialIndex):
                 best = (session.query(func.min(V.value)).join(T, V.trial_id == T.trial_id)
                         .filter(T.study_id == self.study_id, T.state == TrialState.COMPLETE, V.objective == 0,
                                 V.value_type == V.TrialValueType.FINITE).scalar())
-        return Counts(by_state, trained, None if best is None else float(best))
+            requeued = by_state[TrialState.FAIL] and (session.query(func.count(A.trial_user_attribute_id)).join(
+                T, A.trial_id == T.trial_id).filter(T.study_id == self.study_id, T.state == TrialState.FAIL,
+                                                    A.key == "failure", A.value_json.like(f'%{REQUEUED}"')).scalar())
+        return Counts(by_state, trained, None if best is None else float(best), int(requeued or 0))
 
 
 Ticket = tuple[dict[str, Any], dict[str, Any]]  # (fixed parameters, user attributes) of a WAITING trial

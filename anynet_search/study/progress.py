@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +19,8 @@ from anynet_search.study.plan import EDF_SAMPLERS, SETTINGS_ATTR
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Trial counts by state and the best validation error so far."""
+    """Trial counts by state and the best validation error so far. `failed` counts failed configs; `interrupted`
+    the trials stopped mid-training whose configs went back to the queue (Ctrl-C, a killed worker)."""
 
     total: int
     completed: int
@@ -27,6 +29,7 @@ class Snapshot:
     waiting: int
     pruned: int
     best_error: float | None
+    interrupted: int = 0
 
     @classmethod
     def of(cls, study: optuna.Study, total: int, index: TrialIndex | None = None) -> Snapshot:
@@ -34,8 +37,12 @@ class Snapshot:
         sampler = study.user_attrs.get(SETTINGS_ATTR, {}).get("sampler")
         c = (index or trial_index(study)).counts(infeasible_possible=sampler not in EDF_SAMPLERS)
         s = c.by_state
-        return cls(total, c.trained, s[TrialState.FAIL], s[TrialState.RUNNING], s[TrialState.WAITING],
-                   s[TrialState.PRUNED], c.best)
+        return cls(total, c.trained, s[TrialState.FAIL] - c.requeued, s[TrialState.RUNNING], s[TrialState.WAITING],
+                   s[TrialState.PRUNED], c.best, c.requeued)
+
+    def counts_text(self) -> str:
+        """'0 failed' or '1 failed, 2 interrupted (re-queued)'."""
+        return f"{self.failed} failed" + (f", {self.interrupted} interrupted (re-queued)" if self.interrupted else "")
 
 
 def _duration(seconds: float) -> str:
@@ -83,17 +90,27 @@ def format_line(snap: Snapshot, elapsed: float, eta: float) -> str:
 def _details(snap: Snapshot, elapsed: float, eta: float) -> str:
     best = f"{snap.best_error:.2f}%" if snap.best_error is not None else "-"
     left = "0m00s" if snap.completed >= snap.total else _duration(eta)
-    return (f"{snap.failed} failed, {snap.running} running, best val error {best}, elapsed {_duration(elapsed)}, "
+    return (f"{snap.counts_text()}, {snap.running} running, best val error {best}, elapsed {_duration(elapsed)}, "
             f"ETA {left}")
 
 
+def has_width(stream: TextIO) -> bool:
+    """Whether a stream is a terminal with a width: a bar on a terminal of no width (some CI logs, `script`)
+    shows nothing at all."""
+    try:
+        return stream.isatty() and os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 class ProgressView:
-    """A live tqdm bar on a terminal; a plain line every few seconds (and on change) otherwise."""
+    """A live tqdm bar on a terminal; otherwise a plain line on every change of the counts (a completed trial),
+    at most one a second, and one every `plain_every` seconds."""
 
     def __init__(self, stream: TextIO | None = None, plain_every: float = 10.0,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.tty = has_width(self.stream)
         self.plain_every = plain_every
         self.clock = clock
         self.start = clock()
@@ -111,7 +128,7 @@ class ProgressView:
         elapsed = now - self.start
         line = format_line(snap, elapsed, eta)
         if self.tty:
-            self._bar(snap).set_postfix_str(_details(snap, elapsed, eta), refresh=False)
+            self._bar(snap).set_description_str(_details(snap, elapsed, eta), refresh=False)
             self.bar.update(snap.completed - self.bar.n)
             self.last_line = line
             return
@@ -125,7 +142,7 @@ class ProgressView:
             from tqdm import tqdm
 
             self.bar = tqdm(total=snap.total, initial=snap.completed, file=self.stream, dynamic_ncols=True,
-                            unit="trial", bar_format="{n_fmt}/{total_fmt} done |{bar:20}| {postfix}")
+                            unit="trial", bar_format="{n_fmt}/{total_fmt} done |{bar:20}| {desc}")
         return self.bar
 
     def note(self, text: str) -> None:

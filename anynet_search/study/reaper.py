@@ -21,13 +21,13 @@ from typing import Any
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
+from anynet_search.study.interrupts import REQUEUED
 from anynet_search.study.optuna_adapter import TrialIndex, trial_id_of
 
 HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 60.0
 MAX_DEATHS = 2  # a config that killed its worker this often is recorded as failed and its slot moves on
 DIED = "worker died"
-REQUEUED = "config re-enqueued"
 
 
 def death_reason(cause: str, deaths: int) -> str:

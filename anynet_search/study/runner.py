@@ -15,7 +15,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from anynet_search.choices import MAX_SEED
-from anynet_search.errors import InputError
+from anynet_search.errors import InputError, stop_on_signals
 from anynet_search.paths import check_out_dir, check_out_file, check_study_name, make_dir
 from anynet_search.spaces import DesignSpace, load_space
 from anynet_search.study.capacity import (
@@ -46,6 +46,7 @@ from anynet_search.study.storage import (
     journal_path,
     load_study,
     open_storage,
+    quiet_optuna,
     redact,
 )
 from anynet_search.study.supervise import EXIT_FAILING, WorkerPool
@@ -106,6 +107,7 @@ class RunOutcome:
     killed_configs: tuple[str, ...] = ()  # configs recorded as failed because they killed their worker twice
     jobs: tuple[str, ...] = ()  # cluster job ids, when the workers run as submitted jobs
     detached: bool = False  # jobs submitted and left running
+    stop: KeyboardInterrupt | None = None  # what interrupted it: Ctrl-C, or `errors.Stopped` (SIGTERM, SIGHUP)
 
 
 def default_study_name(space_name: str, dataset: str, sampler: str, seed: int, epochs: int) -> str:
@@ -236,6 +238,7 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     older version that failed while drawing its tickets) is replaced.
     """
     devices = check_options(opts)
+    asked_trials = opts.trials  # None on resume: the stored count
     source = read_source(opts.configs_from, opts.configs_study, opts.trials) if opts.configs_from else None
     opts = with_defaults(opts, source)
     train_cfg = _train_config(opts, source)
@@ -274,9 +277,10 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
     old = stored_settings(study) if study is not None and not replace else None
     if old is None:  # a new study: every slot's ticket
         tickets = planned_tickets(settings, space)
-    elif settings.n_trials > old.n_trials:  # more trials asked for: the new slots' tickets
+    elif asked_trials is not None and settings.n_trials > old.n_trials:  # more trials asked: the new slots' tickets
         tickets = planned_tickets(settings, space, first_slot=old.n_trials)
     else:
+        _check_not_fewer(study, old, asked_trials)
         tickets, settings = [], old
     make_dir(run_dir)
     if is_journal(url):
@@ -286,8 +290,9 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
         optuna.delete_study(study_name=name, storage=storage)
         study = None
     if study is None:
-        study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
-                                    pruner=pruner)
+        with quiet_optuna():  # no "[I ...] A new study created" line in the run's output
+            study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
+                                        pruner=pruner)
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2; nothing for a user to act on
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([METRIC_NAME])  # optuna-dashboard and Optuna's plots label the objective
@@ -296,6 +301,15 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
         study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
         enqueue_many(study, tickets)
     return study, settings, url, run_dir
+
+
+def _check_not_fewer(study: optuna.Study, stored: StudySettings, asked: int | None) -> None:
+    """InputError when `--trials` asks a stored study for fewer trials than it holds (it would train them all)."""
+    if asked is None or asked >= stored.n_trials:
+        return
+    trained = trial_index(study).counts(stored.sampler not in EDF_SAMPLERS).trained
+    raise InputError(f"--trials {asked}: study {study.study_name!r} holds {stored.n_trials} trials ({trained} trained) "
+                     "and a study does not shrink; leave --trials out to finish it, or name a new study with --study")
 
 
 def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, url: str,
@@ -359,7 +373,7 @@ def settings_differences(stored: StudySettings, asked: StudySettings) -> list[st
 def check_joinable(study: str, storage_url: str) -> StudySettings:
     """The study's settings; InputError unless the storage holds `study` and anynet-search made it (what `worker`
     checks first)."""
-    st = load_study(study, open_storage(storage_url))
+    st = load_study(study, open_storage(storage_url, create=False))  # joining never creates a storage
     try:
         return StudySettings.from_study(st)
     except (TypeError, ValueError) as exc:
@@ -376,12 +390,13 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
     view = progress or ProgressView()
     for note in plan.notes:
         view.note(note)
-    # Ctrl-C must work even when started from a shell that ignores SIGINT for background jobs; SIGTERM too
+    # Ctrl-C must work even when started from a shell that ignores SIGINT for background jobs; SIGTERM and SIGHUP
+    # (a closed terminal) stop it the same way: the workers put their trials back in the queue
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = stop_on_signals()
     # a worker killed by a signal (a config that crashes it, the OOM killer) is recorded and replaced
     pool = WorkerPool(study, url, plan.specs, opts.objective)
-    interrupted = False
+    interrupted, stop = False, None
     with registered(study.study_name, len(plan.specs), sum(s.threads for s in plan.specs)):
         pool.start()
         try:
@@ -395,11 +410,12 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
                     break
                 view.update(Snapshot.of(study, settings.n_trials, index))
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:
+            interrupted, stop = True, exc
             pool.stop()
     pool.join()
-    signal.signal(signal.SIGTERM, previous_term)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
     snap = Snapshot.of(study, settings.n_trials, index)
     view.update(snap, force=True)
     view.close()
@@ -415,4 +431,4 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
         else:
             failing = f"all workers exited early (exit codes {sorted(codes)})"
     return RunOutcome(study.study_name, redact(url), run_dir, snap, interrupted, failing,
-                      tuple(pool.killed_configs))
+                      tuple(pool.killed_configs), stop=stop)

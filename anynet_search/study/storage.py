@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -108,17 +110,17 @@ def journal_path(url: str) -> Path:
     return Path(url[len("journal:"):] if url.startswith("journal:") else url)
 
 
-def _open_journal(path: Path, repair: bool) -> BaseStorage:
+def _open_journal(path: Path, repair: bool, create: bool) -> BaseStorage:
     if not path.parent.is_dir():
         raise InputError(f"storage folder {path.parent} does not exist")
     if path.exists() and not path.is_file():
         raise InputError(f"journal {path} is not a file")
-    if not repair and not path.exists():
+    if not create and not path.exists():
         raise InputError(f"journal {path} does not exist")
     try:
         if not repair:  # read-only commands leave the file alone; they say what the reader skips
             tail = find_torn_tail(path)
-            if tail is not None:
+            if tail is not None and not tail.terminated:  # a complete damaged line: the reader's own warning
                 log.warning("%s; skipped it (run or worker cuts it, keeping a backup)", describe_tail(path, tail))
         return JournalStorage(SafeJournalBackend(path, repair=repair))
     except StorageFullError:
@@ -129,20 +131,65 @@ def _open_journal(path: Path, repair: bool) -> BaseStorage:
         raise InputError(f"journal {path}: cannot open ({exc.strerror or exc})") from None
 
 
-def open_storage(url: str, repair: bool = True) -> BaseStorage:
+def sqlite_file(url: str) -> Path | None:
+    """The database file a `sqlite:` URL names (None: in memory, or a `file:` URI that SQLite parses itself)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:") or parsed.query.get("uri"):
+        return None
+    return Path(database)
+
+
+# Optuna reads a trial's values, attributes and parameters by trial id, once or more per trial. PostgreSQL plans a
+# small table's lookup as a sequential scan, and psycopg's prepared statements keep that plan as the table grows:
+# the rows read per trial then grew with the study (trial_values: 1 scan of up to half the table per trial,
+# 1,532 rows read per trial at 1,000 trials against 499 at 100; benchmarks/RESULTS.md, section 8). Every such
+# lookup has an index, which this setting makes the planner use.
+PG_OPTIONS = "-c enable_seqscan=off"
+
+
+def _postgres_kwargs(url: str) -> dict:
+    """SQLAlchemy engine arguments for a PostgreSQL URL through psycopg (3 or 2): `PG_OPTIONS` added to any
+    `options` the URL carries; nothing for other URLs and drivers."""
+    scheme = url.split("://", 1)[0]
+    if scheme not in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2", "postgres"):
+        return {}
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        theirs = make_url(url).query.get("options", "")
+    except (ArgumentError, ValueError):
+        return {}
+    theirs = " ".join(theirs) if isinstance(theirs, tuple) else theirs
+    return {"connect_args": {"options": f"{theirs} {PG_OPTIONS}".strip()}}
+
+
+def open_storage(url: str, repair: bool = True, create: bool | None = None) -> BaseStorage:
     """An Optuna storage for `journal:PATH`, `sqlite:///...`, `postgresql://...` or any SQLAlchemy URL.
 
     A journal whose last line was torn by an interrupted write is repaired first (the cut bytes are kept
     in a backup file next to it); with `repair=False` (read-only use) the file is left alone and a warning
-    says which line the reader skips.
+    says which line the reader skips. `create` (default: `repair`) lets a missing journal or SQLite file be
+    created; without it a missing one is an InputError naming it, and nothing is written.
     """
+    create = repair if create is None else create
     if is_journal(url):
-        return _open_journal(journal_path(url), repair)
+        return _open_journal(journal_path(url), repair, create)
     if "://" not in url:
         raise InputError(f"storage {redact(url)!r} is neither journal:PATH nor a database URL (sqlite:///..., postgresql://...)")
-    kwargs = {}
+    kwargs = _postgres_kwargs(url)
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 120}}  # many worker processes write to one file
+        database = sqlite_file(url)
+        if not create and database is not None and not database.is_file():
+            raise InputError(f"storage {redact(url)}: no such database file {database.absolute()} (read-only commands and workers create none)")
     try:
         return RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=False)
     except (ImportError, ModuleNotFoundError) as exc:
@@ -152,6 +199,17 @@ def open_storage(url: str, repair: bool = True) -> BaseStorage:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = ("; a '@' in the password must be written %40" if any("@" in s for s in url_secrets(url)) else "")
         raise InputError(f"storage {redact(url)}: cannot connect ({_scrub(first, url)}){hint}") from None
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's INFO lines ("A new study created in ...") left out of what a command prints."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def load_study(name: str, storage: BaseStorage | str) -> optuna.Study:

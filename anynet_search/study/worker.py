@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from anynet_search._compat import moved_names
 from anynet_search.spaces import DesignSpace, InfeasibleConfig
-from anynet_search.study import bookkeeping
+from anynet_search.study import bookkeeping, interrupts
 from anynet_search.study.interrupts import STATE, interruptible
 from anynet_search.study.objective import config_record, run_trial
 from anynet_search.study.optuna_adapter import Outcome, storage_of, trial_index
@@ -187,7 +187,7 @@ class Worker(Reaping):
         try:
             while True:
                 if STATE.stop_requested:
-                    raise KeyboardInterrupt
+                    raise interrupts.stop()  # SIGTERM / SIGHUP: the command exits 143 / 129
                 if time.monotonic() >= next_reap:
                     self.reap_dead_trials()
                     next_reap = time.monotonic() + (IDLE_REAP_SECONDS if idle else REAP_SECONDS)
@@ -403,7 +403,7 @@ def load_worker_study(study_name: str, storage_url: str, worker_id: str) -> optu
     """The study as a worker sees it: with the study's own sampler and pruner (Optuna's loader would give
     TPE and the median pruner whatever the study asked for), seeded per worker so that parallel adaptive
     workers do not propose the same parameters."""
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, create=False)  # a worker joins a study: it never creates a storage
     settings = StudySettings.from_study(load_study(study_name, storage))
     seed = zlib.crc32(f"{settings.seed}:{worker_id}".encode())
     return optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(settings.sampler, seed),
