@@ -75,8 +75,10 @@ def next_command(space_file: Path, s: StudyReport, train: dict | None) -> str:
         words += ["--epochs", str(s.epochs)]
     words += ["--trials", str(s.summary["n"])]
     defaults = TrainConfig().to_dict()
+    # `augment=auto` gives the shift protocol on every data set but a prepared store: no need to say it there
+    implied = {"augment": "shift"} if not str(s.dataset or "").startswith("prepared:") else {}
     for key, value in sorted((train or {}).items()):
-        if key != "epochs" and key in defaults and value != defaults[key]:
+        if key != "epochs" and key in defaults and value != defaults[key] and implied.get(key) != value:
             words += ["--train", f"{key}={value}"]
     return shlex.join(words)
 

@@ -196,9 +196,11 @@ def describe_training(settings: StudySettings | None, devices: set[str] | None =
     pad = "resolution // 8" if t["crop_pad"] is None else t["crop_pad"]
     epochs = f"{t['epochs']} epoch{'s' if t['epochs'] != 1 else ''}"
     warmup = f"{t['warmup_epochs']:g} epoch{'s' if t['warmup_epochs'] != 1 else ''}"
-    augment = ("random-resized crops and center-crop evaluation (ImageNet protocol)" if t["augment"] == "imagenet"
-               else f"shifted crops (padding {pad})" if t["augment"] == "shift" else f"augmentation {t['augment']}")
-    digest = f" (data digest {settings.data_digest[:12]})" if settings.data_digest else ""
+    protocol = t.get("augment", "shift")  # the one protocol of studies made before there were two
+    augment = ("random-resized crops and center-crop evaluation (ImageNet protocol)" if protocol == "imagenet"
+               else f"shifted crops (padding {pad})" if protocol == "shift" else f"augmentation {protocol}")
+    data_digest = getattr(settings, "data_digest", None)
+    digest = f" (data digest {data_digest[:12]})" if data_digest else ""
     return (f"{t['dataset']}{digest}, {epochs}, batch {t['batch_size']}, lr {t['lr']:g} "
             f"(warm-up {warmup}, cosine), momentum {t['momentum']:g}"
             f"{' Nesterov' if t['nesterov'] else ''}, weight decay {t['weight_decay']:g}, label smoothing "

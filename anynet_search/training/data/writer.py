@@ -168,6 +168,8 @@ def _worker(source: Source, images: str, data_offset: int, bounds: list[tuple[in
     """A worker process: decode, write, sync and report each chunk of `run` in order."""
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops the workers
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # the parent stops a worker with SIGTERM: end quietly, not with the
+        signal.signal(sig, signal.SIG_DFL)  # CLI's stop handler (inherited through the fork) and its traceback
     for fd in keep_fds:  # the parent's lock on the store: only the parent holds it
         with contextlib.suppress(OSError):
             os.close(fd)
