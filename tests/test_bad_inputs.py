@@ -176,7 +176,7 @@ ROWS = [
     ("run-storage-journal-is-a-folder", [*RUN, "--storage", "journal:{W}/adir"], ["--storage", "adir"]),
     # ---- studies stored by another version of anynet-search
     ("run-newer-settings", [*RUN, "--study", "newer", "--out", "{W}/runs", "--trials", "8"],
-     ["'newer'", "anynet-search 9.0.0", "format 99", "formats 1..2"]),
+     ["'newer'", "anynet-search 9.0.0", "format 99", "formats 1..3"]),
     ("run-settings-unknown-key", [*RUN, "--study", "unknownkey", "--out", "{W}/runs", "--trials", "8"],
      ["'unknownkey'", "cache"]),
     # ---- run: space files
@@ -327,6 +327,10 @@ ROWS = [
     ("prepare-source-unknown", ["prepare", "mnist", "--out", "{W}/st", "--resolution", "8"], ["mnist"]),
     ("prepare-source-missing", ["prepare", "imagefolder:{W}/nope", "--out", "{W}/st", "--resolution", "8"],
      ["nope", "does not exist"]),
+    ("run-prepared-missing", [*RUN, "--dataset", "prepared:{W}/nostore"], ["prepared:", "nostore", "does not exist"]),
+    ("run-prepared-not-a-store", [*RUN, "--dataset", "prepared:{W}/runs"], ["runs", "not a prepared store"]),
+    ("run-imagenet-unprepared", [*RUN, "--dataset", "imagenet:{W}/imagenet"], ["imagenet", "anynet-search prepare"]),
+    ("run-other-data-alone", [*RUN, "--other-data"], ["--other-data", "--configs-from"]),
     ("prepare-classes-too-many", ["prepare", "digits", "--out", "{W}/st", "--resolution", "8", "--classes", "11"],
      ["--classes 11", "only 10 classes"]),
 ]

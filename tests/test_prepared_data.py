@@ -336,3 +336,19 @@ def test_streaming_from_the_host_feeds_the_rows_of_the_host_drawn_order(store: P
             pass
         wrong.append(int(program.wrong))
     assert wrong[0] == wrong[1] == round(result.val_error * data.split_size("val") / 100)
+
+
+def test_run_on_a_truncated_store_is_one_line_and_leaves_the_store_alone(tmp_path: Path, capfd) -> None:
+    from anynet_search.cli import main
+
+    _store16(tmp_path / "s", 0)
+    images = tmp_path / "s" / "images.npy"
+    with open(images, "r+b") as fh:
+        fh.truncate(images.stat().st_size - 100)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir()}
+    code = main(["run", "--dataset", f"prepared:{tmp_path / 's'}", "--trials", "1", "--out", str(tmp_path / "runs"),
+                 "--objective", "anynet_search.study.dry_run:pseudo_error"])
+    err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1 and "images.npy is truncated" in err[0] and "Traceback" not in err[0]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir()} == before
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
