@@ -52,6 +52,19 @@ def _seed(text: str) -> int:
     return value
 
 
+def _repeat(text: str) -> int:
+    """argparse type: a repeat number, an integer in 0 .. MAX_REPEAT."""
+    from anynet_search.choices import MAX_REPEAT
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_REPEAT}, got {text!r}") from None
+    if not 0 <= value <= MAX_REPEAT:
+        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_REPEAT}, got {value}")
+    return value
+
+
 def _margin_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.5,  # checked by the analysis (one home for the rule)
                    help="non-inferiority margin: the worsening of the mean error a kept constraint must rule out "
@@ -108,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train exactly the configs of this random/qmc study (run folder or storage URL), slot by slot, "
                         "with its space, sampler, data set, seed and trainer settings unless given (e.g. another "
                         "--epochs); see `anynet-search fidelity`")
+    p.add_argument("--repeat", type=_repeat, default=0, metavar="K",
+                   help="train the configs again under other training seeds (the K-th retraining; 0, the default, is "
+                        "the first training): with --configs-from RUN and RUN's budget, the two studies' differences "
+                        "are the training noise (see `anynet-search fidelity`); study name ...-rK")
     p.add_argument("--configs-study", default=None, metavar="NAME",
                    help="the study of --configs-from when its storage holds several")
     p.add_argument("--out", default="runs", help="folder of run folders (default runs)")

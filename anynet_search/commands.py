@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       devices=args.devices, seed=args.seed, out=args.out, objective=args.objective,
                       train_overrides=_train_overrides(args.train), in_flight=args.in_flight,
                       oversubscribe=args.oversubscribe, configs_from=args.configs_from,
-                      configs_study=args.configs_study, pruner=args.pruner)
+                      configs_study=args.configs_study, pruner=args.pruner, repeat=args.repeat)
     cluster = cluster_options(args)
     if cluster is None:
         outcome = run_study(opts)

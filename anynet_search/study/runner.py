@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
-from anynet_search.choices import MAX_SEED
+from anynet_search.choices import MAX_REPEAT, MAX_SEED
 from anynet_search.errors import InputError
 from anynet_search.paths import check_out_dir, check_out_file, check_study_name, make_dir
 from anynet_search.spaces import DesignSpace, load_space
@@ -88,6 +88,7 @@ class RunOptions:
     configs_from: str | None = None  # a run folder or storage URL: train the configs of that random / QMC study
     configs_study: str | None = None  # the study in configs_from's storage, when it holds several
     pruner: str | None = None  # None: the sampler's default (none for random / QMC, median for adaptive)
+    repeat: int = 0  # K >= 1: train the configs again under the K-th other set of training seeds (`plan.train_seed`)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,8 @@ def check_options(opts: RunOptions) -> list[str]:
     if opts.seed is not None and (isinstance(opts.seed, bool) or not isinstance(opts.seed, int)
                                   or not 0 <= opts.seed <= MAX_SEED):
         raise InputError(f"--seed must be an integer in 0..{MAX_SEED}, got {opts.seed!r}")
+    if isinstance(opts.repeat, bool) or not isinstance(opts.repeat, int) or not 0 <= opts.repeat <= MAX_REPEAT:
+        raise InputError(f"--repeat must be an integer in 0..{MAX_REPEAT}, got {opts.repeat!r}")
     if opts.storage is not None and not opts.storage.strip():
         raise InputError("--storage: empty (leave it out for the journal in the run folder)")
     if opts.sampler is not None and opts.sampler not in SAMPLERS:
@@ -230,6 +233,8 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
                                           train_cfg.epochs)
     if opts.study is None and source is None:
         default_name = _legacy_name(Path(opts.out), default_name, train_cfg.epochs)
+    if opts.repeat:
+        default_name += f"-r{opts.repeat}"
     name = opts.study or check_study_name(default_name, option="study name (from the space name)")
     for device in sorted(set(devices)):
         check_space_fits(space, train_cfg, device)
@@ -239,7 +244,7 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
                              sampler=str(opts.sampler), seed=int(opts.seed), n_trials=int(opts.trials),
                              dataset=str(opts.dataset), train=train_cfg.to_dict(),
                              configs_from=source.record if source else None,
-                             pruner=opts.pruner or default_pruner(str(opts.sampler)))
+                             pruner=opts.pruner or default_pruner(str(opts.sampler)), repeat=opts.repeat)
     sampler, pruner = make_sampler(settings.sampler, settings.seed), settings.make_pruner()
     storage = study = None  # an existing storage and study are opened and checked before anything is written
     replace = False
@@ -311,10 +316,11 @@ def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, ur
 def settings_differences(stored: StudySettings, asked: StudySettings) -> list[str]:
     """'KEY STORED (stored) vs ASKED (asked)' for each setting that keeps a study from being resumed."""
     out = []
-    for field in ("space_hash", "sampler", "pruner_name", "seed", "dataset"):
+    for field in ("space_hash", "sampler", "pruner_name", "seed", "dataset", "repeat"):
         a, b = getattr(stored, field), getattr(asked, field)
         if a != b:
-            what = {"space_hash": "space (its definition's hash)", "pruner_name": "--pruner"}.get(field, field)
+            what = {"space_hash": "space (its definition's hash)", "pruner_name": "--pruner",
+                    "repeat": "--repeat"}.get(field, field)
             out.append(f"{what} {a} (stored) vs {b} (asked)")
     if not same_source(stored.configs_from, asked.configs_from):
         out.append("--configs-from " + " vs ".join(
