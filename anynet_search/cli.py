@@ -177,13 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     _margin_arguments(p)
     p.set_defaults(func=commands.cmd_derive)
 
-    p = sub.add_parser("fidelity", help="do two budgets rank the same configs alike? (rank correlations, top-10%% "
-                       "overlap, constraint verdicts)")
+    p = sub.add_parser("fidelity", help="do budgets rank the same configs alike? (rank correlations and their paired "
+                       "differences, top-10%% overlap, constraint verdicts, the retrain noise ceiling)")
     p.add_argument("runs", nargs="+", metavar="RUN",
-                   help="RUN_LOW RUN_HIGH: two run folders or storage URLs (e.g. a study and one made from it with "
-                        "run --configs-from RUN --epochs E)")
+                   help="two or more run folders or storage URLs of the same configs (a study and those made from it "
+                        "with run --configs-from RUN --epochs E, or --repeat K for a retraining of the highest budget, "
+                        "which gives the noise ceiling); the study of most epochs is the reference")
     p.add_argument("--study", action="append", default=[], metavar="NAME",
-                   help="study of each storage URL among the RUNs, in order (one URL: --study LOW --study HIGH)")
+                   help="study of each storage URL among the RUNs, in order (one URL: a --study for each study)")
     p.add_argument("--out", default="fidelity", help="folder for fidelity.png and the CSVs (default fidelity)")
     p.add_argument("--n-boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutation tests")

@@ -177,30 +177,30 @@ def _targets(runs: list[str], studies: list[str]) -> list[str | tuple[str, str]]
 
 
 def _fidelity_targets(runs: list[str], studies: list[str]) -> list[str | tuple[str, str]]:
-    """RUN_LOW RUN_HIGH with their --study names: one URL with --study LOW --study HIGH, or each storage URL among
-    the runs taking the next name in order (a single name goes to every URL); run folders take none."""
+    """The RUNs with their --study names: one URL with a --study per study, or each storage URL among the runs
+    taking the next name in order (a single name goes to every URL); run folders take none."""
     from anynet_search.study.run_folder import is_storage_url
 
-    if len(runs) == 1 and len(studies) == 2:
-        return [(runs[0], studies[0]), (runs[0], studies[1])]
+    if len(runs) == 1 and len(studies) >= 2:
+        return [(runs[0], name) for name in studies]
     urls = [r for r in runs if is_storage_url(r)]
-    if len(runs) != 2 or (studies and len(studies) not in (1, len(urls))) or (studies and not urls):
-        raise CliError(f"fidelity compares two studies: RUN_LOW RUN_HIGH (a storage URL among them with its --study "
-                       f"NAME), or one storage URL with --study LOW --study HIGH; got {len(runs)} RUN and "
-                       f"{len(studies)} --study")
+    if len(runs) < 2 or (studies and len(studies) not in (1, len(urls))) or (studies and not urls):
+        raise CliError(f"fidelity compares two studies or more of the same configs: RUN RUN [RUN ...] (a storage URL "
+                       f"among them with its --study NAME), or one storage URL with a --study for each; got "
+                       f"{len(runs)} RUN and {len(studies)} --study")
     names = iter(studies * len(urls) if len(studies) == 1 else studies)
     return [(r, next(names)) if studies and is_storage_url(r) else r for r in runs]
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
-    """`fidelity`: do two budgets rank the same configs alike?"""
+    """`fidelity`: do the budgets rank the same configs alike, and how far apart are they, as pairs?"""
     from anynet_search.paths import check_out_dir
-    from anynet_search.reporting.fidelity import fidelity_runs
+    from anynet_search.reporting.fidelity_set import fidelity_set
 
     targets = _fidelity_targets(args.runs, args.study)
     check_out_dir(args.out)
-    rep = fidelity_runs(targets[0], targets[1], args.out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
-                        margin_unit=args.margin_unit)
+    rep = fidelity_set(targets, args.out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
+                       margin_unit=args.margin_unit)
     print("\n".join(rep.lines()))
     print(f"  files: {', '.join(str(p) for p in rep.files)}")
     return 0

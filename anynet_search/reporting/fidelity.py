@@ -79,7 +79,7 @@ class FidelityReport:
         if r.overlap is not None:
             o = r.overlap
             rows.append((f"top {100 * o['fraction']:.0f}% overlap",
-                         f"{o['overlap']:.1f} of {o['k']} (chance {o['chance']:.2f}; p = {o['p_value']:.2g})"))
+                         f"{o['overlap']:.1f} of {o['k']} (chance {o['chance']:.2f}; exact p = {o['p_value']:.2g})"))
         if r.verdicts is not None:
             v = r.verdicts
             rows.append(("constraint verdicts agreeing", f"{int(v['agree'].sum())} of {len(v)}"))
@@ -100,7 +100,7 @@ class FidelityReport:
             o = r.overlap
             out.append(f"  top {100 * o['fraction']:.0f}%: {o['overlap']:.1f} of the {o['k']} best at {self.high_budget} "
                        f"are among the {o['k']} best at {self.low_budget} (chance {o['chance']:.2f}; "
-                       f"p = {o['p_value']:.2g})")
+                       f"p = {o['p_value']:.2g}, exact: hypergeometric, over the random breaks of ties at the cuts)")
         if r.verdicts is not None:
             v = r.verdicts
             neutral = int(((v["verdict_low"] == "neutral") & (v["verdict_high"] == "neutral")).sum())
