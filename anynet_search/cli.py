@@ -174,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="derived space file (default derived_space_STUDY.yaml, the name "
                    "analyze gives it too)")
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
+    p.add_argument("--retrained", default=None, metavar="RUN",
+                   help="a retraining of RUN's configs under other training seeds (run --configs-from RUN --repeat K): "
+                        "each verdict is drawn again from its errors and states how far it moved against the retrain "
+                        "noise")
+    p.add_argument("--retrained-study", default=None, metavar="NAME", help="the study of --retrained when its "
+                   "storage holds several")
     _margin_arguments(p)
     p.set_defaults(func=commands.cmd_derive)
 

@@ -231,7 +231,10 @@ def cmd_derive(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         check_out_file(args.out)
+    if args.retrained_study is not None and args.retrained is None:
+        raise CliError("--retrained-study names the study of --retrained RUN; give --retrained too")
     run = load_run(args.run, args.study)
+    retrained = _retrained(run, args) if args.retrained is not None else None
     why = adaptive_note(run.df)
     if why and not args.force:
         print(f"no constraints judged and no space derived: {why}")
@@ -249,6 +252,8 @@ def cmd_derive(args: argparse.Namespace) -> int:
           f"{table.attrs['alpha'] / 2:g}, the chance of keeping a constraint that worsens the mean error by the margin")
     print(verdict_text(table, width))
     print("every number (p-values, Holm, notes) of each constraint: anynet-search analyze writes constraints.csv")
+    if retrained is not None:
+        print("\n".join(retrained))
     if run.space is None:
         print(f"no derived space: {run.space_note}", file=sys.stderr)
         return 0
@@ -258,6 +263,17 @@ def cmd_derive(args: argparse.Namespace) -> int:
     derived.write(out, [f"derived by anynet-search derive from {run.label}; added: {added}"])
     print(f"derived space ({derived.log10_size_before:.2f} -> {derived.log10_size_after:.2f} log10 size): {out}")
     return 0
+
+
+def _retrained(run: object, args: argparse.Namespace) -> list[str]:
+    """`derive --retrained`: the lines on the retrain noise and the verdicts drawn from the retrained errors (its
+    checks run before anything is judged or written)."""
+    from anynet_search.reporting.noise import verdict_noise, verdict_noise_lines
+    from anynet_search.reporting.results import load_run
+
+    again = load_run(args.retrained, args.retrained_study)
+    noise, moved = verdict_noise(run, again, margin=args.margin, margin_unit=args.margin_unit)  # type: ignore[arg-type]
+    return verdict_noise_lines(run, again, noise, moved)  # type: ignore[arg-type]
 
 
 def cmd_export(args: argparse.Namespace) -> int:

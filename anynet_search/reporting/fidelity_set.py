@@ -25,18 +25,8 @@ from anynet_search.errors import InputError
 from anynet_search.paths import safe_file_name
 from anynet_search.reporting import plots
 from anynet_search.reporting.fidelity import FidelityReport, epochs_of, fidelity_of
+from anynet_search.reporting.noise import trained_alike
 from anynet_search.reporting.results import RunData, load_run
-
-
-def _training(run: RunData) -> tuple | None:
-    """What makes two studies trainings of one budget alike: data and trainer settings; None when unknown."""
-    s = run.settings
-    return None if s is None else tuple(sorted((k, repr(v)) for k, v in s.outcome_settings().items()))
-
-
-def _seeds(run: RunData) -> tuple[int, int] | None:
-    s = run.settings
-    return None if s is None else (s.seed, s.repeat)
 
 
 def roles(runs: Sequence[RunData]) -> tuple[int, list[int], list[int]]:
@@ -51,8 +41,7 @@ def roles(runs: Sequence[RunData]) -> tuple[int, list[int], list[int]]:
     top = max(e for e in epochs if e is not None)
     tied = [k for k, e in enumerate(epochs) if e == top]
     ref = min(tied, key=lambda k: (runs[k].settings.repeat if runs[k].settings else 0, k))
-    retrains = [k for k in range(len(runs)) if k != ref and _training(runs[k]) == _training(runs[ref])
-                and _seeds(runs[k]) != _seeds(runs[ref])]
+    retrains = [k for k in range(len(runs)) if k != ref and trained_alike(runs[ref], runs[k])]
     lows = sorted((k for k in range(len(runs)) if k != ref and k not in retrains), key=lambda k: (epochs[k], k))
     return ref, lows, retrains
 

@@ -22,6 +22,7 @@ from markupsafe import Markup
 from anynet_search.analysis import param_columns, stage_columns
 from anynet_search.analysis.columns import SAMPLED_PREFIX
 from anynet_search.reporting.cells import Table, fmt
+from anynet_search.reporting.noise import noise_sentence
 from anynet_search.reporting.results import RunData
 from anynet_search.reporting.summary import ReportFigure, ReportSummary, StudyReport
 from anynet_search.reporting.verdicts import verdict_rows, verdict_text
@@ -304,6 +305,7 @@ def render_report(
     if summary.expected_best is not None:
         toc.append(("expected-best", "Expected best error"))
     toc += [(f"fidelity-{k}", f"Fidelity {f['low']} vs {f['high']}") for k, f in enumerate(fidelity)]
+    toc += [(f"noise-{k}", f"Retrain noise {p.second}") for k, p in enumerate(summary.noise)]
     toc += [(sec["anchor"], f"Study {sec['label']}") for sec in sections] + [("files", "Files")]
     files = [
         summary.results_csv,
@@ -333,6 +335,9 @@ def render_report(
         "raw_comparisons": Table.of(summary.raw_comparisons),
         "versus": summary.comparisons["versus"].iloc[0] if summary.comparisons is not None else "",
         "comparison_powers": _comparison_powers(summary),
+        "noise": [pair.lines() for pair in summary.noise],
+        "noise_sentence": (noise_sentence(summary.comparisons, summary.noise)
+                           if summary.noise and summary.comparisons is not None else None),
         "complexity_figures": [_img(f) for f in figures if f.kind == "complexity"],
         "expected_best": Table.of(summary.expected_best),
         "fidelity": fidelity,

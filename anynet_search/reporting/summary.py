@@ -111,6 +111,7 @@ class ReportSummary:
     normalization_reason: str | None = None  # why they are normalized (asked for, or the flops differ)
     raw_comparisons: pd.DataFrame | None = None  # the raw comparisons beside normalized ones
     settings_warning: str | None = None  # studies trained differently, compared under --force
+    noise: list[Any] = field(default_factory=list)  # `reporting.noise.RetrainPair` of each retrained study
 
     def comparison_basis(self) -> str:
         """Which EDFs the study comparisons use, and why."""
@@ -157,12 +158,16 @@ class ReportSummary:
                 lines.append(f"    constraints: {s.constraints_note}")
         for f in self.fidelity:
             lines += f.lines(table=False)
+        for pair in self.noise:
+            lines += ["  " + line for line in pair.lines()]
         if self.comparisons is not None:
             lines.append(f"  comparisons on {self.comparison_basis()} EDFs"
                          + (", raw ones beside them in the report" if self.raw_comparisons is not None else ""))
             for row in self.comparisons.itertuples(index=False):
+                beyond = (f" ({row.beyond_noise:.1f} sds of the retrain noise of a difference of means)"
+                          if "beyond_noise" in self.comparisons else "")
                 lines.append(f"    {row.study} vs {row.versus}: KS p = {row.p_value:.3g}, mean error "
-                             f"{row.mean_diff:+.2f} points")
+                             f"{row.mean_diff:+.2f} points{beyond}")
         lines.append(f"  report: {self.report}")
         lines.append(f"  results: {self.results_csv}   constraints: {self.constraints_csv}")
         for p in self.derived_spaces:
