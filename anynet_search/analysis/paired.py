@@ -130,6 +130,7 @@ def rho_differences(errors: pd.DataFrame, reference: str, pairs: Sequence[tuple[
         rows.append({"a": a, "b": b, "rho_a": ea, "rho_b": eb, "diff": est, "lo": lo, "hi": hi, "p": p,
                      "at_floor": bool(p <= 2.0 / (np.isfinite(boot).sum() + 1) + 1e-12), "n": len(errors)})
     table = pd.DataFrame(rows, columns=["a", "b", "rho_a", "rho_b", "diff", "lo", "hi", "p", "at_floor", "n"])
-    table["p_holm"] = holm(table["p"].to_numpy(dtype=float)) if len(table) else []
+    p = table["p"].to_numpy(dtype=float)
+    table["p_holm"] = holm(p) if len(table) > 1 else p  # one test: its own p (and no statsmodels call)
     table.attrs.update(n_boot=n_boot, level=level)
     return table
