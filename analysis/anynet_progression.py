@@ -26,6 +26,7 @@ from pathlib import Path
 from progression_data import DATA, read_data, write_data
 from progression_numbers import one_image, progression_numbers
 from progression_render import plot_progression, render_markdown
+from progression_stability import RERUNS, read_reruns, retrain_numbers, stability_numbers
 
 from anynet_search.study import RunOptions, run_study
 
@@ -46,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--doc", default=str(HERE / "anynet_progression.md"), help="markdown file to write")
     parser.add_argument("--figure", default=str(HERE / "figures" / "anynet_progression_edf.png"))
     parser.add_argument("--data", default=str(DATA), help="per-model CSV written after training, read by --report-only")
+    parser.add_argument("--reruns", default=str(RERUNS),
+                        help="per-model CSV of the reruns and retrainings (progression_stability.py), if it exists")
     parser.add_argument("--margin", type=float, default=None,
                         help="non-inferiority / equivalence margin in points (default: one validation image)")
     parser.add_argument("--n-perm", type=int, default=4000, help="permutations per test (default 4000)")
@@ -80,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     margin = one_image(meta["validation_images"]) if args.margin is None else args.margin
     numbers = progression_numbers(frames, spaces, margin=margin, seed=meta["seed"], n_perm=args.n_perm,
                                   power_sims=args.power_sims, validation_images=meta["validation_images"])
+    reruns = read_reruns(Path(args.reruns), meta["validation_images"])
+    if reruns is not None:  # the reruns under other seeds and the retrained studies (progression_stability.py)
+        table, numbers["reruns_meta"] = reruns
+        numbers["stability"] = stability_numbers(numbers["steps"], table, list(frames), margin, args.n_perm,
+                                                 numbers["level"])
+        numbers["retrain"] = retrain_numbers(frames, table, numbers["steps"], margin, args.n_perm)
     figure, doc = Path(args.figure), Path(args.doc)
     figure.parent.mkdir(parents=True, exist_ok=True)
     plot_progression(numbers, figure)
