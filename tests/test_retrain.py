@@ -12,6 +12,8 @@ from scipy import stats
 from anynet_search.analysis.fidelity import error_resolution, margin_note, overlap_law, top_overlap
 from anynet_search.analysis.noise import beyond_noise, noise_sd_of_difference, retrain_noise
 from anynet_search.analysis.paired import rho_differences
+from anynet_search.reporting.fidelity import fidelity_of
+from anynet_search.reporting.results import RunData
 from anynet_search.study.plan import StudySettings, train_seed
 
 
@@ -106,3 +108,19 @@ def test_one_validation_image_is_read_off_the_errors_and_a_finer_margin_is_flagg
     assert error_resolution(np.random.default_rng(0).uniform(0, 30, 20)) is None  # not counts of images
     assert "finer than one validation image (0.69 points, 144 images)" in margin_note(0.5, 100 / 144)
     assert margin_note(100 / 144, 100 / 144) is None and margin_note(0.5, None) is None
+
+
+def test_fidelity_flags_a_margin_finer_than_one_validation_image_and_not_one_image_itself():
+    rng = np.random.default_rng(2)
+    n = 40
+    configs = {f"sampled_{p}{i}": rng.integers(1, 9, n) * (8 if p == "w" else 1) for p in "dwbg" for i in (1, 2)}
+    wrong = rng.integers(0, 30, n)
+    built = {k.removeprefix("sampled_"): v for k, v in configs.items()}
+    high = pd.DataFrame({"trial": range(n), "error": wrong * 100 / 144, "sampler": "random", "flops": 1e6,
+                         **configs, **built})
+    low = high.assign(error=(wrong + rng.integers(0, 5, n)) * 100 / 144)
+    runs = [RunData(label=k, run=k, df=df) for k, df in (("low", low), ("high", high))]
+    flagged = fidelity_of(*runs, n_boot=200, margin=0.5, figure=False)
+    assert "finer than one validation image (0.69 points, 144 images)" in flagged.margin_flag
+    assert any("finer than one validation image" in line for line in flagged.lines(table=False))
+    assert fidelity_of(*runs, n_boot=200, margin=100 / 144, figure=False).margin_flag is None

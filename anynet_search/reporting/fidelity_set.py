@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from anynet_search.analysis import resolve_margin
 from anynet_search.analysis.constraints import holm
 from anynet_search.analysis.fidelity import MIN_MATCHED, error_resolution, margin_note
 from anynet_search.analysis.noise import RetrainNoise, retrain_noise
@@ -89,7 +90,7 @@ class FidelitySet:
         if self.margin_flag:
             out.append(f"note: {self.margin_flag}")
         for rep in self.pairs:
-            out += rep.lines(table=len(self.words) == 2)
+            out += rep.lines(table=len(self.words) == 2, margin=False)
             if rep.low in self.overlap_holm:
                 out.append(f"  top {100 * rep.result.overlap['fraction']:.0f}% overlap p Holm-adjusted over the "
                            f"{len(self.overlap_holm)} lower budgets: {self.overlap_holm[rep.low]:.2g}")
@@ -142,9 +143,10 @@ def fidelity_set(targets: Sequence[str | tuple[str, str]], out_dir: str | Path, 
             noise.append((runs[k].label, retrain_noise(reference.df, runs[k].df, n_boot=n_boot, seed=seed)))
         except ValueError as exc:
             raise InputError(f"fidelity of {runs[k].label} against {reference.label}: {exc}") from None
-    resolution = error_resolution(reference.df["error"].to_numpy(dtype=float))
-    margin_points = margin if margin_unit == "points" else margin * float(reference.df["error"].std(ddof=1))
-    result = FidelitySet(reference.label, words, pairs, noise, margin_points, margin_note(margin_points, resolution))
+    errors = reference.df["error"].to_numpy(dtype=float)
+    margin_points = resolve_margin(errors, margin, margin_unit)[0]
+    result = FidelitySet(reference.label, words, pairs, noise, margin_points,
+                         margin_note(margin_points, error_resolution(errors)))
     with_overlap = [p for p in pairs if p.result.overlap is not None]
     if len(with_overlap) > 1:
         adjusted = holm([p.result.overlap["p_value"] for p in with_overlap])

@@ -282,7 +282,7 @@ def _fidelity_sections(summary: ReportSummary, figures: Sequence[ReportFigure]) 
             "verdicts": Table.of(verdict_view(v)) if v is not None else None,
             "trivial": v.attrs.get("trivial", 0) if v is not None else 0,
             "margin_spec": v.attrs.get("margin_spec", "") if v is not None else "",
-            "notes": f.result.notes,
+            "notes": f.result.notes + ([f.margin_flag] if f.margin_flag else []),
             "n_boot": f.n_boot,
             "figure": pictures[k:k + 1],
         })
