@@ -184,7 +184,11 @@ class ReportSummary:
 def _configs_note(run: RunData) -> str | None:
     """Where the configs of a study made with `run --configs-from` came from (None for a sampled study)."""
     record = run.study.user_attrs.get(SETTINGS_ATTR, {}).get("configs_from") if run.study is not None else None
-    return describe_source(record) if isinstance(record, dict) else None
+    note = describe_source(record) if isinstance(record, dict) else None
+    if run.settings is not None and run.settings.repeat:
+        again = f"repeat {run.settings.repeat}: trained again under other training seeds"
+        note = f"{note}; {again}" if note else f"configs of its seed's stream, {again}"
+    return note
 
 
 def describe_training(settings: StudySettings | None) -> str:
