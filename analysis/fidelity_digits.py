@@ -139,7 +139,8 @@ def add_retrained(run: Path, csv: Path) -> None:
         table.insert(1, "repeat", 0)
     table = table[table["repeat"] != settings.repeat] if (table["budget"] == meta["high"]).any() else table
     pd.concat([table, df[table.columns.intersection(df.columns)]], ignore_index=True).to_csv(csv, index=False)
-    meta["studies"][key(meta["high"], settings.repeat)] = entry
+    meta["studies"][key(meta["high"], settings.repeat)] = {**entry, "run": str(run),
+                                                          "written": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
     meta_path(csv).write_text(json.dumps(meta, indent=1) + "\n")
 
 

@@ -13,7 +13,7 @@ from anynet_search.training.interface import TrainConfig
 def _epochs(k: str) -> str:
     e = int(k.split("r")[0])
     words = f"{e} epoch{'s' if e != 1 else ''}"
-    return words + (f", retrained (repeat {k.split('r')[1]})" if "r" in k else "")
+    return words + (f" retrained (repeat {k.split('r')[1]})" if "r" in k else "")
 
 
 def _interval(est: float, lo: float, hi: float, signed: bool = False) -> str:
@@ -60,8 +60,9 @@ def render(frames: dict[str, pd.DataFrame], numbers: dict, meta: dict, figure: s
         "```bash",
         "python analysis/fidelity_digits.py --report-only   # this file and its figure from the data (seconds)",
         "python analysis/fidelity_digits.py                 # train the studies again, then the same",
-        "anynet-search fidelity " + " ".join(f"runs/fidelity/{meta['studies'][k]['study']}" for k in frames)
-        + "   # the same comparisons from the run folders",
+        "anynet-search fidelity " + " ".join(f"runs/fidelity/{meta['space']}-{meta['dataset'].split(':')[0]}-e{k}"
+                                             for k in frames)
+        + "   # the same comparisons from the recipe's run folders",
         "```",
         "",
         "## The errors at each budget",
@@ -125,7 +126,7 @@ def _paired(numbers: dict, n_boot: int) -> list[str]:
     for nz in numbers["noise"].values():
         c = nz.correlations.loc["spearman"]
         lines += [f"**The noise ceiling.** Trained again under other training seeds, {nz.changed} of the {nz.n} "
-                  f"{_epochs(high)} errors changed: by {nz.mean_abs:.2f} points on average, by up to {nz.largest:.2f}; "
+                  f"{high}-epoch errors changed: by {nz.mean_abs:.2f} points on average, by up to {nz.largest:.2f}; "
                   f"one model's training noise has sd {nz.model_sd:.2f} points ({100 * nz.noise_share:.0f}% of the "
                   f"errors' variance), and the mean error moved by {nz.shift:+.2f} [{nz.shift_lo:+.2f}, "
                   f"{nz.shift_hi:+.2f}]. The two trainings rank the models alike to Spearman rho "
