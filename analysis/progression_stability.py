@@ -36,6 +36,8 @@ from progression_numbers import _step, label
 
 from anynet_search.analysis import holm
 from anynet_search.analysis.noise import noise_sd_of_difference, retrain_noise
+from anynet_search.reporting.plan import pilot_pace
+from anynet_search.reporting.results import open_run
 from anynet_search.study import RunOptions, run_study
 
 RERUNS = DATA.with_name("progression_reruns_models.csv")
@@ -77,17 +79,21 @@ def train(args: argparse.Namespace) -> dict[tuple[str, int, int], Path]:
 
 def write_reruns(runs: Mapping[tuple[str, int, int], Path], csv: Path) -> None:
     """The per-model CSV of the reruns and retrainings (columns `rerun` = the study seed, `repeat`, then the
-    progression's columns) and its meta JSON (each study's wall time, the machine, the date)."""
-    frames, wall = [], {}
+    progression's columns) and its meta JSON (each study's wall time from its first trial's start to its last
+    trial's end, and its time with a trial running, which leaves out the pauses of a study stopped and resumed;
+    the machine; the date)."""
+    frames, wall, busy = [], {}, {}
     for (space, seed, repeat), run in runs.items():
-        df, wall[f"{space} seed {seed} repeat {repeat}"], _ = study_rows(run)
+        name = f"{label(space)} seed {seed}" + (f" repeat {repeat}" if repeat else "")
+        df, wall[name], _ = study_rows(run)
+        busy[name] = pilot_pace(open_run(run)[1]).busy_seconds  # a study stopped and resumed: only its running time
         frames.append(df.assign(space=space, rerun=seed, repeat=repeat))
     table = pd.concat(frames, ignore_index=True)
     write_table(table[["rerun", "repeat", *COLUMNS]].sort_values(["rerun", "repeat", "space", "trial"], kind="stable"),
                 csv)
     import torch
 
-    meta = {"wall_seconds": wall, "machine": platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
+    meta = {"wall_seconds": wall, "busy_seconds": busy, "machine": platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
             "written": f"{datetime.now(timezone.utc):%Y-%m-%d}"}
     meta_path(csv).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
@@ -193,7 +199,7 @@ def render_retrain(retrained: list[dict[str, Any]], level: float, n_val: int, fl
             f"The {nz.n} {r['label']} configs of the first run were trained again on the same split, under other "
             f"training seeds (`anynet-search run --space {r['space']} --seed 0 --repeat 1`): {nz.changed} of {nz.n} "
             f"errors changed, by {nz.mean_abs:.2f} points on average ({nz.mean_abs * n_val / 100:.1f} validation "
-            f"images of {n_val}) and by up to {nz.largest:.2f} ({nz.largest * n_val / 100:.1f}). One model's training "
+            f"images of {n_val}) and by up to {nz.largest:.2f} ({nz.largest * n_val / 100:.0f} images). One model's training "
             f"noise has sd {nz.model_sd:.2f} points (sd of the differences / sqrt 2), {100 * nz.noise_share:.0f}% of "
             f"the variance of the errors; the study's mean error moved by {nz.shift:+.2f} points (95% interval "
             f"[{nz.shift_lo:+.2f}, {nz.shift_hi:+.2f}]). The two trainings rank the models alike to Spearman rho "
@@ -224,7 +230,7 @@ def render_retrain(retrained: list[dict[str, Any]], level: float, n_val: int, fl
 def render_stability(stab: dict[str, Any], meta: dict[str, Any], floor: float) -> list[str]:
     """The note's section on the reruns (every sentence from `stability_numbers`)."""
     seeds, level = stab["seeds"], stab["level"]
-    wall = meta.get("wall_seconds", {})
+    wall = meta.get("busy_seconds", {})
     lines = ["## Stability: the steps rerun with other seeds", "",
              f"Each rerun trains the spaces again under another seed ({', '.join(str(s) for s in seeds)}; the first "
              "run used 0): other configs from each space's stream, other training seeds and another validation "
@@ -243,10 +249,10 @@ def render_stability(stab: dict[str, Any], meta: dict[str, Any], floor: float) -
     lines.append("")
     for row in stab["steps"]:
         k = len(row["reruns"])
-        repeats = "repeats" if row["same"] == k else "does not repeat"
+        repeats = "" if row["same"] == k else ": it does not repeat, so it is a property of one run, not of the spaces"
         ks_first = row["first"]["p_ks_better_holm"] <= level
-        lines.append(f"- **{row['step']}**: the first run's verdict '{row['first_verdict']}' {repeats} in "
-                     f"{row['same']} of {k} reruns; the mean difference ranged over {row['diff_min']:+.2f} .. "
+        lines.append(f"- **{row['step']}**: the first run's verdict '{row['first_verdict']}' comes back in "
+                     f"{row['same']} of {k} reruns{repeats}; the mean difference ranged over {row['diff_min']:+.2f} .. "
                      f"{row['diff_max']:+.2f} points over the {k + 1} runs (sd {row['diff_sd']:.2f}). "
                      + (f"The secondary one-sided KS test {'rejected' if ks_first else 'did not reject'} 'not better' "
                         f"in the first run (Holm p {_p(row['first']['p_ks_better_holm'], floor, row['first']['p_ks_better'])}) "
@@ -255,8 +261,10 @@ def render_stability(stab: dict[str, Any], meta: dict[str, Any], floor: float) -
                         + ")."
                         if row["claim"] == "better" else ""))
     if wall:
-        lines += ["", "Wall time of the reruns' studies (first trial start to last trial end, on this machine shared "
-                  "with other jobs): " + ", ".join(f"{k} {v / 60:.0f} min" for k, v in wall.items()) + "."]
+        lines += ["", "Time with a trial running, per study of the reruns (2 workers on this 2-core machine, shared "
+                  "with other jobs and niced, so these are not clean speeds): "
+                  + ", ".join(f"{k} {v / 60:.0f} min" for k, v in wall.items())
+                  + f"; {sum(wall.values()) / 60:.0f} min in all."]
     return lines + [""]
 
 
