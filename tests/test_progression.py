@@ -166,7 +166,7 @@ def test_reruns_and_a_retraining_add_the_stability_and_retrain_noise_sections(ru
     write_reruns(reruns, data)
     doc = tmp_path / "note.md"
     progression_main(["--report-only", "--data", str(csv), "--reruns", str(data), "--doc", str(doc), "--figure",
-                      str(tmp_path / "f.png"), "--n-perm", "200", "--power-sims", "50"])
+                      str(tmp_path / "f.png"), "--n-perm", "200", "--power-sims", "50", "--band-draws", "4096"])
     text = doc.read_text()
     assert "## Retrain noise: the same models trained again" in text and "## Stability: the steps rerun" in text
     assert "24 of 24 errors changed" in text  # the dry run's noise follows the repeat
