@@ -126,7 +126,8 @@ def fidelity_set(targets: Sequence[str | tuple[str, str]], out_dir: str | Path, 
     seen: dict[tuple[str, str], int] = {}
     for run in runs:
         if (run.label, run.run) in seen:
-            raise InputError(f"fidelity compares different studies; {run.label!r} in {run.run} is given twice")
+            raise InputError(f"fidelity compares different studies; two of the RUNs given both are {run.label!r} in "
+                             f"{run.run}")
         seen[(run.label, run.run)] = 1
     labels = [r.label for r in runs]
     if len(set(labels)) < len(labels):  # the same study name in two storages: tell them apart
