@@ -151,7 +151,11 @@ def stability_numbers(first: list[dict[str, Any]], table: pd.DataFrame, names: l
             continue
         verdict = _verdict(s, level)
         diffs = [s["diff"]] + [r["diff"] for _, r in runs]
+        holm_p = sorted((x["p_primary_holm"], x["p_primary"]) for x in [s] + [r for _, r in runs])
+        verdicts = [verdict] + [r["verdict"] for _, r in runs]
         rows.append({"step": s["step"], "claim": s["claim"], "first": s, "reruns": runs,
+                     "p_min": holm_p[0], "p_max": holm_p[-1],  # (Holm p, its raw p)
+                     "counts": {v: verdicts.count(v) for v in ("agrees", "cannot tell", "disagrees") if v in verdicts},
                      "first_verdict": verdict, "same": sum(r["verdict"] == verdict for _, r in runs),
                      "diff_min": min(diffs), "diff_max": max(diffs), "diff_sd": float(np.std(diffs, ddof=1)),
                      "ks_same": sum((r["p_ks_better_holm"] <= level) == (s["p_ks_better_holm"] <= level)
@@ -238,14 +242,15 @@ def render_stability(stab: dict[str, Any], meta: dict[str, Any], floor: float) -
              "rerun counted as p = 1). Per step, the first run and each rerun: mean difference (next - previous), "
              "primary p (Holm) and verdict.", "",
              "| step | paper | " + " | ".join(["first run (seed 0)"] + [f"seed {s}" for s in seeds])
-             + " | same verdict as the first run | mean differences from .. to (sd) |",
-             "|---" * (len(seeds) + 5) + "|"]
+             + " | same verdict as the first run | mean differences from .. to (sd) | Holm p from .. to |",
+             "|---" * (len(seeds) + 6) + "|"]
     for row in stab["steps"]:
         by_seed = dict(row["reruns"])
         cells = [_cell(row["first"], row["first_verdict"], floor)]
         cells += [_cell(by_seed[s], by_seed[s]["verdict"], floor) if s in by_seed else "not rerun" for s in seeds]
         lines.append(f"| {row['step']} | {row['claim']} | " + " | ".join(cells) + f" | {row['same']} of "
-                     f"{len(row['reruns'])} | {row['diff_min']:+.2f} .. {row['diff_max']:+.2f} ({row['diff_sd']:.2f}) |")
+                     f"{len(row['reruns'])} | {row['diff_min']:+.2f} .. {row['diff_max']:+.2f} ({row['diff_sd']:.2f}) | "
+                     f"{_p(row['p_min'][0], floor, row['p_min'][1])} .. {_p(row['p_max'][0], floor, row['p_max'][1])} |")
     lines.append("")
     for row in stab["steps"]:
         k = len(row["reruns"])
@@ -253,7 +258,9 @@ def render_stability(stab: dict[str, Any], meta: dict[str, Any], floor: float) -
         ks_first = row["first"]["p_ks_better_holm"] <= level
         lines.append(f"- **{row['step']}**: the first run's verdict '{row['first_verdict']}' comes back in "
                      f"{row['same']} of {k} reruns{repeats}; the mean difference ranged over {row['diff_min']:+.2f} .. "
-                     f"{row['diff_max']:+.2f} points over the {k + 1} runs (sd {row['diff_sd']:.2f}). "
+                     f"{row['diff_max']:+.2f} points over the {k + 1} runs (sd {row['diff_sd']:.2f}); over all "
+                     f"{k + 1} runs the verdict was "
+                     + ", ".join(f"'{v}' {c} time{'s' if c != 1 else ''}" for v, c in row["counts"].items()) + ". "
                      + (f"The secondary one-sided KS test {'rejected' if ks_first else 'did not reject'} 'not better' "
                         f"in the first run (Holm p {_p(row['first']['p_ks_better_holm'], floor, row['first']['p_ks_better'])}) "
                         f"and gives the same answer in {row['ks_same']} of {k} reruns (Holm p "
