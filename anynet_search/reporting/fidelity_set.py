@@ -86,9 +86,10 @@ class FidelitySet:
         if len(self.words) > 2:
             out.append(f"fidelity of {len(self.words)} studies of the same configs against {ref}; {self.shared} "
                        "configs trained in every one")
-        out.append(f"constraint verdicts judged with the non-inferiority margin {self.margin:g} points (--margin)")
-        if self.margin_flag:
-            out.append(f"note: {self.margin_flag}")
+        if self.pairs:  # the margin is that of the lower budgets' constraint verdicts
+            out.append(f"constraint verdicts judged with the non-inferiority margin {self.margin:g} points (--margin)")
+            if self.margin_flag:
+                out.append(f"note: {self.margin_flag}")
         for rep in self.pairs:
             out += rep.lines(table=len(self.words) == 2, margin=False)
             if rep.low in self.overlap_holm:
@@ -186,8 +187,12 @@ def _write_pairs(result: FidelitySet, out: Path, single: bool) -> None:
             rep.figure.savefig(path, dpi=90)
             result.files.append(path)
     for name, noise in result.noise:
-        if single:
-            noise.pairs.drop(columns=["row_low", "row_high"]).to_csv(out / "fidelity_pairs.csv", index=False)
+        if single:  # each model's two errors and their difference: the training noise model by model
+            table = noise.pairs.drop(columns=["row_low", "row_high"]).rename(columns={
+                "trial_low": "trial_first", "trial_high": "trial_retrained", "error_low": "error_first",
+                "error_high": "error_retrained"})
+            table["difference"] = table["error_retrained"] - table["error_first"]
+            table.to_csv(out / "fidelity_pairs.csv", index=False)
             result.files.append(out / "fidelity_pairs.csv")
         fig = plots.plot_fidelity(noise.pairs, noise.correlations,
                                   (f"{result.reference} (first training)", f"{name} (retrained)"))
