@@ -124,3 +124,28 @@ def test_fidelity_flags_a_margin_finer_than_one_validation_image_and_not_one_ima
     assert "finer than one validation image (0.69 points, 144 images)" in flagged.margin_flag
     assert any("finer than one validation image" in line for line in flagged.lines(table=False))
     assert fidelity_of(*runs, n_boot=200, margin=100 / 144, figure=False).margin_flag is None
+
+
+def test_the_committed_fidelity_note_follows_from_the_committed_data():
+    """analysis/fidelity_digits.md's per-study table, the retraining and the exact overlap p of 1 epoch come from
+    analysis/data/fidelity_models.csv."""
+    import sys
+    from pathlib import Path
+
+    from anynet_search.analysis.fidelity import match_models
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "analysis"))
+    from fidelity_digits import DATA, read_data
+
+    frames, meta = read_data(DATA)
+    note = (root / "analysis" / "fidelity_digits.md").read_text()
+    assert list(frames) == ["1", "2", "4", "8", "8r1"] and meta["studies"]["8r1"]["repeat"] == 1
+    for df in frames.values():
+        e = df["error"]
+        assert f"| {len(df)} | {e.min():.2f} | {e.median():.2f} | {e.mean():.2f} |" in note
+    pairs = match_models(frames["1"], frames["8"])
+    p = top_overlap(pairs["error_low"], pairs["error_high"], 0.1)["p_value"]
+    assert f"| {p:.3g} (" in note and "**The noise ceiling.**" in note
+    noise = retrain_noise(frames["8"], frames["8r1"], n_boot=200)
+    assert f"{noise.changed} of the {noise.n} 8-epoch errors changed: by {noise.mean_abs:.2f} points" in note
