@@ -149,3 +149,19 @@ def test_the_committed_fidelity_note_follows_from_the_committed_data():
     assert f"| {p:.3g} (" in note and "**The noise ceiling.**" in note
     noise = retrain_noise(frames["8"], frames["8r1"], n_boot=200)
     assert f"{noise.changed} of the {noise.n} 8-epoch errors changed: by {noise.mean_abs:.2f} points" in note
+
+
+def test_permutation_p_values_at_their_floor_print_as_at_most():
+    from anynet_search.analysis import derive_constraints
+    from anynet_search.analysis.synthetic import synthetic_results
+    from anynet_search.reporting.verdicts import verdict_rows
+
+    table = derive_constraints(synthetic_results(200), n_perm=200)
+    shown, _ = verdict_rows(table)
+    floor = {r.constraint: r for r in table.itertuples() if r.p_value <= 1 / 201 + 1e-12}
+    assert floor  # the data hold a constraint whose permutation p is at its floor
+    for row in shown:
+        if row.constraint in floor:
+            assert "p_value <= 0.004975" in row.more and "p_adjusted <= " in row.more, row.more
+        else:
+            assert "p_value <=" not in row.more
