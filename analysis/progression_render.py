@@ -336,6 +336,12 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
                          + f" <= {level:g}); read it as the finding of a test picked after a look at data from "
                          "the same spaces, not as the planned verdict."
                          if second else "rejects 'not better' on no step either."))
+    stab = (numbers.get("stability") or {}).get("steps", [])
+    if stab:
+        lines[-1] += (" Counting the reruns under other seeds (see 'Stability'), the verdicts over all runs were: "
+                      + "; ".join(f"{r['step']} " + ", ".join(f"'{v}' {c} of {len(r['reruns']) + 1}"
+                                                             for v, c in r["counts"].items()) for r in stab)
+                      + ". One run's verdict is no property of the spaces where the runs disagree.")
     lines.append("")
     kept = [d for d in derived if d["verdict"] == "keep"]
     lines += [f"Inside single studies the keep rule kept {len(kept)} of the {len(derived)} step constraints "

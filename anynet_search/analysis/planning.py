@@ -4,10 +4,11 @@ Built on `analysis.power` (the package's own tests, simulated by resampling obse
 effect E and test (`PLAN_TESTS`, each of a space B against a space A with n models each), `plan_n` finds the
 smallest number of models per space at which the test's simulated power reaches the target power: it starts
 from the normal approximation (`power.normal_n`), steps along the probit line Phi^-1(power) + z_alpha = k sqrt(n)
-through cheaply simulated points (2-4 simulations), then brackets the target and bisects with `sims` studies at
-every n, the same studies at every n (common random numbers), to 1% of n. The power it returns is the
-simulated power at that n, at or above the target, with a Monte-Carlo standard error of
-sqrt(p (1 - p) / sims) (`REPORT_PERM`: with how many permutations per simulated test). The tests:
+through cheaply simulated points (2-4 simulations), then brackets the target and bisects to 1% of n with the
+same simulated studies at every n (common random numbers; min(sims, `SEARCH_SIMS`) of them), and confirms the n
+found with `sims` studies, stepping up by 1% until their power reaches the target. The power it returns is that
+simulated power, at or above the target, with a Monte-Carlo standard error of sqrt(p (1 - p) / sims)
+(`REPORT_PERM`: with how many permutations per simulated test). The tests:
 
 - `superiority`: B's errors are E points lower, and the one-sided permutation test of the mean finds B
   better. The same test at the same distance from its null is the "not worse by a margin of E" test by
@@ -110,7 +111,7 @@ def plan_n(errors: ArrayLike, effect: float, *, test: str = "superiority", alpha
     if not math.isfinite(guess):
         return None, math.nan
     n = _search(e, effect, min(max(MIN_N, math.ceil(guess)), n_max), options, target, seed, n_max)
-    found, _ = _bisect(e, effect, n, options, target, SEARCH_SIMS.get(test, 400), seed + 10, n_max)
+    found, _ = _bisect(e, effect, n, options, target, min(sims, SEARCH_SIMS.get(test, 400)), seed + 10, n_max)
     return _confirm(e, effect, found if found is not None else n_max, options, target, sims, seed + 20, n_max)
 
 
