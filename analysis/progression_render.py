@@ -351,6 +351,6 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
     if numbers.get("retrain"):
         lines += render_retrain(numbers["retrain"], level, n_val, _FLOOR[0])
     if numbers.get("stability"):
-        lines += render_stability(numbers["stability"], numbers.get("reruns_meta", {}), _FLOOR[0])
+        lines += render_stability(numbers["stability"], numbers.get("reruns_meta", {}), _FLOOR[0], minutes)
     return "\n".join(lines)
 

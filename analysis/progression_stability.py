@@ -160,7 +160,8 @@ def stability_numbers(first: list[dict[str, Any]], table: pd.DataFrame, names: l
                      "diff_min": min(diffs), "diff_max": max(diffs), "diff_sd": float(np.std(diffs, ddof=1)),
                      "ks_same": sum((r["p_ks_better_holm"] <= level) == (s["p_ks_better_holm"] <= level)
                                     for _, r in runs)})
-    return {"seeds": seeds, "steps": rows, "level": level}
+    rerun = {r["step"] for r in rows}
+    return {"seeds": seeds, "steps": rows, "level": level, "not_rerun": [s["step"] for s in first if s["step"] not in rerun]}
 
 
 def retrain_numbers(frames: Mapping[str, pd.DataFrame], table: pd.DataFrame, first: list[dict[str, Any]],
@@ -231,8 +232,9 @@ def render_retrain(retrained: list[dict[str, Any]], level: float, n_val: int, fl
     return lines
 
 
-def render_stability(stab: dict[str, Any], meta: dict[str, Any], floor: float) -> list[str]:
-    """The note's section on the reruns (every sentence from `stability_numbers`)."""
+def render_stability(stab: dict[str, Any], meta: dict[str, Any], floor: float, first_minutes: float) -> list[str]:
+    """The note's section on the reruns (every sentence from `stability_numbers`; `first_minutes`: the first run's
+    wall time, which decided how much to rerun)."""
     seeds, level = stab["seeds"], stab["level"]
     wall = meta.get("busy_seconds", {})
     lines = ["## Stability: the steps rerun with other seeds", "",
