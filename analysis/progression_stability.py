@@ -161,7 +161,8 @@ def stability_numbers(first: list[dict[str, Any]], table: pd.DataFrame, names: l
                      "ks_same": sum((r["p_ks_better_holm"] <= level) == (s["p_ks_better_holm"] <= level)
                                     for _, r in runs)})
     rerun = {r["step"] for r in rows}
-    return {"seeds": seeds, "steps": rows, "level": level, "not_rerun": [s["step"] for s in first if s["step"] not in rerun]}
+    return {"seeds": seeds, "steps": rows, "level": level, "not_rerun": [s["step"] for s in first if s["step"] not in rerun],
+            "closest": min(first, key=lambda s: s["p_primary_holm"])["step"]}
 
 
 def retrain_numbers(frames: Mapping[str, pd.DataFrame], table: pd.DataFrame, first: list[dict[str, Any]],
@@ -242,7 +243,12 @@ def render_stability(stab: dict[str, Any], meta: dict[str, Any], floor: float, f
              "run used 0): other configs from each space's stream, other training seeds and another validation "
              "split of the same size, judged exactly as above (primary test, Holm across the 4 steps, a step not "
              "rerun counted as p = 1). Per step, the first run and each rerun: mean difference (next - previous), "
-             "primary p (Holm) and verdict.", "",
+             "primary p (Holm) and verdict."
+             + (f" Not rerun: {', '.join(stab['not_rerun'])}. The first run's five studies took {first_minutes:.0f} "
+                "min here, so one full rerun takes about an hour on these 2 shared cores; the steps "
+                f"{', '.join(r['step'] for r in stab['steps'])} were rerun instead ({stab['closest']} had the first "
+                "run's smallest primary p-value), and nothing is said here about how the others repeat."
+                if stab["not_rerun"] else ""), "",
              "| step | paper | " + " | ".join(["first run (seed 0)"] + [f"seed {s}" for s in seeds])
              + " | same verdict as the first run | mean differences from .. to (sd) | Holm p from .. to |",
              "|---" * (len(seeds) + 6) + "|"]
