@@ -1,7 +1,9 @@
 """Does the A -> E progression survive a rerun? Retrain noise and verdict stability for analysis/anynet_progression.md.
 
-    python analysis/progression_stability.py --seeds 1 2 3 --spaces anynet_xc anynet_xd   # rerun the steps at stake
-    python analysis/progression_stability.py --retrain anynet_xa                             # the A study again
+    python analysis/progression_stability.py --seeds 1 2 3 --spaces anynet_xc anynet_xd anynet_xe --retrain anynet_xa
+
+trains (or resumes) the reruns of C, D and E under seeds 1-3 and the A study's configs again under other training
+seeds (what the committed data hold; about 2 hours of running trials on 2 shared cores), then writes the data.
 
 Two kinds of studies are trained (or resumed) into `--out` and written to `--data`
 (analysis/data/progression_reruns_models.csv and its meta JSON, committed), which is what
@@ -243,7 +245,11 @@ def render_stability(stab: dict[str, Any], meta: dict[str, Any], floor: float, f
              "run used 0): other configs from each space's stream, other training seeds and another validation "
              "split of the same size, judged exactly as above (primary test, Holm across the 4 steps, a step not "
              "rerun counted as p = 1). Per step, the first run and each rerun: mean difference (next - previous), "
-             "primary p (Holm) and verdict."
+             "primary p (Holm) and verdict. `python analysis/progression_stability.py --seeds "
+             + " ".join(str(x) for x in seeds) + " --spaces " + " ".join(
+                 sorted({r["first"]["prev"].rsplit("_", 1)[0] for r in stab["steps"]}
+                        | {r["first"]["next"].rsplit("_", 1)[0] for r in stab["steps"]}))
+             + "` trains them and writes their per-model data (`analysis/data/progression_reruns_models.csv`)."
              + (f" Not rerun: {', '.join(stab['not_rerun'])}. The first run's five studies took {first_minutes:.0f} "
                 "min here, so one full rerun takes about an hour on these 2 shared cores; the steps "
                 f"{', '.join(r['step'] for r in stab['steps'])} were rerun instead ({stab['closest']} had the first "
