@@ -26,6 +26,7 @@ from pathlib import Path
 from progression_data import DATA, read_data, write_data
 from progression_numbers import one_image, progression_numbers
 from progression_render import plot_progression, render_markdown
+from progression_stability import RERUNS, read_reruns, retrain_numbers, stability_numbers
 
 from anynet_search.study import RunOptions, run_study
 
@@ -46,10 +47,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--doc", default=str(HERE / "anynet_progression.md"), help="markdown file to write")
     parser.add_argument("--figure", default=str(HERE / "figures" / "anynet_progression_edf.png"))
     parser.add_argument("--data", default=str(DATA), help="per-model CSV written after training, read by --report-only")
+    parser.add_argument("--reruns", default=None,
+                        help="per-model CSV of the reruns and retrainings (progression_stability.py), if it exists "
+                             f"(default: {RERUNS.name} beside --data)")
     parser.add_argument("--margin", type=float, default=None,
                         help="non-inferiority / equivalence margin in points (default: one validation image)")
     parser.add_argument("--n-perm", type=int, default=4000, help="permutations per test (default 4000)")
     parser.add_argument("--power-sims", type=int, default=400, help="simulated studies per power figure")
+    parser.add_argument("--band-draws", type=int, default=1 << 19,
+                        help="tuples drawn per space to measure its share inside the flops band (default 524288)")
     parser.add_argument("--report-only", action="store_true", help="do not train; analyze the committed --data")
     parser.add_argument("--objective", default=None, help=argparse.SUPPRESS)  # dry runs in the tests
     return parser.parse_args(argv)
@@ -79,7 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     frames, spaces, meta = read_data(data)
     margin = one_image(meta["validation_images"]) if args.margin is None else args.margin
     numbers = progression_numbers(frames, spaces, margin=margin, seed=meta["seed"], n_perm=args.n_perm,
-                                  power_sims=args.power_sims, validation_images=meta["validation_images"])
+                                  power_sims=args.power_sims, validation_images=meta["validation_images"],
+                                  band_draws=args.band_draws)
+    reruns = read_reruns(Path(args.reruns) if args.reruns else data.with_name(RERUNS.name), meta["validation_images"])
+    if reruns is not None:  # the reruns under other seeds and the retrained studies (progression_stability.py)
+        table, numbers["reruns_meta"] = reruns
+        numbers["stability"] = stability_numbers(numbers["steps"], table, list(frames), margin, args.n_perm,
+                                                 numbers["level"])
+        numbers["retrain"] = retrain_numbers(frames, table, numbers["steps"], margin, args.n_perm)
     figure, doc = Path(args.figure), Path(args.doc)
     figure.parent.mkdir(parents=True, exist_ok=True)
     plot_progression(numbers, figure)

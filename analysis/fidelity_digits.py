@@ -1,14 +1,16 @@
 """Fidelity of short training: the same configs of anynet_xa_tiny trained on digits for 1, 2 and 4 epochs and for 8
-(the trainer's default); writes analysis/fidelity_digits.md and its figure.
+(the trainer's default), and the 8 epochs again under other training seeds; writes analysis/fidelity_digits.md.
 
     python analysis/fidelity_digits.py --report-only   # rewrite the note and figure from the committed data (seconds)
-    python analysis/fidelity_digits.py                 # train the studies, then the same (2 h 50 min on 2 busy cores)
+    python analysis/fidelity_digits.py                 # train the studies, then the same (the note gives their times)
+    python analysis/fidelity_digits.py --report-only --add-retrained RUN   # add a retraining of the high budget
 
 Training runs (or resumes) one random study at the high budget, then one study per low budget made from it with
-`run --configs-from` (the same configs in the same slots, the same data split and per-slot training seeds), and
-writes every model's results to `--data` (analysis/data/fidelity_models.csv and fidelity_meta.json, committed),
-which is all `--report-only` reads. Each low budget is compared with the high one by
-`anynet_search.analysis.fidelity.fidelity`, as `anynet-search fidelity RUN_LOW RUN_HIGH` does.
+`run --configs-from` (the same configs in the same slots, the same data split and per-slot training seeds) and,
+with `--retrain` (default 1), the high budget's configs again under other training seeds (`run --configs-from
+HIGH --repeat 1`): the noise ceiling. Every model's results go to `--data` (analysis/data/fidelity_models.csv,
+columns `budget` and `repeat`, and fidelity_meta.json, committed), which is all `--report-only` reads. The
+numbers are those of `anynet-search fidelity RUN_1 RUN_2 RUN_4 RUN_8 RUN_8_RETRAINED` (`fidelity_numbers`).
 """
 
 from __future__ import annotations
@@ -22,19 +24,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+from fidelity_render import render
+from progression_data import DATA as PROGRESSION
 
-from anynet_search.analysis.fidelity import Fidelity, fidelity
+from anynet_search.analysis import holm
+from anynet_search.analysis.fidelity import error_resolution, fidelity, margin_note
+from anynet_search.analysis.noise import retrain_noise
+from anynet_search.analysis.paired import rho_against, rho_differences, shared_errors
 from anynet_search.reporting import plots
-from anynet_search.reporting.plan import human_time, pilot_pace
+from anynet_search.reporting.plan import pilot_pace
 from anynet_search.reporting.results import load_results, open_run
 from anynet_search.study import RunOptions, run_study
 from anynet_search.study.plan import StudySettings
 from anynet_search.training.data import load_dataset
-from anynet_search.training.interface import TrainConfig
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "fidelity_models.csv"
-KEEP = ["budget", "trial", "slot", "flops", "params", "acts", "error", "test_error", "train_seconds"]
+KEEP = ["budget", "repeat", "trial", "slot", "flops", "params", "acts", "error", "test_error", "train_seconds"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=100, help="configs (default 100)")
     parser.add_argument("--high", type=int, default=8, help="epochs of the high budget (default 8)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[1, 2, 4], help="epochs of the low budgets")
+    parser.add_argument("--retrain", type=int, default=1,
+                        help="trainings of the high budget under other training seeds (default 1: the noise ceiling)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--devices", default=None, help="cpu | cuda | cuda:0,cuda:1 (default: all GPUs, else cpu)")
     parser.add_argument("--prefix", default=None, help="study names PREFIX-eEPOCHS (default SPACE-DATASET)")
@@ -53,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--doc", default=str(HERE / "fidelity_digits.md"), help="markdown file to write")
     parser.add_argument("--figure", default=str(HERE / "figures" / "fidelity_digits.png"))
     parser.add_argument("--data", default=str(DATA), help="per-model CSV written after training, read by --report-only")
+    parser.add_argument("--add-retrained", default=None, metavar="RUN",
+                        help="add a retraining of the high budget (run --repeat K) from its run folder to --data")
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--report-only", action="store_true", help="do not train; analyze the committed --data")
     parser.add_argument("--objective", default=None, help=argparse.SUPPRESS)  # dry runs in the tests
@@ -64,32 +74,45 @@ def meta_path(csv: Path) -> Path:
     return csv.with_name(csv.stem.replace("_models", "") + "_meta.json")
 
 
-def train(args: argparse.Namespace) -> dict[int, Path]:
-    """Run (or resume) the high-budget study, then each low budget from its configs; budget -> run folder."""
+def key(epochs: int, repeat: int = 0) -> str:
+    """A study's key in the data and the meta: '8', or '8r1' for the first retraining of 8 epochs."""
+    return f"{epochs}r{repeat}" if repeat else str(epochs)
+
+
+def train(args: argparse.Namespace) -> dict[tuple[int, int], Path]:
+    """Run (or resume) the high-budget study, each low budget and each retraining from its configs;
+    (epochs, repeat) -> run folder."""
     name = args.prefix or f"{args.space}-{args.dataset.split(':')[0]}"
     common = dict(workers=args.workers, devices=args.devices, out=args.out, objective=args.objective)
     high = run_study(RunOptions(space=args.space, dataset=args.dataset, trials=args.trials, epochs=args.high,
                                 seed=args.seed, study=f"{name}-e{args.high}", **common)).run_dir
-    runs = {args.high: high}
-    for epochs in args.budgets:
-        runs[epochs] = run_study(RunOptions(configs_from=str(high), epochs=epochs, study=f"{name}-e{epochs}",
-                                            **common)).run_dir
+    runs = {(args.high, 0): high}
+    jobs = [(e, 0) for e in args.budgets] + [(args.high, k) for k in range(1, args.retrain + 1)]
+    for epochs, repeat in jobs:
+        runs[(epochs, repeat)] = run_study(RunOptions(configs_from=str(high), epochs=epochs, repeat=repeat,
+                                                      study=f"{name}-e{key(epochs, repeat)}", **common)).run_dir
     return dict(sorted(runs.items()))
 
 
-def write_data(runs: dict[int, Path], csv: Path, high: int) -> None:
-    """Every model of every budget (the results columns the analysis reads) and a JSON of the settings and times."""
+def _study_rows(run: Path, epochs: int, repeat: int) -> tuple[pd.DataFrame, dict, StudySettings]:
+    """A study's rows (the columns the analysis reads) and its entry in the meta JSON."""
+    df = load_results(run)
+    config = [c for c in df.columns if c.startswith("sampled_") or c[:1] in "dwbg" and c[1:].isdigit()]
+    _, study = open_run(run)
+    pace = pilot_pace(study)
+    settings = StudySettings.from_study(study)
+    entry = {"study": study.study_name, "models": len(df), "busy_seconds": pace.busy_seconds, "workers": pace.workers,
+             "configs_from": (settings.configs_from or {}).get("study"), "repeat": settings.repeat}
+    return df.assign(budget=epochs, repeat=repeat)[KEEP + config], entry, settings
+
+
+def write_data(runs: dict[tuple[int, int], Path], csv: Path, high: int) -> None:
+    """Every model of every study (the results columns the analysis reads) and a JSON of the settings and times."""
     frames, studies = [], {}
-    for epochs, run in runs.items():
-        df = load_results(run)
-        config = [c for c in df.columns if c.startswith("sampled_") or c[:1] in "dwbg" and c[1:].isdigit()]
-        frames.append(df.assign(budget=epochs)[KEEP + config])
-        _, study = open_run(run)
-        pace = pilot_pace(study)
-        settings = StudySettings.from_study(study)
-        studies[str(epochs)] = {"study": study.study_name, "models": len(df), "busy_seconds": pace.busy_seconds,
-                                "workers": pace.workers, "configs_from": (settings.configs_from or {}).get("study")}
-    settings = StudySettings.from_study(open_run(runs[high])[1])
+    for (epochs, repeat), run in runs.items():
+        df, studies[key(epochs, repeat)], _ = _study_rows(run, epochs, repeat)
+        frames.append(df)
+    settings = StudySettings.from_study(open_run(runs[(high, 0)])[1])
     data = load_dataset(settings.dataset, settings.design_space().resolution, seed=settings.seed)
     csv.parent.mkdir(parents=True, exist_ok=True)
     pd.concat(frames, ignore_index=True).to_csv(csv, index=False)
@@ -100,175 +123,64 @@ def write_data(runs: dict[int, Path], csv: Path, high: int) -> None:
     meta_path(csv).write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def read_data(csv: Path) -> tuple[dict[int, pd.DataFrame], dict]:
-    """Budget -> results frame, and the meta JSON."""
+def add_retrained(run: Path, csv: Path) -> None:
+    """Append a retraining of the high budget (its study's rows and meta entry) to the data; SystemExit when it is
+    not one (another space, data set, data split or number of epochs, or no repeat)."""
+    table, meta = pd.read_csv(csv), json.loads(meta_path(csv).read_text())
+    _, study = open_run(run)
+    settings = StudySettings.from_study(study)
+    ours = (settings.space_hash, settings.dataset, settings.seed, settings.train_config().epochs)
+    theirs = (meta["space_hash"], meta["dataset"], meta["seed"], meta["high"])
+    if ours != theirs or settings.repeat == 0:
+        raise SystemExit(f"{run}: not a retraining of the high budget (space hash, data set, seed, epochs {ours} vs "
+                         f"{theirs}; repeat {settings.repeat})")
+    df, entry, _ = _study_rows(run, meta["high"], settings.repeat)
+    if "repeat" not in table:
+        table.insert(1, "repeat", 0)
+    table = table[table["repeat"] != settings.repeat] if (table["budget"] == meta["high"]).any() else table
+    pd.concat([table, df[table.columns.intersection(df.columns)]], ignore_index=True).to_csv(csv, index=False)
+    meta["studies"][key(meta["high"], settings.repeat)] = {**entry, "run": str(run),
+                                                          "written": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+    meta_path(csv).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def read_data(csv: Path) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Study key ('1', '2', '4', '8', '8r1') -> results frame, in order of budget and repeat, and the meta JSON."""
     table = pd.read_csv(csv)
+    if "repeat" not in table:  # data written before retrainings
+        table["repeat"] = 0
     meta = json.loads(meta_path(csv).read_text())
-    frames = {int(e): g.drop(columns="budget").reset_index(drop=True) for e, g in table.groupby("budget")}
+    frames = {key(int(e), int(r)): g.drop(columns=["budget", "repeat"]).reset_index(drop=True)
+              for (e, r), g in table.groupby(["budget", "repeat"])}
     for df in frames.values():  # what fidelity's verdicts need of a results frame
         df["sampler"] = "random"
     return frames, meta
 
 
-def compare(frames: dict[int, pd.DataFrame], high: int, n_boot: int) -> dict[int, Fidelity]:
-    """Each low budget against the high one."""
-    return {e: fidelity(df, frames[high], n_boot=n_boot, seed=0) for e, df in frames.items() if e != high}
-
-
-def _interval(row: pd.Series) -> str:
-    return f"{row['estimate']:.2f} [{row['lo']:.2f}, {row['hi']:.2f}]"
-
-
-def render(frames: dict[int, pd.DataFrame], results: dict[int, Fidelity], meta: dict, figure: str, doc: Path,
-           n_boot: int) -> str:
-    """The note's markdown: every number from `frames` and `results`."""
-    high, images = meta["high"], meta["validation_images"]
-    n = len(frames[high])
-    rows, verdict_lines = [], []
-    for e, r in results.items():
-        c, o, v = r.correlations, r.overlap, r.verdicts
-        rows.append(f"| {e} | {r.n} | {_interval(c.loc['spearman'])} | {_interval(c.loc['kendall'])} | "
-                    f"{c.loc['spearman', 'hi'] - c.loc['spearman', 'lo']:.2f} | {o['overlap']:.1f} of {o['k']} "
-                    f"(chance {o['chance']:.1f}, p = {o['p_value']:.2g}) | {int(v['agree'].sum())} of {len(v)} |")
-        for row in v.itertuples(index=False):
-            if not row.agree or row.verdict_high != "neutral":
-                verdict_lines.append(f"- {e} vs {high} epochs, `{row.constraint}` ({row.n} of {row.n_eval} models): "
-                                     f"{row.verdict_low} ({row.mean_diff_low:+.2f} points, power "
-                                     f"{100 * row.power_low:.0f}%) against {row.verdict_high} "
-                                     f"({row.mean_diff_high:+.2f}, power {100 * row.power_high:.0f}%)")
-    budgets = [f"| {e} | {len(df)} | {df['error'].min():.2f} | {df['error'].median():.2f} | {df['error'].mean():.2f} | "
-               f"{df['train_seconds'].median():.1f} | {human_time(meta['studies'][str(e)]['busy_seconds'])} |"
-               for e, df in frames.items()]
-    lowest = min(results)
-    c1 = results[lowest].correlations
-    widths = [results[e].correlations.loc["spearman", "hi"] - results[e].correlations.loc["spearman", "lo"]
-              for e in results]
-    neutral_all = all((r.verdicts["verdict_high"] == "neutral").all() and (r.verdicts["verdict_low"] == "neutral").all()
-                      for r in results.values())
-    powers = pd.concat([r.verdicts[["power_low", "power_high"]] for r in results.values()]).stack()
-    lines = [
-        f"# Fidelity of short training on {meta['dataset'].split(':')[0]}",
-        "",
-        f"Does a cheap evaluation rank models like an expensive one? The same {n} configs of `{meta['space']}`, "
-        f"sampled at random (seed {meta['seed']}), were trained on `{meta['dataset']}` for {_epochs(high)}"
-        f"{' (the trainer default)' if high == TrainConfig().epochs else ''} and, with `anynet-search run "
-        f"--configs-from`, for {', '.join(str(e) for e in results)} epochs: the same slots, data split and per-slot "
-        "training seeds. "
-        f"Every number here comes from the committed per-model data (`analysis/data/fidelity_models.csv`); the "
-        f"validation split has {images} images, so every error is a multiple of {100 / images:.2f} points.",
-        "",
-        "```bash",
-        "python analysis/fidelity_digits.py --report-only   # this file and its figure from the data (seconds)",
-        "python analysis/fidelity_digits.py                 # train the studies again, then the same",
-        f"anynet-search fidelity {_run_of(meta, lowest)} {_run_of(meta, high)}   # one pair, from its run folders",
-        "```",
-        "",
-        "## The errors at each budget",
-        "",
-        "| epochs | models | best error (%) | median error (%) | mean error (%) | median train seconds | "
-        "wall time of the study |",
-        "|---|---|---|---|---|---|---|",
-        *budgets,
-        "",
-        f"Measured on this {meta['cores']}-core CPU machine (torch {meta['torch']}, {meta['written']}), 2 workers, "
-        "while other jobs shared the cores: the times show what the budgets cost here, not a clean speed ratio.",
-        "",
-        f"## Each budget against {high} epochs",
-        "",
-        f"Rank correlations of the two errors of each model with 95% BCa bootstrap intervals ({n_boot} resamples "
-        "of the models); top-10% overlap: how many of the best tenth at "
-        f"{high} epochs are among the best tenth at the low budget (ties at the cut broken at random), against the "
-        "mean if the low budget's ranking said nothing; verdicts: the constraint verdicts of `derive` drawn from each "
-        "budget's models (constraints that every model satisfies left out).",
-        "",
-        "| epochs | matched | Spearman rho [95%] | Kendall tau [95%] | width of rho's interval | top-10% overlap | "
-        "verdicts agreeing |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-        f"![{lowest} against {high} epochs](figures/{Path(figure).name})",
-        "",
-        "## What this shows",
-        "",
-        f"- At {_epochs(lowest)} the ranking of these {n} models agrees with the "
-        f"{high}-epoch ranking to Spearman rho {_interval(c1.loc['spearman'])}: "
-        + (f"clearly above 0, so {_epochs(lowest)} already separate{'s' if lowest == 1 else ''} good configs from "
-           "bad ones here, "
-           if c1.loc["spearman", "lo"] > 0 else "an interval that reaches 0: no evidence of agreement, ")
-        + ("and clearly below 1: many pairs of models swap places."
-           if c1.loc["spearman", "hi"] < 0.95 else "and an interval that reaches 0.95."),
-        "- "
-        + " ".join(f"{_epochs(e)}: rho {_interval(results[e].correlations.loc['spearman'])}." for e in results)
-        + (" The point estimates rise with the budget" if _rising(results) else " The point estimates do not rise "
-           "steadily with the budget")
-        + (", but the intervals of the lowest and the highest low budget overlap, so at this n the data cannot "
-           "order the budgets by fidelity." if _overlap(results) else ", and the intervals of the lowest and the "
-           "highest low budget do not overlap."),
-        f"- Top decile: {'; '.join(_top(results[e], e) for e in results)}. Holm-adjusted over these {len(results)} "
-        f"tests: {', '.join(f'{_epochs(e)} p = {p:.2g}' for e, p in _holm(results).items())}.",
-        *(["", "## Constraint verdicts at both budgets", "",
-           f"Each constraint whose verdict differs between the budgets, or is not 'neutral' at {high} epochs, with "
-           "the mean difference (satisfying minus violating models) and the power of its 'not worse' keep:", "",
-           *verdict_lines] if verdict_lines else []),
-        "",
-        "## What it cannot show",
-        "",
-        f"- n = {n} configs: the 95% intervals of rho are {min(widths):.2f}-{max(widths):.2f} wide, so a "
-        "difference in fidelity of 0.1 between two budgets is beyond what this sample resolves, and the top-10% "
-        f"overlap rests on {results[lowest].overlap['k']} models per budget.",
-        "- Constraint verdicts: "
-        + ("every verdict at every budget is 'neutral', so their agreement says nothing about fidelity; the "
-           if neutral_all else "where verdicts are 'neutral' their agreement says little; the ")
-        + f"chance to keep a constraint as 'not worse' if it changed nothing is {100 * powers.min():.0f}-"
-        f"{100 * powers.max():.0f}% at these numbers of models.",
-        f"- One space ({meta['space']}, {frames[high]['flops'].min() / 1e6:.1f}-{frames[high]['flops'].max() / 1e6:.1f} "
-        "MF), one small data set, one seed per config: the "
-        f"validation errors move in steps of {100 / images:.2f} points, which ties many models and blurs the "
-        "ranks. Larger spaces, longer schedules and real data sets can rank differently.",
-        "- No GPU was lent to this session, so the `_cifar` spaces were not measured on one. The same recipe runs "
-        "there: `python analysis/fidelity_digits.py --space anynet_xa_cifar --dataset cifar10:PATH --devices cuda "
-        "--doc ... --figure ... --data ...`.",
-        "",
-    ]
-    text = "\n".join(lines)
-    doc.write_text(text)
-    return text
-
-
-def _run_of(meta: dict, epochs: int) -> str:
-    """The run folder of a budget's study under the default --out."""
-    return f"runs/fidelity/{meta['studies'][str(epochs)]['study']}"
-
-
-def _epochs(e: int) -> str:
-    return f"{e} epoch{'s' if e != 1 else ''}"
-
-
-def _rising(results: dict[int, Fidelity]) -> bool:
-    """Whether Spearman's rho rises with the budget."""
-    rho = [results[e].correlations.loc["spearman", "estimate"] for e in sorted(results)]
-    return bool(all(b > a for a, b in zip(rho, rho[1:])))
-
-
-def _overlap(results: dict[int, Fidelity]) -> bool:
-    """Whether the Spearman intervals of the lowest and the highest low budget overlap."""
-    lo, hi = min(results), max(results)
-    a, b = results[lo].correlations.loc["spearman"], results[hi].correlations.loc["spearman"]
-    return bool(a["hi"] >= b["lo"] and b["hi"] >= a["lo"])
-
-
-def _holm(results: dict[int, Fidelity]) -> dict[int, float]:
-    """The top-decile overlap p-values of the low budgets, Holm-adjusted together."""
-    from statsmodels.stats.multitest import multipletests
-
-    budgets = list(results)
-    adjusted = multipletests([results[e].overlap["p_value"] for e in budgets], method="holm")[1]
-    return dict(zip(budgets, (float(p) for p in adjusted)))
-
-
-def _top(r: Fidelity, epochs: int) -> str:
-    o = r.overlap
-    return f"{_epochs(epochs)} keep {o['overlap']:.1f} of the {o['k']} best (chance {o['chance']:.1f}, p = {o['p_value']:.2g})"
+def fidelity_numbers(frames: dict[str, pd.DataFrame], meta: dict, n_boot: int) -> dict:
+    """Every number of the note: each low budget against the high one (its margin one validation image), the
+    overlap p-values Holm-adjusted together, the rank correlations on the configs every study trained and their
+    paired differences (each budget against the one below, the ceiling against each), the retrain noise."""
+    high = str(meta["high"])
+    lows = [k for k in frames if "r" not in k and k != high]
+    retrained = [k for k in frames if k.startswith(f"{high}r")]
+    image = 100.0 / meta["validation_images"]
+    results = {k: fidelity(frames[k], frames[high], n_boot=n_boot, seed=0, margin=image) for k in lows}
+    overlap_holm = dict(zip(lows, holm([results[k].overlap["p_value"] for k in lows])))
+    errors = shared_errors(frames, high)
+    steps = list(zip(lows[1:], lows[:-1])) + [(r, k) for r in retrained for k in lows]
+    out = {"high": high, "lows": lows, "retrained": retrained, "results": results, "overlap_holm": overlap_holm,
+           "shared": len(errors), "rhos": rho_against(errors, high, n_boot=n_boot, seed=0),
+           "differences": rho_differences(errors, high, steps, n_boot=n_boot, seed=0), "margin": image,
+           "resolution": error_resolution(frames[high]["error"].to_numpy(dtype=float)),
+           "noise": {r: retrain_noise(frames[high], frames[r], n_boot=n_boot, seed=0) for r in retrained},
+           "old_margin_note": margin_note(0.5, 100.0 / meta["validation_images"])}
+    if PROGRESSION.exists():  # the high budget against the progression note's AnyNetXA study
+        a = pd.read_csv(PROGRESSION).query("space == @meta['space']")
+        merged = a.merge(frames[high], on=[c for c in frames[high] if c.startswith("sampled_")], suffixes=("_a", ""))
+        out["same_as_progression"] = (len(merged), int((abs(merged["error_a"] - merged["error"]) < 1e-9).sum()),
+                                      len(frames[high]))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,14 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     csv = Path(args.data)
     if not args.report_only:
         write_data(train(args), csv, args.high)
+    if args.add_retrained:
+        add_retrained(Path(args.add_retrained), csv)
     frames, meta = read_data(csv)
-    results = compare(frames, meta["high"], args.n_boot)
-    lowest = min(results)
-    fig = plots.plot_fidelity(results[lowest].pairs, results[lowest].correlations,
-                              (f"low: {lowest} epoch{'s' if lowest != 1 else ''}", f"high: {meta['high']} epochs"))
+    numbers = fidelity_numbers(frames, meta, args.n_boot)
+    lowest = numbers["lows"][0]
+    result = numbers["results"][lowest]
+    fig = plots.plot_fidelity(result.pairs, result.correlations,
+                              (f"low: {lowest} epoch{'s' if lowest != '1' else ''}", f"high: {meta['high']} epochs"))
     Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.figure, dpi=90)
-    render(frames, results, meta, args.figure, Path(args.doc), args.n_boot)
+    Path(args.doc).write_text(render(frames, numbers, meta, args.figure, args.n_boot))
     print(f"wrote {args.doc} and {args.figure}")
     return 0
 

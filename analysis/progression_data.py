@@ -44,33 +44,43 @@ def meta_path(csv: Path) -> Path:
     return csv.with_name(csv.stem.replace("_models", "") + "_meta.json")
 
 
-def _fit_error(row: pd.Series) -> float:
+def fit_error(row: pd.Series) -> float:
+    """The RegNet fit error of a results row's built widths (the current `fit_regnet`)."""
     widths = block_widths([int(row[f"d{i}"]) for i in range(1, STAGES + 1)],
                           [int(row[f"w{i}"]) for i in range(1, STAGES + 1)])
     return float(fit_regnet(widths).fit_error)
+
+
+def study_rows(run: Path) -> tuple[pd.DataFrame, float, StudySettings]:
+    """A run folder's models in the CSV's columns, its wall time (first trial start to last trial end, seconds)
+    and its settings."""
+    df = load_results(run)
+    df["fit_error"] = df.apply(fit_error, axis=1)
+    _, study = open_run(run)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_complete]
+    wall = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    return df.reindex(columns=COLUMNS), wall, StudySettings.from_study(study)
+
+
+def write_table(table: pd.DataFrame, csv: Path) -> None:
+    """Write a per-model table: errors at full precision (they tie exactly), whole numbers as whole numbers."""
+    table = table.dropna(axis=1, how="all").round({"fit_error": 6, "train_seconds": 3})
+    for col in table.columns:  # whole numbers stay whole where other spaces leave a column empty
+        values = table[col]
+        if values.dtype.kind == "f" and np.allclose(values.dropna() % 1, 0):
+            table[col] = values.astype("Int64")
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(csv, index=False, lineterminator="\n")
 
 
 def write_data(runs: Mapping[str, Path], csv: Path) -> tuple[Path, Path]:
     """Write the CSV and its JSON from the finished run folders (space name -> run folder)."""
     frames, wall, hashes, settings = [], {}, {}, None
     for name, run in runs.items():
-        df = load_results(run)
-        df["fit_error"] = df.apply(_fit_error, axis=1)
-        frames.append(df.reindex(columns=COLUMNS).assign(space=name))
-        _, study = open_run(run)
-        trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_complete]
-        wall[name] = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
-        settings = StudySettings.from_study(study)
+        df, wall[name], settings = study_rows(run)
+        frames.append(df.assign(space=name))
         hashes[name] = settings.design_space().hash
-    table = pd.concat(frames, ignore_index=True).sort_values(["space", "trial"], kind="stable")
-    table = table.dropna(axis=1, how="all")
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    table = table.round({"fit_error": 6, "train_seconds": 3})
-    for col in table.columns:  # whole numbers stay whole where other spaces leave a column empty
-        values = table[col]
-        if values.dtype.kind == "f" and np.allclose(values.dropna() % 1, 0):
-            table[col] = values.astype("Int64")
-    table.to_csv(csv, index=False, lineterminator="\n")  # errors at full precision (they tie exactly)
+    write_table(pd.concat(frames, ignore_index=True).sort_values(["space", "trial"], kind="stable"), csv)
     space = settings.design_space()
     data = load_dataset(settings.dataset, space.resolution, seed=settings.seed)
     train = settings.train_config()
@@ -85,6 +95,15 @@ def write_data(runs: Mapping[str, Path], csv: Path) -> tuple[Path, Path]:
     path = meta_path(csv)
     path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return csv, path
+
+
+def snap_to_lattice(errors: np.ndarray, images: int) -> np.ndarray:
+    """Errors that are whole numbers of `images` images put back exactly on that lattice (a CSV rounds them), so
+    that they tie; other values (a dry run's pseudo-errors) as they are."""
+    wrong = errors * images / 100.0
+    if np.abs(wrong - np.round(wrong)).max() < 1e-4:
+        return np.round(wrong) * 100.0 / images
+    return errors
 
 
 def read_data(csv: Path) -> tuple[dict[str, pd.DataFrame], dict[str, DesignSpace], dict[str, Any]]:
@@ -105,10 +124,8 @@ def read_data(csv: Path) -> tuple[dict[str, pd.DataFrame], dict[str, DesignSpace
             if col in df:
                 df[col] = df[col].astype(np.int64)
         for col in ("error", "test_error"):  # whole images of their split: exactly on that lattice, so they tie
-            images = meta["validation_images" if col == "error" else "test_images"]
-            wrong = df[col].to_numpy(dtype=float) * images / 100.0
-            if np.abs(wrong - np.round(wrong)).max() < 1e-4:  # (a dry run's pseudo-errors are not)
-                df[col] = np.round(wrong) * 100.0 / images
+            df[col] = snap_to_lattice(df[col].to_numpy(dtype=float),
+                                      meta["validation_images" if col == "error" else "test_images"])
         frames[str(name)] = df
         # the bundled file for the data set's classes and channels: what the studies stored and sampled
         space = load_space(str(name)).with_task(meta["num_classes"], meta["in_channels"])

@@ -10,6 +10,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from progression_numbers import label
+from progression_stability import render_retrain, render_stability
 from scipy import stats
 
 from anynet_search.analysis import edf, edf_band
@@ -48,10 +49,16 @@ def plot_progression(numbers: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
-def _p(x: float) -> str:
+#: The smallest p-value of the permutation tests, 1 / (1 + permutations) (set by `render_markdown`).
+_FLOOR = [0.0]
+
+
+def _p(x: float, raw: float | None = None) -> str:
+    """A p-value; '<= x' where it (or, for a Holm-adjusted one, its `raw` p-value) sits at the permutation floor."""
     if x != x:  # NaN: no test
         return "-"
-    return f"{x:.3g}" if x >= 0.001 else f"{x:.1e}"
+    at_floor = (x if raw is None else raw) <= _FLOOR[0] * (1 + 1e-9)
+    return ("<= " if at_floor else "") + (f"{x:.3g}" if x >= 0.001 else f"{x:.1e}")
 
 
 def _pts(x: float) -> str:
@@ -75,6 +82,7 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
                     seconds: float) -> str:
     """The markdown file: data, what it can resolve, tables, figure, derivations, and the comparison with the paper."""
     spaces, steps, derived, seeds = numbers["spaces"], numbers["steps"], numbers["derived"], numbers["seeds"]
+    _FLOOR[0] = 1.0 / (1 + numbers["n_perm"])
     margin, level, n_val = numbers["margin"], numbers["level"], numbers["validation_images"]
     k = len(steps)
     n_min = min(r["n"] for r in spaces)
@@ -104,17 +112,21 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
         f"and {meta.get('test_images', '?')} test images; the `*_tiny` spaces at {meta.get('resolution', '?')} px, "
         f"{meta.get('epochs', '?')} epochs per model, {meta.get('sampler', '?')} sampler, seed {meta['seed']}. Errors are "
         f"validation errors in percent: every one is a multiple of 100 / {n_val} = {100 / n_val:.2f} points "
-        f"({', '.join(str(r['distinct']) for r in spaces)} distinct values in the five studies), so many errors tie "
-        "and every test below is exact with ties (permutation tests).",
+        f"({', '.join(str(r['distinct']) for r in spaces)} distinct values in the five studies), so many errors tie. "
+        "Every test below is a permutation test, which permutes tied errors as they are; its p-value is "
+        f"(1 + permutations at least as extreme) / (1 + {numbers['n_perm']}), so it is never below "
+        f"{1 / (1 + numbers['n_perm']):.1e} (printed '<=' there). The studentized mean test is exact only where "
+        "the two spaces' errors are exchangeable (equal spreads); with unequal spreads its size is right only as "
+        "the samples grow (`analysis/verdict_calibration.md`, section 1).",
         "",
         "## What this data can resolve",
         "",
         f"**The margin.** 'No loss' and 'unchanged' are judged against a margin of one validation image, "
         f"100 / {n_val} = {margin:.2f} points ({margin / sd:.2f} of the errors' sd of {sd:.1f} points): the smallest "
-        "change of one model's error the validation split can show. It is fixed by the split size alone, so it was "
-        "chosen without looking at any error. (The first version of this file used 0.5 points, less than one image; "
-        "it was replaced by one image after an audit of that version, before the errors of the data here were "
-        "looked at.)",
+        "change of one model's error the validation split can show. It depends on the split size alone, not on "
+        "any error. (The first version of this file used 0.5 points, less than one image; one image replaced it "
+        "after an audit of that version. The repository does not record whether that happened before the errors "
+        "of the data here were first looked at, so this file does not claim the margin was fixed before them.)",
         "",
         f"**Power.** Every verdict below states the power of its test at the effect that matters, simulated with "
         f"the package's own tests (`anynet_search.analysis.power`, {numbers['power_sims']} resampled studies per "
@@ -192,7 +204,7 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
         "(`study/objective.py`: slot s trains with seed + s, so the s-th model of every space starts from the same "
         "random state and sees batches in the same order). Spearman correlation of the errors of same-slot models, "
         "consecutive spaces: "
-        + ", ".join(f"{c['pair']} {c['rho']:+.3f} (p {_p(c['p'])})" for c in seeds if c["consecutive"])
+        + ", ".join(f"{c['pair']} {c['rho']:+.3f} (p {c['p']:.3g})" for c in seeds if c["consecutive"])
         + f"; largest |rho| over all {len(seeds)} pairs {max(abs(c['rho']) for c in seeds):.3f}"
         + (f" ({sum(c['p'] <= 0.05 for c in seeds)} of {len(seeds)} pairs at p <= 0.05, "
            f"{0.05 * len(seeds):.1f} expected by chance)") + "."
@@ -219,7 +231,7 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
         "first version's results were seen, is the one-sided permutation KS test (H0: the next space's EDF lies "
         "nowhere above the previous one's), Holm-adjusted likewise. 'Unchanged' would need equivalence: the 90% "
         f"interval inside +-{margin:.2f} points. The last two p-values test any difference of the EDFs "
-        f"(permutation KS, exact with ties), raw and complexity-normalized ({numbers['bins']} flops bins over the "
+        f"(permutation KS), raw and complexity-normalized ({numbers['bins']} flops bins over the "
         "shared range; each error first moved to its bin's mean log flops along the pooled within-bin slope, "
         "then permutations within bins), each Holm-adjusted across the steps.",
         "",
@@ -232,10 +244,10 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
         lines.append(
             f"| {s['step']} | {s['log10_shrink']:.2f} [{s['shrink_lo']:.2f}, {s['shrink_hi']:.2f}] | {s['claim']} | "
             f"{s['diff']:+.2f} | [{s['lo95']:+.2f}, {s['hi95']:+.2f}] | [{s['lo90']:+.2f}, {s['hi90']:+.2f}] | "
-            f"{s['primary_test']} | {_p(s['p_primary'])} ({_p(s['p_primary_holm'])}) | "
+            f"{s['primary_test']} | {_p(s['p_primary'])} ({_p(s['p_primary_holm'], s['p_primary'])}) | "
             f"{_pct(s['power_primary'])} ({_pct(s['power_primary_holm'])}) | "
-            f"{_p(s['p_ks_better'])} ({_p(s['p_ks_better_holm'])}) | "
-            f"{_p(s['ks_p'])} ({_p(s['ks_p_holm'])}) | {_p(s['ks_norm_p'])} ({_p(s['ks_norm_p_holm'])}) | "
+            f"{_p(s['p_ks_better'])} ({_p(s['p_ks_better_holm'], s['p_ks_better'])}) | "
+            f"{_p(s['ks_p'])} ({_p(s['ks_p_holm'], s['ks_p'])}) | {_p(s['ks_norm_p'])} ({_p(s['ks_norm_p_holm'], s['ks_norm_p'])}) | "
             f"{s['result']} |")
     lines += [
         "",
@@ -279,6 +291,13 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
     for s in steps:
         lines.append(f"- **{s['step']}** ({s['constraint']}, the space shrinks 10^{s['log10_shrink']:.2f}x inside "
                      f"the band; paper: {s['claim']}): **{s['result']}**: {s['reason']}.")
+        rerun = next((r for r in (numbers.get("stability") or {}).get("steps", []) if r["step"] == s["step"]), None)
+        if rerun is not None:
+            lines.append(f"  Reruns with other seeds: the same verdict in {rerun['same']} of {len(rerun['reruns'])}"
+                         + (" (it repeats)" if rerun["same"] == len(rerun["reruns"]) else
+                            " (it does not repeat: read it as a property of this run, not of the spaces)")
+                         + f"; mean difference {rerun['diff_min']:+.2f} .. {rerun['diff_max']:+.2f} points over "
+                         f"the {len(rerun['reruns']) + 1} runs (see 'Stability').")
         if s["result"] == "cannot tell" and s["power_primary_holm"] < 0.8:
             lines.append(f"  Cannot tell at this n: the test had {_pct(s['power_primary_holm'])} power, and about "
                          f"{_n80(s)} models per space would give it 80%.")
@@ -296,7 +315,7 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
                              f"p = {_p(s['ks_p'])} is no evidence of equality.")
         else:
             lines.append(f"  Secondary (one-sided KS, chosen after the first version's results were seen): p = "
-                         f"{_p(s['p_ks_better'])}, Holm {_p(s['p_ks_better_holm'])}; its power against the same "
+                         f"{_p(s['p_ks_better'])}, Holm {_p(s['p_ks_better_holm'], s['p_ks_better'])}; its power against the same "
                          f"gain: {_pct(s['power_ks'])} at level {level:g}.")
     agree = [s["step"] for s in steps if s["result"] == "agrees"]
     unclear = [s["step"] for s in steps if s["result"] == "cannot tell"]
@@ -313,15 +332,25 @@ def render_markdown(numbers: dict[str, Any], command: str, figure: Path, meta: d
         second = [s["step"] for s in better if s["p_ks_better_holm"] <= level]
         lines[-1] += (" The secondary one-sided KS test, chosen after the first version's results were seen, "
                       + (f"rejects 'not better' on {', '.join(second)} (Holm p "
-                         + ", ".join(f"{_p(s['p_ks_better_holm'])}" for s in better if s["step"] in second)
+                         + ", ".join(f"{_p(s['p_ks_better_holm'], s['p_ks_better'])}" for s in better if s["step"] in second)
                          + f" <= {level:g}); read it as the finding of a test picked after a look at data from "
                          "the same spaces, not as the planned verdict."
                          if second else "rejects 'not better' on no step either."))
+    stab = (numbers.get("stability") or {}).get("steps", [])
+    if stab:
+        lines[-1] += (" Counting the reruns under other seeds (see 'Stability'), the verdicts over all runs were: "
+                      + "; ".join(f"{r['step']} " + ", ".join(f"'{v}' {c} of {len(r['reruns']) + 1}"
+                                                             for v, c in r["counts"].items()) for r in stab)
+                      + ". One run's verdict is no property of the spaces where the runs disagree.")
     lines.append("")
     kept = [d for d in derived if d["verdict"] == "keep"]
     lines += [f"Inside single studies the keep rule kept {len(kept)} of the {len(derived)} step constraints "
               f"({', '.join(d['constraint'] for d in kept) or 'none'}); the models satisfying each one numbered "
               + ", ".join(f"{d['n']} of {d['n_eval']} ({d['constraint']}, power to keep "
                           f"{_pct(d['keep_power'])})" for d in derived) + ".", ""]
+    if numbers.get("retrain"):
+        lines += render_retrain(numbers["retrain"], level, n_val, _FLOOR[0])
+    if numbers.get("stability"):
+        lines += render_stability(numbers["stability"], numbers.get("reruns_meta", {}), _FLOOR[0], minutes)
     return "\n".join(lines)
 

@@ -10,6 +10,8 @@ ADAPTIVE_SAMPLERS: tuple[str, ...] = ("tpe", "cmaes", "nsga2", "gp")
 SAMPLERS: tuple[str, ...] = EDF_SAMPLERS + ADAPTIVE_SAMPLERS
 #: A study's seed: numpy's and torch's generators take 0 .. 2**32 - 1 wherever it goes.
 MAX_SEED = 2**32 - 1
+#: Largest `run --repeat`: retrainings of one study's configs under other training seeds (each a study of its own).
+MAX_REPEAT = 10_000
 #: Optuna pruners a study of an adaptive sampler may use (`none` trains every trial to the end).
 PRUNERS: tuple[str, ...] = ("median", "percentile", "hyperband", "successive-halving", "none")
 #: Units of the constraints' non-inferiority margin.

@@ -71,6 +71,17 @@ def _bounded_int(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+def _repeat(text: str) -> int:
+    """argparse type: a repeat number, an integer in 0 .. MAX_REPEAT."""
+    from anynet_search.choices import MAX_REPEAT
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..{MAX_REPEAT}, got {text!r}") from None
+    if not 0 <= value <= MAX_REPEAT:
+        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_REPEAT}, got {value}")
+    return value
 
 
 def _margin_arguments(p: argparse.ArgumentParser) -> None:
@@ -132,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train exactly the configs of this random/qmc study (run folder or storage URL), slot by slot, "
                         "with its space, sampler, data set, seed and trainer settings unless given (e.g. another "
                         "--epochs); see `anynet-search fidelity`")
+    p.add_argument("--repeat", type=_repeat, default=0, metavar="K",
+                   help="train the configs again under other training seeds (the K-th retraining; 0, the default, is "
+                        "the first training): with --configs-from RUN and RUN's budget, the two studies' differences "
+                        "are the training noise (see `anynet-search fidelity`); study name ...-rK")
     p.add_argument("--configs-study", default=None, metavar="NAME",
                    help="the study of --configs-from when its storage holds several")
     p.add_argument("--other-data", action="store_true",
@@ -184,18 +199,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="derived space file (default RUN/derived_space_STUDY.yaml, the "
                    "name analyze gives it too; in the current folder for a database URL)")
     p.add_argument("--force", action="store_true", help="accept adaptive-sampler studies (biased EDFs)")
+    p.add_argument("--retrained", default=None, metavar="RUN",
+                   help="a retraining of RUN's configs under other training seeds (run --configs-from RUN --repeat K): "
+                        "each verdict is drawn again from its errors and states how far it moved against the retrain "
+                        "noise")
+    p.add_argument("--retrained-study", default=None, metavar="NAME", help="the study of --retrained when its "
+                   "storage holds several")
     _margin_arguments(p)
     p.set_defaults(func=commands.cmd_derive)
 
-    p = sub.add_parser("fidelity", help="do two budgets rank the same configs alike? (rank correlations, top-10%% "
-                       "overlap, constraint verdicts)")
+    p = sub.add_parser("fidelity", help="do budgets rank the same configs alike? (rank correlations and their paired "
+                       "differences, top-10%% overlap, constraint verdicts, the retrain noise ceiling)")
     p.add_argument("runs", nargs="+", metavar="RUN",
-                   help="RUN_LOW RUN_HIGH: two run folders or storage URLs (e.g. a study and one made from it with "
-                        "run --configs-from RUN --epochs E)")
+                   help="two or more run folders or storage URLs of the same configs (a study and those made from it "
+                        "with run --configs-from RUN --epochs E, or --repeat K for a retraining of the highest budget, "
+                        "which gives the noise ceiling); the study of most epochs is the reference")
     p.add_argument("--study", action="append", default=[], metavar="NAME",
-                   help="study of each storage URL among the RUNs, in order (one URL: --study LOW --study HIGH)")
-    p.add_argument("--out", default=None, help="folder for fidelity.png and the CSVs (default RUN_HIGH/fidelity; "
-                   "./fidelity for a database URL)")
+                   help="study of each storage URL among the RUNs, in order (one URL: a --study for each study)")
+    p.add_argument("--out", default=None, help="folder for the figures and CSVs (default: the reference study's run "
+                   "folder/fidelity; ./fidelity for a database URL)")
     p.add_argument("--n-boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutation tests")
     _margin_arguments(p)

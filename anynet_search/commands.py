@@ -93,7 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                       devices=args.devices, seed=args.seed, out=args.out, objective=args.objective,
                       train_overrides=_train_overrides(args.train), in_flight=args.in_flight,
                       oversubscribe=args.oversubscribe, configs_from=args.configs_from,
-                      configs_study=args.configs_study, pruner=args.pruner, other_data=args.other_data)
+                      configs_study=args.configs_study, pruner=args.pruner, other_data=args.other_data,
+                      repeat=args.repeat)
     cluster = cluster_options(args)
     if cluster is None:
         outcome = run_study(opts)
@@ -186,31 +187,31 @@ def _targets(runs: list[str], studies: list[str]) -> list[str | tuple[str, str]]
 
 
 def _fidelity_targets(runs: list[str], studies: list[str]) -> list[str | tuple[str, str]]:
-    """RUN_LOW RUN_HIGH with their --study names: one URL with --study LOW --study HIGH, or each storage URL among
-    the runs taking the next name in order (a single name goes to every URL); run folders take none."""
+    """The RUNs with their --study names: one URL with a --study per study, or each storage URL among the runs
+    taking the next name in order (a single name goes to every URL); run folders take none."""
     from anynet_search.study.run_folder import is_storage_url
 
-    if len(runs) == 1 and len(studies) == 2:
-        return [(runs[0], studies[0]), (runs[0], studies[1])]
+    if len(runs) == 1 and len(studies) >= 2:
+        return [(runs[0], name) for name in studies]
     urls = [r for r in runs if is_storage_url(r)]
-    if len(runs) != 2 or (studies and len(studies) not in (1, len(urls))) or (studies and not urls):
-        raise CliError(f"fidelity compares two studies: RUN_LOW RUN_HIGH (a storage URL among them with its --study "
-                       f"NAME), or one storage URL with --study LOW --study HIGH; got {len(runs)} RUN and "
-                       f"{len(studies)} --study")
+    if len(runs) < 2 or (studies and len(studies) not in (1, len(urls))) or (studies and not urls):
+        raise CliError(f"fidelity compares two studies or more of the same configs: RUN RUN [RUN ...] (a storage URL "
+                       f"among them with its --study NAME), or one storage URL with a --study for each; got "
+                       f"{len(runs)} RUN and {len(studies)} --study")
     names = iter(studies * len(urls) if len(studies) == 1 else studies)
     return [(r, next(names)) if studies and is_storage_url(r) else r for r in runs]
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
-    """`fidelity`: do two budgets rank the same configs alike?"""
-    from anynet_search.paths import check_out_dir, run_folder_of
-    from anynet_search.reporting.fidelity import fidelity_runs
+    """`fidelity`: do the budgets rank the same configs alike, and how far apart are they, as pairs?"""
+    from anynet_search.paths import check_out_dir
+    from anynet_search.reporting.fidelity_set import fidelity_set
 
     targets = _fidelity_targets(args.runs, args.study)
-    out = args.out or str((run_folder_of(targets[1]) or Path()) / "fidelity")  # beside the HIGH run by default
-    check_out_dir(out)
-    rep = fidelity_runs(targets[0], targets[1], out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
-                        margin_unit=args.margin_unit)
+    if args.out is not None:  # else beside the reference (most epochs) study, once the studies are read
+        check_out_dir(args.out)
+    rep = fidelity_set(targets, args.out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
+                       margin_unit=args.margin_unit)
     print("\n".join(rep.lines()))
     print(f"  files: {', '.join(str(Path(p).resolve()) for p in rep.files)}")
     return 0
@@ -241,7 +242,10 @@ def cmd_derive(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         check_out_file(args.out)
+    if args.retrained_study is not None and args.retrained is None:
+        raise CliError("--retrained-study names the study of --retrained RUN; give --retrained too")
     run = load_run(args.run, args.study)
+    retrained = _retrained(run, args) if args.retrained is not None else None
     why = adaptive_note(run.df)
     if why and not args.force:
         print(f"no constraints judged and no space derived: {why}")
@@ -259,6 +263,8 @@ def cmd_derive(args: argparse.Namespace) -> int:
           f"{table.attrs['alpha'] / 2:g}, the chance of keeping a constraint that worsens the mean error by the margin")
     print(verdict_text(table, width))
     print("every number (p-values, Holm, notes) of each constraint: anynet-search analyze writes constraints.csv")
+    if retrained is not None:
+        print("\n".join(retrained))
     if run.space is None:
         print(f"no derived space: {run.space_note}", file=sys.stderr)
         return 0
@@ -291,6 +297,17 @@ def cmd_prepare(args: argparse.Namespace) -> int:
               f"skipped; listed under 'skipped' in {result.path / 'manifest.json'})")
     print(f"sha256 {result.digest}")
     return 0
+
+
+def _retrained(run: object, args: argparse.Namespace) -> list[str]:
+    """`derive --retrained`: the lines on the retrain noise and the verdicts drawn from the retrained errors (its
+    checks run before anything is judged or written)."""
+    from anynet_search.reporting.noise import verdict_noise, verdict_noise_lines
+    from anynet_search.reporting.results import load_run
+
+    again = load_run(args.retrained, args.retrained_study)
+    noise, moved = verdict_noise(run, again, margin=args.margin, margin_unit=args.margin_unit)  # type: ignore[arg-type]
+    return verdict_noise_lines(run, again, noise, moved)  # type: ignore[arg-type]
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from scipy import stats
 from test_tickets import storage_url
 
 from anynet_search.analysis.fidelity import match_models, rank_correlations, top_overlap
+from anynet_search.analysis.noise import retrain_noise
 from anynet_search.analysis.samplers import sample_bias
 from anynet_search.reporting.analyze import analyze_runs
 from anynet_search.reporting.fidelity import fidelity_runs
@@ -115,11 +116,12 @@ def test_a_config_that_kills_its_worker_here_moves_its_slot_on_and_fidelity_matc
 
 @pytest.fixture(scope="module")
 def dry_pair(tmp_path_factory) -> Path:
-    """Two dry-run studies of the same 24 configs (the dry error depends on the config only): 'low' and 'high'."""
+    """Dry-run studies of the same 24 configs (the dry error depends on the config and the repeat only): 'low' (1
+    epoch), 'low2' (2 epochs), 'high' (8) and 'again' (8, retrained under other training seeds: --repeat 1)."""
     root = tmp_path_factory.mktemp("pair")
     cli(*base_run(root / "runs", "high", 24, "--space", "anynet_xa_tiny", "--objective", DRY))
-    cli(*base_run(root / "runs", "low", 24, "--epochs", "1", "--objective", DRY, "--configs-from",
-                  str(root / "runs" / "high")))
+    for name, extra in (("low", ("--epochs", "1")), ("low2", ("--epochs", "2")), ("again", ("--repeat", "1"))):
+        cli(*base_run(root / "runs", name, 24, *extra, "--objective", DRY, "--configs-from", str(root / "runs" / "high")))
     cli(*base_run(root / "runs", "other", 24, "--space", "anynet_xd_tiny", "--objective", DRY))
     return root
 
@@ -153,6 +155,47 @@ def test_fidelity_writes_beside_the_high_run_by_default_and_prints_full_paths(dr
     assert (folder / "fidelity.png").is_file() and (folder / "fidelity_pairs.csv").is_file()
     files = capsys.readouterr().out.splitlines()[-1]
     assert files.startswith("  files: ") and all(p.startswith(str(folder)) for p in files[9:].split(", "))
+
+
+def test_fidelity_of_several_budgets_and_a_retraining_compares_their_rho_as_pairs_against_the_noise_ceiling(
+        dry_pair, tmp_path):
+    runs = dry_pair / "runs"
+    out = cli("fidelity", str(runs / "again"), str(runs / "low2"), str(runs / "high"), str(runs / "low"), "--out",
+              str(tmp_path / "fid"), "--n-boot", "300").stdout
+    assert "fidelity of 4 studies of the same configs against high (8 epochs on synthetic:64); 24 configs" in out
+    assert "non-inferiority margin 0.5 points" in out and "note:" not in out  # dry errors lie on no image lattice
+    high, again = (load_results(runs / name) for name in ("high", "again"))
+    noise = retrain_noise(high, again, n_boot=300)
+    assert noise.changed == 24 and 0 < noise.rho < 1  # other training seeds: every pseudo-error moved
+    assert "noise ceiling: again (8 epochs on synthetic:64, repeat 1) trains the configs of high" in out
+    assert f"Spearman rho of the two trainings {noise.rho:.3f}" in out
+    # lower budgets in order of epochs; each against the one below, and the ceiling against each, as pairs
+    assert "rho(low2) - rho(low) = +0.000" in out
+    assert f"rho(again) - rho(low) = {noise.rho - 1:+.3f}" in out and f"rho(again) - rho(low2) = {noise.rho - 1:+.3f}" in out
+    assert "Holm-adjusted over the 3 differences" in out
+    overlap = top_overlap(load_results(runs / "low")["error"], high["error"], 0.1)["p_value"]
+    assert f"p = {overlap:.2g}, exact" in out and "Holm-adjusted over the 2 lower budgets" in out
+    table = pd.read_csv(tmp_path / "fid" / "fidelity_differences.csv")
+    assert list(zip(table["a"], table["b"])) == [("low2", "low"), ("again", "low"), ("again", "low2")]
+    assert pd.read_csv(tmp_path / "fid" / "fidelity_errors.csv").shape == (24, 4)
+
+
+def test_analyze_and_derive_measure_the_retrain_noise_and_compare_the_spaces_against_it(dry_pair, tmp_path):
+    runs = dry_pair / "runs"
+    summary = analyze_runs([runs / "high", runs / "again", runs / "other"], tmp_path / "rep", n_boot=200,
+                           importance=False)
+    assert [(p.first, p.second) for p in summary.noise] == [("high", "again")] and not summary.fidelity
+    table = summary.comparisons  # the retraining re-measures high's models: no sample of its own to compare
+    assert list(table["study"]) == ["other"]
+    sd = summary.noise[0].noise.model_sd * math.sqrt(1 / 24 + 1 / 24)
+    assert table["retrain_sd"].iloc[0] == pytest.approx(sd)
+    assert table["beyond_noise"].iloc[0] == pytest.approx(abs(table["mean_diff"].iloc[0]) / sd)
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "Retrain noise" in html and "beyond_noise" in html and 'href="#noise-0"' in html
+    out = cli("derive", str(runs / "high"), "--retrained", str(runs / "again"), "--out",
+              str(tmp_path / "d.yaml")).stdout
+    assert "retrain noise: again trains the configs of high again under other training seeds" in out
+    assert re.search(r"the verdicts drawn from the retrained errors agree on \d+ of \d+", out)
 
 
 def test_a_planted_low_fidelity_pair_gets_intervals_that_cover_the_planted_correlation(tmp_path):
@@ -198,7 +241,8 @@ def test_top_overlap_breaks_ties_at_the_cut_at_random_and_compares_with_chance()
     low = np.array([1.0, 1.0, 1.0, 4, 5, 6, 7, 8, 9, 10])  # models 0, 1, 2 tie for the 2 places
     o = top_overlap(low, high, 0.2)
     assert o["k"] == 2 and o["overlap"] == pytest.approx(4 / 3) and o["chance"] == pytest.approx(0.4)
-    assert o["p_value"] == pytest.approx(1 - 28 / 45)  # P(at least 1 of 2 drawn from 10 is among 2)
+    # overlap 2 (tie break {0, 1}, 1 in 3) or 1; P(at least 2 | at least 1 of 2 drawn from 10 among 2): 1/45, 17/45
+    assert o["p_value"] == pytest.approx(1 / 3 * 1 / 45 + 2 / 3 * 17 / 45)
     assert top_overlap(high, high, 0.1)["overlap"] == 1.0
     assert top_overlap(high, high[::-1], 0.3)["overlap"] == 0.0
 

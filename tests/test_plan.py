@@ -29,7 +29,7 @@ def test_a_smaller_effect_needs_more_models_for_both_tests():
     for test, rows in table.groupby("test"):
         n = rows.sort_values("effect", ascending=False)["n"].to_numpy()
         assert (np.diff(n) > 0).all(), (test, n)
-        assert rows["power_at_n"].between(0.74, 0.9).all(), rows
+        assert rows["power_at_n"].between(0.8, 0.9).all(), rows  # never below the target, and near it
     mean, ks = (table[table["test"] == t].set_index("effect")["n"] for t in ("superiority", "ks"))
     assert (ks > mean).all()  # the KS test needs more models than the mean test for a shift
 
@@ -45,16 +45,18 @@ def independent_power(draw, n: int, effect: float, test: str, alpha: float, sims
     return hits / sims
 
 
-def test_the_power_at_the_chosen_n_is_confirmed_by_an_independent_simulation_within_3_points():
+def test_the_power_at_the_chosen_n_is_at_the_target_and_confirmed_by_an_independent_simulation():
     sd, effect, alpha = 5.0, 1.0, 0.025
     table = plan_table(normal_errors(sd), [effect], alpha=alpha, sims=2000, seed=4).set_index("test")
     for test in ("superiority", "ks"):
         n = int(table.loc[test, "n"])
         claimed = table.loc[test, "power_at_n"]
-        assert abs(claimed - 0.8) < 0.04, (test, n, claimed)  # it aimed at 80% and landed there
+        assert 0.8 <= claimed < 0.84, (test, n, claimed)  # it aimed at 80% and landed there, never below
         check = independent_power(lambda rng, shape: rng.normal(0, sd, shape), n, effect, test, alpha,
                                   sims=4000 if test == "superiority" else 3000, seed=99)
-        assert abs(check - claimed) <= 0.03, (test, n, claimed, check)
+        # never optimistic beyond its noise; the KS powers use 199 permutations, which understate them by about
+        # 2 points (planning.REPORT_PERM), so the independent check may lie that much higher
+        assert -0.03 <= check - claimed <= (0.03 if test == "superiority" else 0.05), (test, n, claimed, check)
 
 
 def test_pilot_errors_with_ties_plan_powers_that_an_independent_simulation_confirms():
@@ -69,6 +71,14 @@ def test_pilot_errors_with_ties_plan_powers_that_an_independent_simulation_confi
     assert abs(independent_power(resample, n, 1.0, "superiority", 0.025, 4000, 5) - table["power_at_n"]) <= 0.03
     at_pilot = independent_power(resample, 60, 1.0, "superiority", 0.025, 4000, 6)
     assert abs(at_pilot - table["power_at_pilot"]) <= 0.03 and table["power_at_pilot"] < 0.5
+
+
+def test_small_plans_where_the_ks_power_jumps_with_n_never_print_an_n_below_the_target():
+    """At a few models per space the KS test's power moves in steps with n (71% at n = 7 in an earlier plan that
+    printed it for 80%): the bisection returns the first n at or above the target, with that power."""
+    table = plan_table(normal_errors(1.0), [1.5, 2.5], sims=400, seed=1)
+    assert (table["power_at_n"] >= 0.8).all(), table
+    assert (table["n"] <= 16).all() and table.attrs["n_max"] == 20_000
 
 
 def test_complexity_bins_leave_only_the_spread_inside_the_bins():
@@ -121,8 +131,10 @@ def test_plan_cli_from_a_pilot_prints_models_power_at_the_pilots_n_and_time_at_i
     assert len(rows) == 4
     n = {(r[0], r[1]): int(r[2]) for r in rows}
     assert n[("0.25", "mean")] > n[("0.5", "mean")] and n[("0.25", "KS")] > n[("0.5", "KS")]
-    assert "'no difference' there is not evidence of none" in out or all(float(r[4][:-1]) >= 80 for r in rows)
+    # each power with its Monte-Carlo standard error; never a planned n below the target
+    assert all(r[4] == "+-" and float(r[3][:-1]) >= 80 for r in rows), rows
+    assert "'no difference' there is not evidence of none" in out or all(float(r[6][:-1]) >= 80 for r in rows)
     # the time column is n x 2 spaces x the pace (printed to 3 digits: within half a percent)
     for r in rows:
         seconds = n[(r[0], r[1])] * 2 * pace
-        assert " ".join(r[5:]) in {human_time(seconds * f) for f in (0.995, 1.0, 1.005)}, r
+        assert " ".join(r[9:]) in {human_time(seconds * f) for f in (0.995, 1.0, 1.005)}, r

@@ -145,3 +145,32 @@ def test_the_committed_note_follows_from_the_committed_data():
                f"{e.std(ddof=1):.2f} | {spaces[name].log10_size:.2f} |")
         assert row in note, row
         assert set(np.round(e * 144 / 100, 9)) <= set(range(145))  # whole validation images
+
+
+def test_reruns_and_a_retraining_add_the_stability_and_retrain_noise_sections(runs, tmp_path):
+    """progression_stability.py's data (C and D under seed 1, A trained again under other training seeds) give
+    the note a stability table for C -> D only, and the retrain noise of A with A -> B judged again."""
+    from anynet_progression import main as progression_main
+    from progression_stability import write_reruns
+
+    csv, _ = runs
+    reruns = {}
+    with mock.patch("anynet_search.study.worker.release_memory", lambda: None):
+        for space, seed, repeat in (("anynet_xc_tiny", 1, 0), ("anynet_xd_tiny", 1, 0), ("anynet_xa_tiny", 0, 1)):
+            opts = RunOptions(space=space, trials=24, workers=1, dataset="synthetic:64", sampler="random", seed=seed,
+                              repeat=repeat, out=str(tmp_path / "runs"), objective="anynet_search.study.dry_run:pseudo_error")
+            study, _, _, run_dir = prepare_study(opts)
+            Worker(study, objective=opts.objective, poll_seconds=0.05).run()
+            reruns[(space, seed, repeat)] = run_dir
+    data = tmp_path / "progression_reruns_models.csv"
+    write_reruns(reruns, data)
+    doc = tmp_path / "note.md"
+    progression_main(["--report-only", "--data", str(csv), "--reruns", str(data), "--doc", str(doc), "--figure",
+                      str(tmp_path / "f.png"), "--n-perm", "200", "--power-sims", "50", "--band-draws", "4096"])
+    text = doc.read_text()
+    assert "## Retrain noise: the same models trained again" in text and "## Stability: the steps rerun" in text
+    assert "24 of 24 errors changed" in text  # the dry run's noise follows the repeat
+    assert "- A -> B judged again with the retrained AnyNetXA: mean difference" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "seed 1" not in line and "of 1 |" in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| C -> D"], rows  # only the step whose two spaces were rerun
+    assert "Reruns with other seeds: the same verdict in" in text and "seed 1" in text

@@ -411,7 +411,7 @@ def derive_constraints(
         .drop(columns=["_rank", "_shrink"])
         .reset_index(drop=True)
     )
-    out.attrs.update(alpha=alpha, margin=margin_points, margin_spec=margin_spec, min_n=min_n,
+    out.attrs.update(alpha=alpha, margin=margin_points, margin_spec=margin_spec, min_n=min_n, n_perm=n_perm,
                      rules={c.name: c.rule for c in candidates if c.rule is not None})
     if warning:
         out.attrs["warning"] = warning

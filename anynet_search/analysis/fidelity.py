@@ -8,7 +8,10 @@ errors (low budget, high budget) are compared:
   intervals, whose bias and skew corrections matter near +-1 where the percentile interval undercovers);
 - `top_overlap`: how many of the high budget's top fraction (lowest errors; 10% by default) are in the low
   budget's top fraction, against chance (k^2 / n, a hypergeometric law). Errors on a finite validation set
-  tie; ties at the cut are broken at random, and the overlap is its expectation over those tie breaks;
+  tie; ties at the cut are broken at random, and the overlap and its p-value are taken over the exact law of
+  the overlap across those tie breaks (`overlap_law`);
+- `error_resolution`: one validation image in points, read off the errors' lattice; `margin_note` flags a
+  margin finer than it;
 - `verdict_agreement`: the constraint verdicts `derive_constraints` draws from each study's matched models
   (so a disagreement comes from the errors alone, not from different samples), side by side.
 
@@ -25,6 +28,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
+from scipy.special import gammaln
 
 from anynet_search.analysis._checks import check_level, check_positive_int, require_frame
 from anynet_search.analysis.columns import SAMPLED_PREFIX, param_columns
@@ -191,23 +195,59 @@ def rank_correlations(x: ArrayLike, y: ArrayLike, *, n_boot: int = 2000, level: 
 
 
 # ------------------------------------------------------------------------------------------ top overlap
+def _cut(e: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(models strictly below the k-th lowest error, models tied with it, how many of those the top k takes)."""
+    cut = np.sort(e)[k - 1]
+    below, tied = e < cut, e == cut
+    return below, tied, int(k - below.sum())
+
+
 def _top_probability(e: np.ndarray, k: int) -> np.ndarray:
     """Chance that each model is among the k lowest errors when ties at the cut are broken at random."""
-    order = np.sort(e)
-    cut = order[k - 1]
-    below = e < cut
-    tied = e == cut
-    share = (k - below.sum()) / tied.sum()
-    return below.astype(float) + share * tied
+    below, tied, take = _cut(e, k)
+    return below.astype(float) + (take / tied.sum()) * tied
+
+
+def _log_comb(n: np.ndarray | int, r: np.ndarray | int) -> np.ndarray:
+    n, r = np.asarray(n, dtype=float), np.asarray(r, dtype=float)
+    with np.errstate(invalid="ignore"):
+        out = gammaln(n + 1) - gammaln(r + 1) - gammaln(n - r + 1)
+    return np.where((r >= 0) & (r <= n), out, -np.inf)
+
+
+def overlap_law(low: ArrayLike, high: ArrayLike, k: int) -> np.ndarray:
+    """P(overlap = o), o = 0 .. k, of the two top-k sets when each budget's ties at its cut are broken at random
+    (independently): exact, by summing over how the low budget's tie break falls on the high budget's classes."""
+    a, b = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    below_l, tied_l, take_l = _cut(a, k)
+    below_h, tied_h, take_h = _cut(b, k)
+    base = int(np.sum(below_l & below_h))  # in both tops whatever the tie breaks
+    x1, x2 = int(np.sum(tied_l & below_h)), int(np.sum(tied_l & tied_h))  # low's tied: high's top, high's tied
+    x3 = int(tied_l.sum()) - x1 - x2  # low's tied models outside high's top and ties
+    y = int(np.sum(below_l & tied_h))  # high's tied models already in low's top
+    m_h = int(tied_h.sum())
+    law = np.zeros(k + 1)
+    log_all = float(_log_comb(int(tied_l.sum()), take_l))
+    for a1 in range(min(x1, take_l) + 1):
+        for a2 in range(min(x2, take_l - a1) + 1):
+            a3 = take_l - a1 - a2
+            if a3 > x3:
+                continue
+            weight = math.exp(float(_log_comb(x1, a1) + _log_comb(x2, a2) + _log_comb(x3, a3)) - log_all)
+            hits = np.arange(take_h + 1)  # high's tie break: take_h of its m_h tied, y + a2 of them in low's top
+            pmf = stats.hypergeom.pmf(hits, m_h, y + a2, take_h)
+            law[base + a1 + hits] += weight * pmf
+    return law / law.sum()
 
 
 def top_overlap(low: ArrayLike, high: ArrayLike, fraction: float = 0.1) -> dict[str, float]:
     """How many of the high budget's top `fraction` (lowest errors, k = ceil(fraction n) models) are among the
     low budget's top k, against chance.
 
-    Returns `k`, `n`, `overlap` (expected over random breaks of ties at the cut), `chance` (k^2 / n, the mean
-    when the low budget's ranking says nothing), and `p_value`: the chance of at least round(overlap) under
-    that null (hypergeometric).
+    Returns `k`, `n`, `overlap` (its mean over random breaks of the ties at each cut), `chance` (k^2 / n, the
+    mean when the low budget's ranking says nothing), and `p_value`: the chance under that null (any fixed pair
+    of top-k sets overlaps hypergeometrically, Hypergeom(n, k, k)) of an overlap at least the one observed,
+    averaged over the law of the observed overlap across the tie breaks (`overlap_law`, exact).
     """
     a = np.asarray(low, dtype=float)
     b = np.asarray(high, dtype=float)
@@ -217,9 +257,38 @@ def top_overlap(low: ArrayLike, high: ArrayLike, fraction: float = 0.1) -> dict[
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
     n = a.size
     k = min(n, max(1, math.ceil(fraction * n - 1e-9)))
-    overlap = float(np.sum(_top_probability(a, k) * _top_probability(b, k)))
-    p = float(stats.hypergeom.sf(round(overlap) - 1, n, k, k))
-    return {"k": k, "n": n, "fraction": float(fraction), "overlap": overlap, "chance": k * k / n, "p_value": p}
+    law = overlap_law(a, b, k)
+    o = np.arange(k + 1)
+    p = float(np.sum(law * stats.hypergeom.sf(o - 1, n, k, k)))
+    return {"k": k, "n": n, "fraction": float(fraction), "overlap": float(np.sum(law * o)), "chance": k * k / n,
+            "p_value": min(1.0, p)}
+
+
+def error_resolution(errors: ArrayLike, max_images: int = 100_000) -> float | None:
+    """One validation image in error points, 100 / m for the smallest m such that every error is a whole number
+    of m-ths (errors measured on m images); None when the errors lie on no such lattice (or fewer than 3
+    distinct values leave it open)."""
+    e = np.unique(np.round(np.asarray(errors, dtype=float), 9))
+    e = e[np.isfinite(e)]
+    if e.size < 3 or e.size > max_images + 1:
+        return None
+    m = np.arange(e.size - 1, max_images + 1, dtype=float)  # m images give at most m + 1 distinct errors
+    for start in range(0, m.size, 4096):
+        chunk = m[start:start + 4096]
+        wrong = np.outer(chunk, e) / 100.0
+        ok = np.all(np.abs(wrong - np.round(wrong)) < 1e-6 * np.maximum(1.0, chunk)[:, None], axis=1)
+        if ok.any():
+            return 100.0 / float(chunk[np.argmax(ok)])
+    return None
+
+
+def margin_note(margin: float, resolution: float | None) -> str | None:
+    """A flag when a margin (points) is finer than one validation image: no model's error can move by less."""
+    if resolution is None or not margin < resolution - 1e-9:
+        return None
+    return (f"the margin {margin:g} points is finer than one validation image ({resolution:.2f} points, "
+            f"{100 / resolution:.0f} images): no single model's error can change by less than one image, so "
+            "only averages over many models resolve it")
 
 
 # ------------------------------------------------------------------------------------------ verdicts

@@ -84,13 +84,16 @@ def power(
     seed: int = 0,
     n_other: int | None = None,
     n_perm: int | None = None,
+    common: int | None = None,
 ) -> float:
     """Fraction of `sims` simulated studies in which `test` rejects its null (see the module docstring).
 
     `errors`: observed errors to resample (points); `n`, `n_other`: sizes of the reference and the
     comparison sample; `effect`: true shift of the comparison sample (points, negative = better);
     `margin`: the non-inferiority / equivalence margin (points, >= 0); `alpha`: one-sided level;
-    `n_perm`: permutations per test (default `default_n_perm(alpha)`).
+    `n_perm`: permutations per test (default `default_n_perm(alpha)`); `common`: common random numbers for
+    powers at several n (at most `common`): each simulated study's two samples are the first n and n_other of
+    `common` draws, so that one seed gives nested studies at every n and the powers differ by n, not by luck.
 
     >>> errors = [0.69 * k for k in (1, 2, 2, 3, 4, 6, 8, 11)]
     >>> power(errors, 200, -3.0, test="superiority", sims=200) > 0.9
@@ -108,12 +111,18 @@ def power(
     if not (math.isfinite(effect) and math.isfinite(margin) and margin >= 0):
         raise ValueError(f"effect must be finite and margin finite and >= 0, got {effect!r}, {margin!r}")
     n_perm = default_n_perm(alpha) if n_perm is None else check_positive_int(n_perm, "n_perm")
+    if common is not None and common < max(n, m_b):
+        raise ValueError(f"common ({common}) must be at least n and n_other ({n}, {m_b})")
     rng = np.random.default_rng(seed)
     subset = np.arange(m_b + n) < m_b  # B first, then A
     hits = 0
     for done in range(0, sims, BATCH):
         b = min(BATCH, sims - done)
-        x = e[rng.integers(0, e.size, (b, m_b + n))]
+        if common is None:
+            x = e[rng.integers(0, e.size, (b, m_b + n))]
+        else:  # nested draws: the same stream position after them whatever n is
+            draws = rng.integers(0, e.size, (b, 2, common))
+            x = np.concatenate([e[draws[:, 0, :m_b]], e[draws[:, 1, :n]]], axis=1)
         x[:, subset] += effect
         hits += int(_rejects(x, subset, test, margin, alpha, n_perm, rng).sum())
     return hits / sims

@@ -15,7 +15,10 @@ pure functions from `anynet_search.analysis`, and a space derived from the kept 
 
 Two studies that trained the same configs (one made from the other with `run --configs-from`, or random
 studies of one space and seed) get a fidelity section (`reporting.fidelity`): do their budgets rank the
-models alike? Each comparison of studies states its power against a shift of the margin.
+models alike? Two that trained them alike under other training seeds (`run --repeat K`) measure the retrain
+noise instead (`reporting.noise`): the retraining is left out of the comparisons of studies (it re-measures
+the same models), and each comparison states how many sds of the retrain noise its difference of means is.
+Each comparison of studies states its power against a shift of the margin.
 
 `error` is the validation error (%) that the search minimized; `test_error` is measured on the held-out
 test split and only reported, never used to select or judge anything.
@@ -33,6 +36,7 @@ import pandas as pd
 
 from anynet_search.analysis import complexity_bins, require_unbiased_samples, resolve_margin
 from anynet_search.analysis.constraints import COLUMNS
+from anynet_search.analysis.noise import retrain_noise
 from anynet_search.analysis.samplers import adaptive_note
 from anynet_search.analysis.studies import (
     COMPLEXITY_ALPHA,
@@ -48,6 +52,7 @@ from anynet_search.reporting.export import configs_for, export_top
 from anynet_search.reporting.fidelity import fidelity_of, fidelity_pairs
 from anynet_search.reporting.figures import png_bytes, report_figures, scaled
 from anynet_search.reporting.headline import headline
+from anynet_search.reporting.noise import RetrainPair, retrain_pairs, with_noise
 from anynet_search.reporting.report import render_report
 from anynet_search.reporting.results import RunData, load_run
 from anynet_search.reporting.summary import ReportFigure, ReportSummary, StudyReport, study_report
@@ -98,7 +103,10 @@ def analyze_runs(
         run.label = label
     # the low budget of a fidelity pair (the same configs, trained otherwise) differs on purpose: the other studies
     # must agree among themselves, and the report says what the low ones' EDFs measure
-    pairs = fidelity_pairs(loaded)  # (low, high) indices into loaded; matched once, used here and below
+    matched = fidelity_pairs(loaded)  # (low, high) indices into loaded; matched once, used here and below
+    retrains = retrain_pairs(loaded, matched)  # trainings of the same configs alike: the retrain noise
+    pairs = [p for p in matched if p not in retrains and p[::-1] not in retrains]
+    copies = {second for _, second in retrains}  # re-measurements of a study, not samples of a space
     lows = {low for low, _ in pairs}
     differences = settings_differences([r for k, r in enumerate(loaded) if k not in lows])
     settings_warning = None
@@ -135,7 +143,10 @@ def analyze_runs(
         )
         for r in loaded
     ]
-    frames = {r.label: r.df for r in loaded if not adaptive[r.label]}  # the EDFs: unbiased or forced samples
+    # the EDFs: unbiased or forced samples; a retraining re-measures its study's models, so it is no other sample
+    frames = {r.label: r.df for k, r in enumerate(loaded) if not adaptive[r.label] and k not in copies}
+    noise = [RetrainPair(loaded[i].label, loaded[j].label, retrain_noise(loaded[i].df, loaded[j].df, n_boot=n_boot,
+                                                                         seed=seed)) for i, j in retrains]
     weights: dict[str, np.ndarray] = {}
     strata: dict[str, np.ndarray] = {}
     norm_note = None
@@ -159,7 +170,7 @@ def analyze_runs(
             norm_note = f"no complexity-normalized EDFs: {exc}; EDF comparisons use raw EDFs"
     expected = expected_best_table(frames, weights) if frames else None
     shift = _power_shift(frames, margin, margin_unit)
-    comparisons = compare_studies(frames, strata, seed, power_shift=shift)
+    comparisons = with_noise(compare_studies(frames, strata, seed, power_shift=shift), frames, noise)
     raw_comparisons = compare_studies(frames, {}, seed) if strata else None
     fidelity = [fidelity_of(loaded[i], loaded[j], n_boot=n_boot, seed=seed, margin=margin, margin_unit=margin_unit)
                 for i, j in pairs if not adaptive[loaded[i].label] and not adaptive[loaded[j].label]]
@@ -227,6 +238,7 @@ def analyze_runs(
         raw_comparisons=raw_comparisons,
         settings_warning=settings_warning,
         headlines=headlines,
+        noise=noise,
     )
     summary.report.write_text(render_report(summary, loaded, figures, top), encoding="utf-8")
     written = [summary.report, results_csv, constraints_csv, *derived_paths, *summary.figures,

@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from anynet_search.analysis.fidelity import MIN_MATCHED, Fidelity, fidelity, match_models
+from anynet_search.analysis import resolve_margin
+from anynet_search.analysis.fidelity import (
+    MIN_MATCHED,
+    Fidelity,
+    error_resolution,
+    fidelity,
+    margin_note,
+    match_models,
+)
 from anynet_search.errors import InputError
 from anynet_search.reporting import plots
 from anynet_search.reporting.results import RunData, load_run
@@ -67,6 +75,7 @@ class FidelityReport:
     n_boot: int
     figure: Figure | None = None
     files: list[Path] = field(default_factory=list)
+    margin_flag: str | None = None  # `analysis.fidelity.margin_note`: the verdicts' margin is finer than one image
 
     def summary_rows(self) -> pd.DataFrame:
         """The headline numbers as a two-column table (quantity, value) for the report."""
@@ -79,18 +88,21 @@ class FidelityReport:
         if r.overlap is not None:
             o = r.overlap
             rows.append((f"top {100 * o['fraction']:.0f}% overlap",
-                         f"{o['overlap']:.1f} of {o['k']} (chance {o['chance']:.2f}; p = {o['p_value']:.2g})"))
+                         f"{o['overlap']:.1f} of {o['k']} (chance {o['chance']:.2f}; exact p = {o['p_value']:.2g})"))
         if r.verdicts is not None:
             v = r.verdicts
             rows.append(("constraint verdicts agreeing", f"{int(v['agree'].sum())} of {len(v)}"))
         return pd.DataFrame(rows, columns=["quantity", "value"])
 
-    def lines(self, table: bool = True) -> list[str]:
-        """What `anynet-search fidelity` prints (`table`: with the verdict table)."""
+    def lines(self, table: bool = True, margin: bool = True) -> list[str]:
+        """What `anynet-search fidelity` prints (`table`: with the verdict table; `margin`: with the flag of a margin
+        finer than one validation image)."""
         r = self.result
         out = [f"fidelity of {self.low} ({self.low_budget}) against {self.high} ({self.high_budget}):",
                f"  {r.n} models matched by config ({r.n_low} trained in {self.low}, {r.n_high} in {self.high})"]
         out += [f"  note: {note}" for note in r.notes]
+        if margin and self.margin_flag:
+            out.append(f"  note: {self.margin_flag}")
         if r.correlations is not None:
             s, k = r.correlations.loc["spearman"], r.correlations.loc["kendall"]
             out.append(f"  Spearman rho {s['estimate']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}], Kendall tau "
@@ -100,7 +112,7 @@ class FidelityReport:
             o = r.overlap
             out.append(f"  top {100 * o['fraction']:.0f}%: {o['overlap']:.1f} of the {o['k']} best at {self.high_budget} "
                        f"are among the {o['k']} best at {self.low_budget} (chance {o['chance']:.2f}; "
-                       f"p = {o['p_value']:.2g})")
+                       f"p = {o['p_value']:.2g}, exact: hypergeometric, over the random breaks of ties at the cuts)")
         if r.verdicts is not None:
             v = r.verdicts
             neutral = int(((v["verdict_low"] == "neutral") & (v["verdict_high"] == "neutral")).sum())
@@ -134,6 +146,9 @@ def fidelity_of(low: RunData, high: RunData, *, n_boot: int = 2000, seed: int = 
         raise InputError(f"fidelity of {low.label} against {high.label}: {str(exc).splitlines()[0]}") from None
     low_budget, high_budget = budgets(low, high)
     rep = FidelityReport(low.label, high.label, low_budget, high_budget, result, n_boot)
+    if result.verdicts is not None:
+        errors = high.df["error"].to_numpy(dtype=float)
+        rep.margin_flag = margin_note(resolve_margin(errors, margin, margin_unit)[0], error_resolution(errors))
     if figure and result.n >= 1:
         labels = (low_budget, high_budget) if low_budget != high_budget else (low.label, high.label)
         rep.figure = plots.plot_fidelity(result.pairs, result.correlations, (f"low: {labels[0]}", f"high: {labels[1]}"))

@@ -55,6 +55,13 @@ def pilot_pace(study: optuna.Study) -> Pace | None:
     return Pace(busy / trained, len(workers), trained, busy)
 
 
+def _with_error(p: float, sims: int) -> str:
+    """A simulated power in percent with its Monte-Carlo standard error: '80.4% +- 1.3'."""
+    if not math.isfinite(p):
+        return "-"
+    return f"{100 * p:.1f}% +- {100 * math.sqrt(p * (1 - p) / sims):.1f}"
+
+
 def human_time(seconds: float) -> str:
     """A duration in words: 45 s, 12 min, 3 h 20 min, 4.2 days."""
     if not math.isfinite(seconds):
@@ -95,11 +102,12 @@ class PlanReport:
         out = pd.DataFrame({
             "effect": t["effect"].map(lambda v: f"{v:g}"),
             "test": t["test"].map({"superiority": "mean", "ks": "KS"}).fillna(t["test"]),
-            "models/space": t["n"].map(lambda v: f"{v:.0f}" if math.isfinite(v) else "> n_max"),
-            "power there": t["power_at_n"].map(lambda v: f"{100 * v:.1f}%"),
+            "models/space": t["n"].map(lambda v: f"{v:.0f}" if math.isfinite(v) else f"> {t.attrs['n_max']}"),
+            "power there": [_with_error(p, t.attrs["sims"]) + ("" if math.isfinite(n) else f" at {t.attrs['n_max']}")
+                            for n, p in zip(t["n"], t["power_at_n"])],
         })
         if self.n_pilot is not None:
-            out[f"power at {self.n_pilot}"] = t["power_at_pilot"].map(lambda v: f"{100 * v:.1f}%")
+            out[f"power at {self.n_pilot}"] = t["power_at_pilot"].map(lambda v: _with_error(v, t.attrs["sims"]))
         if self.pace is not None:
             out[f"time ({self.spaces} spaces)"] = [human_time(self.time_for(n)) for n in t["n"]]
         return out
@@ -111,8 +119,9 @@ class PlanReport:
         holm = f", Holm's first step of {self.comparisons} comparisons" if self.comparisons > 1 else ""
         out = [f"plan from {self.source}",
                f"tests at one-sided level {level:.4g} (alpha {self.alpha:g}{holm}), target power "
-               f"{100 * a['target']:.0f}%, each power from {a['sims']} simulated studies (Monte-Carlo standard "
-               f"error <= {50 / math.sqrt(a['sims']):.1f} points)"]
+               f"{100 * a['target']:.0f}%, each power from {a['sims']} simulated studies (+- its Monte-Carlo "
+               "standard error); models/space: the fewest (to 1%) whose simulated power reaches the target, the "
+               "same simulated studies at every n"]
         if self.pace is not None:
             p = self.pace
             out.append(f"pace of the pilot: {p.seconds_per_model:.3g} s per model with {p.workers} worker"

@@ -24,6 +24,7 @@ from anynet_search.analysis.best import rank_by_error
 from anynet_search.analysis.columns import SAMPLED_PREFIX
 from anynet_search.reporting.cells import Table, fmt
 from anynet_search.reporting.headline import as_dict, next_command
+from anynet_search.reporting.noise import noise_sentence
 from anynet_search.reporting.results import RunData
 from anynet_search.reporting.summary import ReportFigure, ReportSummary, StudyReport
 from anynet_search.reporting.verdicts import verdict_rows, verdict_text
@@ -306,7 +307,7 @@ def _fidelity_sections(summary: ReportSummary, figures: Sequence[ReportFigure]) 
             "verdicts": Table.of(verdict_view(v)) if v is not None else None,
             "trivial": v.attrs.get("trivial", 0) if v is not None else 0,
             "margin_spec": v.attrs.get("margin_spec", "") if v is not None else "",
-            "notes": f.result.notes,
+            "notes": f.result.notes + ([f.margin_flag] if f.margin_flag else []),
             "n_boot": f.n_boot,
             "figure": pictures[k:k + 1],
         })
@@ -330,6 +331,7 @@ def render_report(
     if summary.expected_best is not None:
         toc.append(("expected-best", "Expected best error"))
     toc += [(f"fidelity-{k}", f"Fidelity {f['low']} vs {f['high']}") for k, f in enumerate(fidelity)]
+    toc += [(f"noise-{k}", f"Retrain noise {p.second}") for k, p in enumerate(summary.noise)]
     toc += [(sec["anchor"], f"Study {sec['label']}") for sec in sections] + [("files", "Files")]
     files = [
         summary.results_csv,
@@ -362,6 +364,9 @@ def render_report(
         "comparison_lines": [f"{r.study} against {r.versus} ({basis} EDFs): mean error {r.mean_diff:+.2f} points, KS "
                              f"p = {r.p_value:.2g}" for r in (summary.comparisons.itertuples(index=False)
                                                              if summary.comparisons is not None else [])],
+        "noise": [pair.lines() for pair in summary.noise],
+        "noise_sentence": (noise_sentence(summary.comparisons, summary.noise)
+                           if summary.noise and summary.comparisons is not None else None),
         "complexity_figures": [_img(f) for f in figures if f.kind == "complexity"],
         "expected_best": Table.of(_with_units(summary.expected_best, errors=True)),
         "headlines": [as_dict(h) for h in summary.headlines],

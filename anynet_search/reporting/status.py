@@ -36,6 +36,9 @@ def study_status(run: str, study: str | None = None, top: int = 5) -> str:
                      f"dataset {settings.dataset}, seed {settings.seed}")
         if settings.configs_from is not None:
             lines.append(f"  trains the {describe_source(settings.configs_from)}")
+        if settings.repeat:
+            lines.append(f"  repeat {settings.repeat}: its configs trained again under other training seeds (run "
+                         "--repeat), on the same data split")
     lines.append(f"  {done}/{settings.n_trials if settings else '?'} completed; by state: "
                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if len(df := trials_frame(st)):

@@ -112,6 +112,7 @@ class ReportSummary:
     raw_comparisons: pd.DataFrame | None = None  # the raw comparisons beside normalized ones
     settings_warning: str | None = None  # studies trained differently, compared under --force
     headlines: list[Any] = field(default_factory=list)  # `reporting.headline.Headline` of each study
+    noise: list[Any] = field(default_factory=list)  # `reporting.noise.RetrainPair` of each retrained study
 
     def comparison_basis(self) -> str:
         """Which EDFs the study comparisons use, and why."""
@@ -150,12 +151,16 @@ class ReportSummary:
                 lines += headline_lines(self.headlines[k])
         for f in self.fidelity:
             lines += f.lines(table=False)
+        for pair in self.noise:
+            lines += ["  " + line for line in pair.lines()]
         if self.comparisons is not None:
             lines.append(f"  comparisons on {self.comparison_basis()} EDFs"
                          + (", raw ones beside them in the report" if self.raw_comparisons is not None else ""))
             for row in self.comparisons.itertuples(index=False):
+                beyond = (f" ({row.beyond_noise:.1f} sds of the retrain noise of a difference of means)"
+                          if "beyond_noise" in self.comparisons else "")
                 lines.append(f"    {row.study} vs {row.versus}: KS p = {row.p_value:.3g}, mean error "
-                             f"{row.mean_diff:+.2f} points")
+                             f"{row.mean_diff:+.2f} points{beyond}")
         lines.append(f"  report: {self.report}")
         lines.append(f"  results: {self.results_csv}   constraints: {self.constraints_csv}")
         for p in self.derived_spaces:
@@ -172,7 +177,11 @@ class ReportSummary:
 def _configs_note(run: RunData) -> str | None:
     """Where the configs of a study made with `run --configs-from` came from (None for a sampled study)."""
     record = run.study.user_attrs.get(SETTINGS_ATTR, {}).get("configs_from") if run.study is not None else None
-    return describe_source(record) if isinstance(record, dict) else None
+    note = describe_source(record) if isinstance(record, dict) else None
+    if run.settings is not None and run.settings.repeat:
+        again = f"repeat {run.settings.repeat}: trained again under other training seeds"
+        note = f"{note}; {again}" if note else f"configs of its seed's stream, {again}"
+    return note
 
 
 def precision(amp: bool, devices: set[str] | None) -> str:

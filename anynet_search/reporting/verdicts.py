@@ -46,16 +46,26 @@ def _effect(row: Any) -> str:
     return f"{row.mean_diff:+.2f} [unbounded]"
 
 
+def _cell(row: Any, key: str, floor: float) -> str:
+    """A number of a verdict's details; a permutation p-value at its floor 1 / (1 + permutations), and its Holm
+    adjustment, as '<= value' (no permutation was as extreme: the p-value is at most that)."""
+    text = fmt(getattr(row, key))
+    raw = getattr(row, "p_value" if key == "p_adjusted" else key)
+    at_floor = key in ("p_value", "p_adjusted", "p_not_worse") and np.isfinite(raw) and raw <= floor * (1 + 1e-9)
+    return f"<= {text}" if at_floor else text
+
+
 def verdict_rows(table: pd.DataFrame, skipped: dict[str, str] | None = None
                  ) -> tuple[list[VerdictRow], list[VerdictRow]]:
     """(rows to show, trivial rows to fold away): trivial = no evaluated model violates the constraint. A kept
     constraint that the derived space could not take (`skipped`: name -> why) says so in its reason."""
     shown, folded = [], []
     skipped = skipped or {}
+    floor = 1.0 / (1 + table.attrs["n_perm"]) if "n_perm" in table.attrs else 0.0
     for r in table.itertuples(index=False):
         shrink = "" if not np.isfinite(r.log10_shrink) else f"{r.log10_shrink:.2f} ({r.shrink_source})"
         stats = ", ".join(
-            f"{k} {fmt(getattr(r, k))}"
+            f"{k} {_cell(r, k, floor)}"
             for k in (
                 "n_eval",
                 "fraction",

@@ -1,7 +1,8 @@
 """A stand-in objective that trains nothing: a deterministic pseudo-error from the config (plumbing checks, tests).
 
 Select it with `anynet-search run --objective anynet_search.study.dry_run:pseudo_error`. The error falls
-with log flops and rises when widths decrease across stages, so analyses have something to find.
+with log flops and rises when widths decrease across stages, so analyses have something to find; its noise
+depends on the config and on the study's `repeat` (a retrain under other training seeds draws other noise).
 `ANYNET_DRY_SLEEP` (seconds) makes each trial take that long, to exercise workers and fault tolerance.
 `ANYNET_DRY_KILL=SLOT[:SIGNAL]` makes the first config of that slot kill its own worker process (SIGKILL by
 default, e.g. `3:SIGSEGV`), like a config that crashes the process, each time it is tried.
@@ -39,7 +40,8 @@ def pseudo_error(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings
         time.sleep(min(0.05, max(0.0, end - time.time())))
     flops = complexity(cfg, resolution).flops
     decreasing = sum(b < a for a, b in zip(cfg.widths, cfg.widths[1:]))
-    noise = np.random.default_rng(zlib.crc32(repr(cfg.to_dict()).encode())).normal(0, 0.5)
+    key = repr(cfg.to_dict()) + (f":repeat {settings.repeat}" if settings.repeat else "")
+    noise = np.random.default_rng(zlib.crc32(key.encode())).normal(0, 0.5)
     error = 30 - 3 * math.log10(max(flops, 1)) + 1.5 * decreasing + noise
     result = TrainResult(val_error=error, test_error=error + 0.5, train_seconds=delay, eval_seconds=0.0, epochs=0,
                          history=(), final_train_loss=0.0)

@@ -75,7 +75,7 @@ def run_trial(trial: optuna.Trial, cfg: AnyNetConfig, settings: StudySettings, r
     (`memory.DeviceLedger`); a config that cannot fit even alone is a recorded failure, never built.
     """
     data = dataset_for(settings, resolution, device)
-    seed = settings.seed + int(trial.user_attrs.get("slot", trial.number))
+    seed = settings.train_seed(int(trial.user_attrs.get("slot", trial.number)))
     yield from bookkeeping.call(lambda: _shielded(trial.set_user_attr, "train_seed", seed))
     edf_study = settings.sampler in EDF_SAMPLERS
 

@@ -37,18 +37,23 @@ SPEED_ONLY_FIELDS = frozenset({"eval_batch_size", "channels_last", "cuda_graphs"
 RETIRED_FIELDS = frozenset({"max_failures"})
 #: Layout of the stored settings. 1: the fields of `StudySettings` (plus the retired `max_failures`), stored
 #: with no version; 2: the same plus FORMAT_KEY, WRITER_KEY and `pruner`, and `configs_from` where a study has
-#: one; 3: plus `data_digest` (the data set's fingerprint) and the trainer's `augment` (resolved, never auto).
-#: A change of the layout bumps it and adds its migration to `_migrate`; settings of a newer format are
-#: refused (a newer anynet-search wrote them).
+#: one; 3: plus `data_digest` (the data set's fingerprint), the trainer's `augment` (resolved, never auto) and
+#: `repeat` where a study has one (`OPTIONAL_FIELDS`). A change of the layout bumps it and adds its migration to
+#: `_migrate`; settings of a newer format are refused (a newer anynet-search wrote them).
 SETTINGS_FORMAT = 3
 FORMAT_KEY = "format"
 WRITER_KEY = "written_by"  # the anynet-search version that last stored the settings
 #: Fields an older layout or a sampled study may lack, read as these defaults (an empty trainer dict: the
-#: trainer's defaults; no `configs_from`: a sampled study; no `pruner`: the sampler's default).
-FIELD_DEFAULTS: dict[str, Any] = {"train": {}, "configs_from": None, "pruner": None, "data_digest": None}
+#: trainer's defaults; no `configs_from`: a sampled study; no `pruner`: the sampler's default; no `repeat`: the
+#: first training of its configs, slot s with seed + s).
+FIELD_DEFAULTS: dict[str, Any] = {"train": {}, "configs_from": None, "pruner": None, "data_digest": None,
+                                  "repeat": 0}
 #: Trainer fields an older layout lacks, read as what that layout trained with (every study before format 3
 #: used the shift augmentation; the trainer's default, `auto`, would stand for a choice never made).
 TRAIN_FIELD_DEFAULTS: dict[str, Any] = {"augment": "shift"}
+#: Optional fields stored only where they differ from their default, so that a study that does not use them
+#: stays readable by versions that do not know them.
+OPTIONAL_FIELDS = ("configs_from", "repeat")
 
 
 def _package_version() -> str:
@@ -90,13 +95,18 @@ class StudySettings:
     # sha256 of the data the study trains on (`DataSplits.digest`: a store's content digest, or of what was read);
     # None for studies made before format 3
     data_digest: str | None = None
+    # 0: slot s trains with seed + s; K >= 1: the K-th retraining of the same configs under other training seeds
+    # (`train_seed`), the same data split and trainer: the difference between two repeats is the training noise
+    repeat: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (a study user attribute), with the layout version and the writing version; a sampled
-        study stores no `configs_from` key."""
+        """JSON-ready dict (a study user attribute), with the layout version and the writing version; optional
+        fields at their default (`OPTIONAL_FIELDS`: a sampled study's `configs_from`, a first training's `repeat`)
+        are left out."""
         data = dataclasses.asdict(self)
-        if data["configs_from"] is None:
-            del data["configs_from"]
+        for key in OPTIONAL_FIELDS:
+            if data[key] == FIELD_DEFAULTS[key]:
+                del data[key]
         return {**data, FORMAT_KEY: SETTINGS_FORMAT, WRITER_KEY: _package_version()}
 
     @classmethod
@@ -142,6 +152,10 @@ class StudySettings:
                 f"study {study.study_name!r} was not created by anynet-search (no settings stored)"
             )
         return settings
+
+    def train_seed(self, slot: int) -> int:
+        """The training seed of a slot's model (`train_seed` of the study's seed and repeat)."""
+        return train_seed(self.seed, slot, self.repeat)
 
     def design_space(self) -> DesignSpace:
         """The study's design space, rebuilt from the stored definition (no file needed)."""
@@ -262,6 +276,16 @@ def stream_seed(seed: int, space: DesignSpace) -> int:
     """
     digest = hashlib.sha256(f"{int(seed)}:{space.hash}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
+
+
+def train_seed(seed: int, slot: int, repeat: int = 0) -> int:
+    """The training seed (weights and batch order) of slot `slot`: seed + slot for the first training (repeat 0),
+    else a hash of (seed, slot, repeat), in 0 .. 2**31 - 1, so that no repeat reuses a seed of another slot or
+    repeat (a study seeded seed + k trains slot 0 with seed + k)."""
+    if repeat == 0:
+        return int(seed) + int(slot)
+    digest = hashlib.sha256(f"train:{int(seed)}:{int(slot)}:{int(repeat)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def planned_sample(space: DesignSpace, sampler: str, seed: int, n_trials: int, slot: int,

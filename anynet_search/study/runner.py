@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
-from anynet_search.choices import MAX_SEED
+from anynet_search.choices import MAX_REPEAT, MAX_SEED
 from anynet_search.errors import InputError, stop_on_signals
 from anynet_search.paths import check_out_dir, check_out_file, check_study_name, make_dir
 from anynet_search.spaces import DesignSpace, load_space
@@ -92,6 +92,7 @@ class RunOptions:
     configs_study: str | None = None  # the study in configs_from's storage, when it holds several
     pruner: str | None = None  # None: the sampler's default (none for random / QMC, median for adaptive)
     other_data: bool = False  # with configs_from: train on data whose digest differs from the source study's
+    repeat: int = 0  # K >= 1: train the configs again under the K-th other set of training seeds (`plan.train_seed`)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,8 @@ def check_options(opts: RunOptions) -> list[str]:
     if opts.seed is not None and (isinstance(opts.seed, bool) or not isinstance(opts.seed, int)
                                   or not 0 <= opts.seed <= MAX_SEED):
         raise InputError(f"--seed must be an integer in 0..{MAX_SEED}, got {opts.seed!r}")
+    if isinstance(opts.repeat, bool) or not isinstance(opts.repeat, int) or not 0 <= opts.repeat <= MAX_REPEAT:
+        raise InputError(f"--repeat must be an integer in 0..{MAX_REPEAT}, got {opts.repeat!r}")
     if opts.storage is not None and not opts.storage.strip():
         raise InputError("--storage: empty (leave it out for the journal in the run folder)")
     if opts.sampler is not None and opts.sampler not in SAMPLERS:
@@ -256,6 +259,8 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
                                           train_cfg.epochs)
     if opts.study is None and source is None:
         default_name = _legacy_name(Path(opts.out), default_name, train_cfg.epochs)
+    if opts.repeat:
+        default_name += f"-r{opts.repeat}"
     name = opts.study or check_study_name(default_name, option="study name (from the space name)")
     for device in sorted(set(devices)):
         check_space_fits(space, train_cfg, device)
@@ -265,7 +270,8 @@ def prepare_study(opts: RunOptions) -> tuple[optuna.Study, StudySettings, str, P
                              sampler=str(opts.sampler), seed=int(opts.seed), n_trials=int(opts.trials),
                              dataset=str(opts.dataset), train=train_cfg.to_dict(),
                              configs_from=source.record if source else None,
-                             pruner=opts.pruner or default_pruner(str(opts.sampler)), data_digest=data.digest or None)
+                             pruner=opts.pruner or default_pruner(str(opts.sampler)), data_digest=data.digest or None,
+                             repeat=opts.repeat)
     del data  # a store's memory map or a decoded copy: the workers read the data, this process does not
     sampler, pruner = make_sampler(settings.sampler, settings.seed), settings.make_pruner()
     storage = study = None  # an existing storage and study are opened and checked before anything is written
@@ -349,10 +355,11 @@ def _existing_study(storage: BaseStorage, name: str, settings: StudySettings, ur
 def settings_differences(stored: StudySettings, asked: StudySettings) -> list[str]:
     """'KEY STORED (stored) vs ASKED (asked)' for each setting that keeps a study from being resumed."""
     out = []
-    for field in ("space_hash", "sampler", "pruner_name", "seed", "dataset"):
+    for field in ("space_hash", "sampler", "pruner_name", "seed", "dataset", "repeat"):
         a, b = getattr(stored, field), getattr(asked, field)
         if a != b:
-            what = {"space_hash": "space (its definition's hash)", "pruner_name": "--pruner"}.get(field, field)
+            what = {"space_hash": "space (its definition's hash)", "pruner_name": "--pruner",
+                    "repeat": "--repeat"}.get(field, field)
             out.append(f"{what} {a} (stored) vs {b} (asked)")
     if stored.dataset == asked.dataset and stored.data_digest and asked.data_digest \
             and stored.data_digest != asked.data_digest:
