@@ -209,11 +209,11 @@ def describe_training(settings: StudySettings | None, devices: set[str] | None =
     augment = ("random-resized crops and center-crop evaluation (ImageNet protocol)" if protocol == "imagenet"
                else f"shifted crops (padding {pad})" if protocol == "shift" else f"augmentation {protocol}")
     data_digest = getattr(settings, "data_digest", None)
-    digest = f" (data digest {data_digest[:12]})" if data_digest else ""
-    return (f"{t['dataset']}{digest}, {epochs}, batch {t['batch_size']}, lr {t['lr']:g} "
+    digest = f"; data digest {data_digest[:12]}" if data_digest else ""
+    return (f"{t['dataset']}, {epochs}, batch {t['batch_size']}, lr {t['lr']:g} "
             f"(warm-up {warmup}, cosine), momentum {t['momentum']:g}"
             f"{' Nesterov' if t['nesterov'] else ''}, weight decay {t['weight_decay']:g}, label smoothing "
-            f"{t['label_smoothing']:g}, {augment}, {precision(bool(t['amp']), devices)}")
+            f"{t['label_smoothing']:g}, {augment}, {precision(bool(t['amp']), devices)}{digest}")
 
 
 def trial_devices(study: optuna.Study | None) -> set[str] | None:

@@ -58,6 +58,11 @@ INFEASIBLE_STREAK = 200
 INTERRUPTED = "interrupted"
 BESIDE_DEVICE_ERROR = "a CUDA error in its worker process, while trials were in flight beside it"
 SOLO_POLL_SECONDS = 0.05
+# A slot must look unticketed this long before a worker enqueues its next ticket: a peer that has just told a
+# trial FAIL / PRUNED / infeasible enqueues the slot's next ticket a moment later, and repairing inside that
+# moment gave the slot two tickets (4/3 completed on a fast GPU run). Only a peer that died in between leaves
+# a slot unticketed for longer.
+REPAIR_GRACE_SECONDS = 10.0
 
 # An objective returns the trial's error, or a task (generator) that returns it; see study.objective.run_trial
 Objective = Callable[[optuna.Trial, Any, StudySettings, int, str], Any]
@@ -121,6 +126,7 @@ class Worker(Reaping):
         self.engine: InFlight | None = None
         self._abort: tuple[str, bool] = (INTERRUPTED, False)  # why tasks closed mid-trial go back to the queue
         self._solo: set[int] = set()  # trials in flight that must have the device to themselves
+        self._unticketed_since: dict[int, float] = {}  # slot -> when it was first seen with no ticket
 
     # ------------------------------------------------------------ ticket bookkeeping
     def _replace(self, trial: optuna.trial.FrozenTrial | optuna.Trial, same_config: bool, deaths: int = 0,
@@ -200,6 +206,8 @@ class Worker(Reaping):
                 if not engine.busy:
                     if max_trials is not None and started >= max_trials:
                         break
+                    unticketed = dict(self._unticketed_since)
+                    self._unticketed_since.clear()  # a slot counts as unticketed over consecutive checks only
                     if not self.index.has_unfinished():
                         trial_id = self.index.claim(full=True)  # a cursor may have raced a commit: rescan
                         if trial_id is not None:
@@ -210,8 +218,9 @@ class Worker(Reaping):
                             if self.index.counts(self.settings.sampler not in EDF_SAMPLERS).trained \
                                     >= self.settings.n_trials:
                                 break
-                            self._repair_missing_slots()
-                            continue
+                            self._unticketed_since = unticketed
+                            if self._repair_missing_slots():
+                                continue
                     idle += 1
                     next_reap = min(next_reap, time.monotonic() + IDLE_REAP_SECONDS)
                     time.sleep(min(self.poll_seconds * 2 ** min(idle - 1, 3), MAX_IDLE_POLL))
@@ -248,6 +257,7 @@ class Worker(Reaping):
 
     def _start(self, engine: InFlight, trial_id: int) -> None:
         """Start a claimed ticket; a solo one stops further claims until it has run (alone) and ended."""
+        self._unticketed_since.clear()
         solo = bool(self.storage.get_trial_user_attrs(trial_id).get("solo"))
         if solo:
             self._solo.add(trial_id)
@@ -262,8 +272,10 @@ class Worker(Reaping):
         self._abort = (reason, solo)
         engine.close_all()
 
-    def _repair_missing_slots(self) -> None:
-        """Re-enqueue slots that have no completed trial and no ticket (e.g. a crash between tell and enqueue)."""
+    def _repair_missing_slots(self, now: float | None = None) -> int:
+        """Re-enqueue slots that have had no completed trial and no ticket for REPAIR_GRACE_SECONDS (e.g. a
+        worker killed between its tell and its enqueue); returns how many tickets it enqueued."""
+        now = time.monotonic() if now is None else now
         trials = self.study.get_trials(deepcopy=False)
         done = {t.user_attrs.get("slot") for t in trials if is_trained(t) or t.state in (TrialState.WAITING,
                                                                                           TrialState.RUNNING)}
@@ -272,13 +284,16 @@ class Worker(Reaping):
             slot = t.user_attrs.get("slot")
             if slot is not None and slot not in done and (slot not in latest or t.number > latest[slot].number):
                 latest[slot] = t
-        for slot in range(self.settings.n_trials):
-            if slot in done:
-                continue
+        missing = [slot for slot in range(self.settings.n_trials) if slot not in done]
+        self._unticketed_since = {slot: self._unticketed_since.get(slot, now) for slot in missing}
+        overdue = [slot for slot in missing if now - self._unticketed_since[slot] >= REPAIR_GRACE_SECONDS]
+        for slot in overdue:
             if slot in latest:
                 self._replace(latest[slot], same_config=False)
             else:
                 enqueue_ticket(self.study, self.settings, self.space, slot, 0)
+            del self._unticketed_since[slot]
+        return len(overdue)
 
     def _ticket_task(self, trial_id: int, solo: bool = False) -> Generator[Any, None, optuna.trial.FrozenTrial | None]:
         """A popped ticket run to a recorded end state, as an engine task; returns the finished trial if it failed
