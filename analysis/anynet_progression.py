@@ -11,7 +11,7 @@ is all `--report-only` reads.
 All studies use the same `--seed`, which picks the data split (every space is judged on the same
 validation images) and the training seed of each slot (slot s trains with seed + s in every space);
 their configs still come from independent streams, because a study's stream seed combines `--seed` with
-the hash of its space (`anynet_search.study.plan.stream_seed`). The file reports how many configs
+the hash of its space (`anynet_search.study.settings.stream_seed`). The file reports how many configs
 consecutive studies share and how strongly errors correlate by slot.
 """
 

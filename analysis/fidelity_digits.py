@@ -35,7 +35,7 @@ from anynet_search.reporting import plots
 from anynet_search.reporting.plan import pilot_pace
 from anynet_search.reporting.results import load_results, open_run
 from anynet_search.study import RunOptions, run_study
-from anynet_search.study.plan import StudySettings
+from anynet_search.study.settings import StudySettings
 from anynet_search.training.data import load_dataset
 
 HERE = Path(__file__).resolve().parent

@@ -26,7 +26,7 @@ from anynet_search.models.regnet import fit_regnet
 from anynet_search.models.rules import block_widths
 from anynet_search.reporting.results import load_results, open_run
 from anynet_search.spaces import DesignSpace, load_space
-from anynet_search.study.plan import StudySettings
+from anynet_search.study.settings import StudySettings
 from anynet_search.training.data import load_dataset
 
 HERE = Path(__file__).resolve().parent

@@ -31,6 +31,8 @@ _FOLDERS = {
 #: old module path -> new module path (each module kept its name in its folder)
 MOVED: dict[str, str] = {f"{PACKAGE}.{old}": f"{PACKAGE}.{folder}.{old}"
                          for folder, olds in _FOLDERS.items() for old in olds}
+# renamed, not moved: `plan` is also the power-planning command; this module holds a study's settings
+MOVED[f"{PACKAGE}.study.plan"] = f"{PACKAGE}.study.settings"
 
 #: module that stayed -> (the module its names moved to, those names)
 MOVED_NAMES: dict[str, dict[str, str]] = {

@@ -52,7 +52,7 @@ from anynet_search.reporting.analyze import analyze_runs  # noqa: E402
 from anynet_search.reporting.results import load_results  # noqa: E402
 from anynet_search.spaces import load_space  # noqa: E402
 from anynet_search.study.objective import config_record  # noqa: E402
-from anynet_search.study.plan import SETTINGS_ATTR, StudySettings  # noqa: E402
+from anynet_search.study.settings import SETTINGS_ATTR, StudySettings  # noqa: E402
 from anynet_search.study.storage import default_storage_url, load_study, open_storage  # noqa: E402
 from anynet_search.training.train import TrainConfig  # noqa: E402
 

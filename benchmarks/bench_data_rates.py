@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line, table  # noqa: E402
 
 from anynet_search import build_model, load_space  # noqa: E402
-from anynet_search.study.plan import planned_sample  # noqa: E402
+from anynet_search.study.settings import planned_sample  # noqa: E402
 from anynet_search.training.data import load_dataset  # noqa: E402
 from anynet_search.training.placement import STREAM_ENV  # noqa: E402
 from anynet_search.training.train import TrainConfig, seed_everything, train  # noqa: E402

@@ -46,8 +46,8 @@ from optuna.trial import TrialState  # noqa: E402
 
 from anynet_search import build_model, load_space  # noqa: E402
 from anynet_search.study import RunOptions, run_study  # noqa: E402
-from anynet_search.study.plan import planned_sample  # noqa: E402
 from anynet_search.study.progress import ProgressView  # noqa: E402
+from anynet_search.study.settings import planned_sample  # noqa: E402
 from anynet_search.study.storage import open_storage  # noqa: E402
 from anynet_search.training.train import param_groups  # noqa: E402
 

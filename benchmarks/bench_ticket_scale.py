@@ -241,7 +241,7 @@ def prefill(study, count: int) -> None:
     from optuna.storages import JournalStorage
     from optuna.trial import TrialState
 
-    from anynet_search.study.plan import StudySettings
+    from anynet_search.study.settings import StudySettings
 
     storage = study._storage
     tickets = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[:count]

@@ -23,7 +23,7 @@ import torch
 from anynet_search.cli import main
 from anynet_search.study import RunOptions, Worker, prepare_study
 from anynet_search.study.dry_run import pseudo_error
-from anynet_search.study.plan import SETTINGS_ATTR
+from anynet_search.study.settings import SETTINGS_ATTR
 from anynet_search.study.storage import open_storage
 
 DRY = "anynet_search.study.dry_run:pseudo_error"

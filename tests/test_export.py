@@ -22,8 +22,8 @@ from anynet_search.reporting.export import (
 )
 from anynet_search.reporting.export_configs import PYCLS_ANYNET_KEYS
 from anynet_search.reporting.results import load_results, resolve_run
-from anynet_search.study.plan import StudySettings
 from anynet_search.study.runner import RunOptions, prepare_study
+from anynet_search.study.settings import StudySettings
 from anynet_search.study.storage import load_study, open_storage
 from anynet_search.study.worker import Worker
 

@@ -25,7 +25,7 @@ from anynet_search.analysis.samplers import sample_bias
 from anynet_search.reporting.analyze import analyze_runs
 from anynet_search.reporting.fidelity import fidelity_runs
 from anynet_search.reporting.results import load_results, open_run
-from anynet_search.study.plan import SETTINGS_ATTR, is_trained
+from anynet_search.study.settings import SETTINGS_ATTR, is_trained
 
 DRY = "anynet_search.study.dry_run:pseudo_error"
 PASSWORD = "fidelity-s3cret"

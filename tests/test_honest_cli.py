@@ -92,7 +92,7 @@ def test_an_adaptive_study_prunes_with_the_pruner_asked_and_a_resume_with_anothe
     cli(*args, cwd=tmp_path)
     import optuna
 
-    from anynet_search.study.plan import StudySettings
+    from anynet_search.study.settings import StudySettings
     from anynet_search.study.storage import open_storage
 
     study = optuna.load_study(study_name="s", storage=open_storage(f"journal:{tmp_path / 'runs/s/journal.log'}"))

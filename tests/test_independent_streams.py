@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from anynet_search.spaces import load_space
-from anynet_search.study.plan import planned_sample, stream_seed
+from anynet_search.study.settings import planned_sample, stream_seed
 
 N = 64
 

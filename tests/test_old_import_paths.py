@@ -52,6 +52,11 @@ OLD_PATHS = {
     "results": ("reporting.results", "RunData STAGE_PREFIXES display_run histories_frame load_results "
                                      "load_run open_run resolve_run space_of trials_frame"),
     "status": ("reporting.status", "study_status"),
+    # renamed in issue 30 (the `plan` command plans power; this module holds a study's settings and tickets)
+    "study.plan": ("study.settings", "EDF_SAMPLERS INFEASIBLE_ATTR INFEASIBLE_VALUE SETTINGS_ATTR SETTINGS_FORMAT "
+                                     "SettingsError StudySettings enqueue_ticket is_trained make_pruner "
+                                     "make_sampler planned_params planned_sample planned_tickets stored_settings "
+                                     "stream_seed ticket_attrs train_seed"),
 }
 # the public names of study/worker.py before its dead-worker half moved to study/reaper.py (and its process
 # helpers to study/process_health.py)

@@ -14,7 +14,7 @@ from stores import write_store
 from torch import nn
 
 from anynet_search.study.objective import dataset_for
-from anynet_search.study.plan import StudySettings
+from anynet_search.study.settings import StudySettings
 from anynet_search.training.augment import CROP_RATIO, CROP_SCALE, crop_resize, draw_boxes
 from anynet_search.training.data import DatasetError, load_dataset
 from anynet_search.training.data.store import TEST, TRAIN

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from anynet_search.reporting.results import load_results, open_run
-from anynet_search.study.plan import StudySettings
 from anynet_search.study.runner import RunOptions, prepare_study
+from anynet_search.study.settings import StudySettings
 from anynet_search.study.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from anynet_search.analysis.noise import beyond_noise, noise_sd_of_difference, r
 from anynet_search.analysis.paired import rho_differences
 from anynet_search.reporting.fidelity import fidelity_of
 from anynet_search.reporting.results import RunData
-from anynet_search.study.plan import StudySettings, train_seed
+from anynet_search.study.settings import StudySettings, train_seed
 
 
 def _settings(**kw):

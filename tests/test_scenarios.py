@@ -37,7 +37,7 @@ import pytest
 from optuna.trial import TrialState
 
 from anynet_search import load_config, load_space
-from anynet_search.study.plan import is_trained
+from anynet_search.study.settings import is_trained
 from anynet_search.study.storage import open_storage
 
 CLI = os.environ.get("ANYNET_CLI") or shutil.which("anynet-search", path=str(Path(sys.executable).parent))

@@ -10,7 +10,7 @@ import pytest
 
 from anynet_search.errors import InputError
 from anynet_search.reporting.results import open_run
-from anynet_search.study.plan import SETTINGS_ATTR, SETTINGS_FORMAT, SettingsError, StudySettings
+from anynet_search.study.settings import SETTINGS_ATTR, SETTINGS_FORMAT, SettingsError, StudySettings
 from anynet_search.study.storage import open_storage
 
 DRY = "anynet_search.study.dry_run:pseudo_error"

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from anynet_search.spaces import load_space
 from anynet_search.study import RunOptions, Worker, prepare_study, redact, run_study
-from anynet_search.study.plan import StudySettings, stream_seed
+from anynet_search.study.settings import StudySettings, stream_seed
 from anynet_search.study.worker import StudyFailing
 from anynet_search.training.train import OutOfMemoryError
 

@@ -56,7 +56,7 @@ from anynet_search.reporting.noise import RetrainPair, retrain_pairs, with_noise
 from anynet_search.reporting.report import render_report
 from anynet_search.reporting.results import RunData, load_run
 from anynet_search.reporting.summary import ReportFigure, ReportSummary, StudyReport, study_report
-from anynet_search.study.plan import StudySettings
+from anynet_search.study.settings import StudySettings
 
 __all__ = ["ReportFigure", "ReportSummary", "StudyReport", "analyze_runs"]
 

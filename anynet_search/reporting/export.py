@@ -56,7 +56,7 @@ from anynet_search.reporting.export_regnet import (
     sampled_regnet,
 )
 from anynet_search.reporting.results import completed_frame, open_run
-from anynet_search.study.plan import StudySettings, stored_settings
+from anynet_search.study.settings import StudySettings, stored_settings
 
 __all__ = [
     "FORMATS",

@@ -16,7 +16,7 @@ from anynet_search.models import registry
 from anynet_search.models.config import AnyNetConfig
 from anynet_search.models.rules import STAGE_COLUMNS
 from anynet_search.reporting.results import open_run
-from anynet_search.study.plan import StudySettings
+from anynet_search.study.settings import StudySettings
 
 #: The pycls release the pycls export targets: the only one on PyPI. Its ANYNET section (pycls/core/config.py)
 #: has no HEAD_W (a later pycls on GitHub added the head conv), and yacs refuses a key it does not know.

@@ -28,7 +28,7 @@ from anynet_search.analysis.fidelity import (
 from anynet_search.errors import InputError
 from anynet_search.reporting import plots
 from anynet_search.reporting.results import RunData, load_run
-from anynet_search.study.plan import StudySettings
+from anynet_search.study.settings import StudySettings
 
 #: Share of the smaller study that must match for `analyze` to treat two studies as a fidelity pair.
 PAIR_SHARE = 0.5

@@ -21,7 +21,7 @@ from anynet_search.analysis.planning import normal_errors, pilot_errors, plan_ta
 from anynet_search.analysis.samplers import sample_bias
 from anynet_search.errors import InputError
 from anynet_search.reporting.results import RunData, load_run
-from anynet_search.study.plan import is_trained
+from anynet_search.study.settings import is_trained
 
 
 @dataclass(frozen=True)

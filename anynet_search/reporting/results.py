@@ -16,8 +16,8 @@ from anynet_search.analysis.studies import HISTORY_COLUMNS
 from anynet_search.errors import InputError
 from anynet_search.models.rules import STAGE_COLUMNS
 from anynet_search.spaces import DesignSpace, SpaceError, load_space
-from anynet_search.study.plan import SETTINGS_ATTR, StudySettings, stored_settings
 from anynet_search.study.run_folder import is_storage_url, resolve_study
+from anynet_search.study.settings import SETTINGS_ATTR, StudySettings, stored_settings
 from anynet_search.study.storage import load_study, open_storage, redact
 
 STAGE_PREFIXES = STAGE_COLUMNS  # config field -> column family (d1..dN, w1..wN, ...)

@@ -13,7 +13,7 @@ from anynet_search.reporting.results import foreign_study, open_run, trials_fram
 from anynet_search.study.configs_from import describe_source
 from anynet_search.study.interrupts import is_requeued
 from anynet_search.study.launch import job_lines
-from anynet_search.study.plan import is_trained, stored_settings
+from anynet_search.study.settings import is_trained, stored_settings
 from anynet_search.study.storage import redact
 
 

@@ -31,7 +31,7 @@ from anynet_search.reporting.results import RunData
 from anynet_search.spaces.constraints import STRUCTURAL
 from anynet_search.spaces.derive import DerivedSpace, derive_space, exact_shrink
 from anynet_search.study.configs_from import describe_source
-from anynet_search.study.plan import SETTINGS_ATTR, StudySettings
+from anynet_search.study.settings import SETTINGS_ATTR, StudySettings
 
 CURVE_MODELS = 3  # validation curves of this many best and worst models
 

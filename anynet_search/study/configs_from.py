@@ -18,8 +18,8 @@ from typing import Any
 from optuna.trial import TrialState
 
 from anynet_search.errors import InputError
-from anynet_search.study.plan import EDF_SAMPLERS, StudySettings, is_trained
 from anynet_search.study.run_folder import portable_url, resolve_study
+from anynet_search.study.settings import EDF_SAMPLERS, StudySettings, is_trained
 from anynet_search.study.storage import load_study, open_storage
 
 #: Keys of a `configs_from` record that must agree when a study made from it is resumed.

@@ -22,7 +22,7 @@ import optuna
 from anynet_search.models.complexity import complexity
 from anynet_search.models.config import AnyNetConfig
 from anynet_search.study.objective import record_result
-from anynet_search.study.plan import StudySettings
+from anynet_search.study.settings import StudySettings
 from anynet_search.training.interface import TrainResult
 
 

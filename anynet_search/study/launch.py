@@ -121,7 +121,7 @@ def job_task(study: str, url: str, gpus_per_node: int, workers_per_gpu: int, thr
     import submitit
 
     from anynet_search.study.capacity import default_in_flight
-    from anynet_search.study.plan import StudySettings
+    from anynet_search.study.settings import StudySettings
     from anynet_search.study.storage import load_study
     from anynet_search.study.supervise import WorkerPool, WorkerSpec
 

@@ -19,7 +19,7 @@ from anynet_search.models.model import build_model
 from anynet_search.models.regnet import fit_regnet
 from anynet_search.study import bookkeeping
 from anynet_search.study.interrupts import shielded
-from anynet_search.study.plan import EDF_SAMPLERS, StudySettings
+from anynet_search.study.settings import EDF_SAMPLERS, StudySettings
 from anynet_search.training.data import DatasetError, DataSplits, load_dataset
 from anynet_search.training.fences import Delay, Fence, Pending
 from anynet_search.training.interface import TrainResult

@@ -32,7 +32,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from anynet_search.study.interrupts import REQUEUED, is_requeued
-from anynet_search.study.plan import INFEASIBLE_ATTR, is_trained
+from anynet_search.study.settings import INFEASIBLE_ATTR, is_trained
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)

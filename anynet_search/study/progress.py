@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from anynet_search.study.optuna_adapter import TrialIndex, trial_index
-from anynet_search.study.plan import EDF_SAMPLERS, SETTINGS_ATTR
+from anynet_search.study.settings import EDF_SAMPLERS, SETTINGS_ATTR
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ from anynet_search.study.capacity import (
 from anynet_search.study.configs_from import ConfigSource, describe_source, read_source, same_source
 from anynet_search.study.local_runs import other_runs, registered
 from anynet_search.study.optuna_adapter import enqueue_many, trial_index
-from anynet_search.study.plan import (
+from anynet_search.study.progress import ProgressView, Snapshot
+from anynet_search.study.run_folder import resolve_study, write_record
+from anynet_search.study.settings import (
     EDF_SAMPLERS,
     SAMPLERS,
     SETTINGS_ATTR,
@@ -38,8 +40,6 @@ from anynet_search.study.plan import (
     planned_tickets,
     stored_settings,
 )
-from anynet_search.study.progress import ProgressView, Snapshot
-from anynet_search.study.run_folder import resolve_study, write_record
 from anynet_search.study.storage import (
     default_storage_url,
     is_journal,

@@ -25,7 +25,7 @@ import optuna
 
 from anynet_search.errors import AnynetSearchError, show_warnings
 from anynet_search.study import interrupts
-from anynet_search.study.plan import EDF_SAMPLERS
+from anynet_search.study.settings import EDF_SAMPLERS
 from anynet_search.study.worker import DeviceLost, StudyFailing, Worker, run_worker
 
 EXIT_USER_ERROR = 2  # a worker stopped on a package error (a full disk, a corrupt journal); it printed nothing

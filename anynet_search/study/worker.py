@@ -32,7 +32,9 @@ from anynet_search.study import bookkeeping, interrupts
 from anynet_search.study.interrupts import STATE, interruptible
 from anynet_search.study.objective import config_record, run_trial
 from anynet_search.study.optuna_adapter import Outcome, storage_of, trial_index
-from anynet_search.study.plan import (
+from anynet_search.study.process_health import poisons_device, raised_at, release_memory
+from anynet_search.study.reaper import REQUEUED, Heartbeat, Reaping
+from anynet_search.study.settings import (
     EDF_SAMPLERS,
     INFEASIBLE_VALUE,
     StudySettings,
@@ -41,8 +43,6 @@ from anynet_search.study.plan import (
     make_sampler,
     planned_params,
 )
-from anynet_search.study.process_health import poisons_device, raised_at, release_memory
-from anynet_search.study.reaper import REQUEUED, Heartbeat, Reaping
 from anynet_search.study.storage import load_study, open_storage
 from anynet_search.training import setup_threads
 from anynet_search.training.data.splits import DatasetError
