@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "folder/fidelity; ./fidelity for a database URL)")
     p.add_argument("--n-boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutation tests")
+    p.add_argument("--other-data", action="store_true", help="compare studies trained on other data than the "
+                   "reference (their data digests differ) instead of refusing, with a warning")
     _margin_arguments(p)
     p.set_defaults(func=commands.cmd_fidelity)
 

@@ -211,7 +211,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     if args.out is not None:  # else beside the reference (most epochs) study, once the studies are read
         check_out_dir(args.out)
     rep = fidelity_set(targets, args.out, n_boot=args.n_boot, seed=args.seed, margin=args.margin,
-                       margin_unit=args.margin_unit)
+                       margin_unit=args.margin_unit, other_data=args.other_data)
     print("\n".join(rep.lines()))
     print(f"  files: {', '.join(str(Path(p).resolve()) for p in rep.files)}")
     return 0

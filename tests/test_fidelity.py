@@ -138,7 +138,7 @@ def test_fidelity_of_the_same_configs_is_a_rank_correlation_of_1_with_every_verd
     assert f"constraint verdicts agree on {len(verdicts)} of {len(verdicts)}" in out
     pairs = pd.read_csv(tmp_path / "fid" / "fidelity_pairs.csv")
     assert len(pairs) == 24 and np.allclose(pairs["error_low"], pairs["error_high"])
-    assert "top 10%: 3.0 of the 3 best" in out and (tmp_path / "fid" / "fidelity.png").stat().st_size > 10_000
+    assert "top 10%: 3 of the 3 best at" in out and (tmp_path / "fid" / "fidelity.png").stat().st_size > 10_000
 
 
 def test_fidelity_writes_beside_the_high_run_by_default_and_prints_full_paths(dry_pair, tmp_path, monkeypatch,
@@ -281,3 +281,17 @@ def test_analyze_puts_the_fidelity_section_into_the_report_and_states_each_compa
     expected = power(errors, high.summary["n"], -0.5, test="ks", alpha=0.025, sims=200, seed=0, n_other=24)
     assert table["power"].iloc[0] == pytest.approx(expected)
     assert f"low against high: this comparison had {100 * expected:.0f}% power to detect a 0.5-point shift" in html
+
+
+def test_a_fractional_top_overlap_says_it_averages_over_tie_breaks():
+    """Issue 30: 'fidelity' printed '1.3 of the 3 best' with no word on why a count is fractional."""
+    from anynet_search.analysis.fidelity import top_overlap
+    from anynet_search.reporting.fidelity import overlap_count, overlap_tie_note
+
+    low = np.array([1.0, 2.0, 2.0, 2.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])  # three tied at the top-2 cut
+    high = np.arange(10.0)
+    tied = top_overlap(low, high, fraction=0.2)
+    assert tied["k"] == 2 and 1 < tied["overlap"] < 2
+    assert overlap_count(tied) == f"{tied['overlap']:.1f}" and "tied errors at the cuts" in overlap_tie_note(tied)
+    clean = top_overlap(high, high, fraction=0.2)
+    assert (overlap_count(clean), overlap_tie_note(clean)) == ("2", "")

@@ -255,7 +255,7 @@ def test_a_study_on_a_store_records_its_digest_and_refuses_other_data(tmp_path: 
 
     digest = _store16(tmp_path / "a", 0)
     dry = "anynet_search.study.dry_run:pseudo_error"
-    opts = RunOptions(trials=2, workers=1, dataset=f"prepared:{tmp_path / 'a'}", study="a", out=str(tmp_path / "runs"),
+    opts = RunOptions(trials=5, workers=1, dataset=f"prepared:{tmp_path / 'a'}", study="a", out=str(tmp_path / "runs"),
                       objective=dry)
     study, settings, _, run_dir = prepare_study(opts)
     assert settings.data_digest == digest and settings.train["augment"] == "shift"  # 16 px stored: no margin
@@ -268,7 +268,7 @@ def test_a_study_on_a_store_records_its_digest_and_refuses_other_data(tmp_path: 
     _store16(tmp_path / "a", 0)
     _store16(tmp_path / "b", 2)
     proxy = RunOptions(configs_from=str(run_dir), dataset=f"prepared:{tmp_path / 'b'}", study="b", workers=1,
-                       out=str(tmp_path / "runs"), objective=dry)
+                       out=str(tmp_path / "runs"), objective=dry, epochs=2)
     with pytest.raises(InputError, match="trained on other data than asked .*--other-data"):
         prepare_study(proxy)
     study_b, settings_b, *_ = prepare_study(dataclasses.replace(proxy, other_data=True))
@@ -277,6 +277,16 @@ def test_a_study_on_a_store_records_its_digest_and_refuses_other_data(tmp_path: 
     # analyze sees two data sets (digests), even though both are prepared stores
     diffs = settings_differences([load_run(run_dir), load_run(tmp_path / "runs" / "b")])
     assert any(d.startswith("data: ") and "digest" in d for d in diffs)
+    # so does fidelity: refused, or compared with a warning when asked for
+    from anynet_search.reporting.fidelity_set import fidelity_set
+
+    both = [str(run_dir), str(tmp_path / "runs" / "b")]
+    with pytest.raises(InputError, match="fidelity compares budgets on the same data, but b: data set prepared:.*"
+                                         "digest.*--other-data compares them anyway"):
+        fidelity_set(both, tmp_path / "fid", n_boot=50)
+    assert not (tmp_path / "fid").exists()
+    lines = fidelity_set(both, tmp_path / "fid", n_boot=50, other_data=True).lines()
+    assert lines[0].startswith("WARNING: trained on other data than a (--other-data): b: data set prepared:")
     with pytest.raises(InputError, match="--other-data is for --configs-from"):
         prepare_study(dataclasses.replace(opts, other_data=True))
 

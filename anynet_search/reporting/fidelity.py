@@ -63,6 +63,21 @@ def budgets(low: RunData, high: RunData) -> tuple[str, str]:
     return out[0], out[1]
 
 
+
+def overlap_count(overlap: dict[str, float]) -> str:
+    """The top-k overlap as a count: '2', or '1.3' where tied errors at a cut make it a mean over tie breaks."""
+    value = overlap["overlap"]
+    return f"{value:.0f}" if abs(value - round(value)) < 1e-9 else f"{value:.1f}"
+
+
+def overlap_tie_note(overlap: dict[str, float]) -> str:
+    """Why a count is fractional: tied errors straddle a top-k cut, so the overlap is averaged over the ways to
+    break the ties (empty when it is a whole number)."""
+    value = overlap["overlap"]
+    return "" if abs(value - round(value)) < 1e-9 else (
+        " on average over the ways to break the tied errors at the cuts")
+
+
 @dataclass
 class FidelityReport:
     """A fidelity comparison of two studies: the numbers (`result`), who is who, and its figure."""
@@ -88,7 +103,8 @@ class FidelityReport:
         if r.overlap is not None:
             o = r.overlap
             rows.append((f"top {100 * o['fraction']:.0f}% overlap",
-                         f"{o['overlap']:.1f} of {o['k']} (chance {o['chance']:.2f}; exact p = {o['p_value']:.2g})"))
+                         f"{overlap_count(o)} of {o['k']}{overlap_tie_note(o)} (chance {o['chance']:.2f}; exact p = "
+                         f"{o['p_value']:.2g})"))
         if r.verdicts is not None:
             v = r.verdicts
             rows.append(("constraint verdicts agreeing", f"{int(v['agree'].sum())} of {len(v)}"))
@@ -110,8 +126,8 @@ class FidelityReport:
                        f"{int(s['n_boot'])} resamples)")
         if r.overlap is not None:
             o = r.overlap
-            out.append(f"  top {100 * o['fraction']:.0f}%: {o['overlap']:.1f} of the {o['k']} best at {self.high_budget} "
-                       f"are among the {o['k']} best at {self.low_budget} (chance {o['chance']:.2f}; "
+            out.append(f"  top {100 * o['fraction']:.0f}%: {overlap_count(o)} of the {o['k']} best at {self.high_budget} "
+                       f"are among the {o['k']} best at {self.low_budget}{overlap_tie_note(o)} (chance {o['chance']:.2f}; "
                        f"p = {o['p_value']:.2g}, exact: hypergeometric, over the random breaks of ties at the cuts)")
         if r.verdicts is not None:
             v = r.verdicts

@@ -78,11 +78,13 @@ class FidelitySet:
     overlap_holm: dict[str, float] = field(default_factory=dict)
     shared: int = 0
     files: list[Path] = field(default_factory=list)
+    other_data: list[str] = field(default_factory=list)  # the studies trained on other data (--other-data)
 
     def lines(self) -> list[str]:
         """What `anynet-search fidelity` prints."""
         ref = f"{self.reference} ({self.words[self.reference]})"
-        out = []
+        out = [f"WARNING: trained on other data than {self.reference} (--other-data): {why}; the ranks compare data "
+               "sets as well as budgets" for why in self.other_data]
         if len(self.words) > 2:
             out.append(f"fidelity of {len(self.words)} studies of the same configs against {ref}; {self.shared} "
                        "configs trained in every one")
@@ -118,12 +120,14 @@ class FidelitySet:
 
 
 def fidelity_set(targets: Sequence[str | tuple[str, str]], out_dir: str | Path | None, *, n_boot: int = 2000,
-                 seed: int = 0, margin: float = 0.5, margin_unit: str = "points") -> FidelitySet:
+                 seed: int = 0, margin: float = 0.5, margin_unit: str = "points",
+                 other_data: bool = False) -> FidelitySet:
     """Load two or more runs of the same configs, compare them (see the module docstring) and write into `out_dir`
     `fidelity.png`, `fidelity_pairs.csv` and `fidelity_verdicts.csv` (two studies) or per lower budget
     `fidelity_K.png`, and `fidelity_errors.csv` (each shared config's error in every study),
     `fidelity_rho.csv`, `fidelity_differences.csv`, `fidelity_verdicts.csv` (more). `out_dir` None: `fidelity/` in
-    the reference study's run folder (the working folder for a database URL)."""
+    the reference study's run folder (the working folder for a database URL). Studies trained on other data than
+    the reference (their data digests differ) are refused unless `other_data`, which makes it a warning."""
     runs = [load_run(*t) if isinstance(t, tuple) else load_run(t) for t in targets]
     seen: dict[tuple[str, str], int] = {}
     for run in runs:
@@ -137,6 +141,12 @@ def fidelity_set(targets: Sequence[str | tuple[str, str]], out_dir: str | Path |
             run.label = f"{run.label} ({k + 1})"
     ref, lows, retrains = roles(runs)
     reference = runs[ref]
+    differ = [f"{run.label}: {why}" for run in runs if run is not reference and reference.settings is not None
+              and run.settings is not None and (why := reference.settings.other_data(run.settings))]
+    if differ and not other_data:
+        raise InputError(f"fidelity compares budgets on the same data, but {differ[0]} (against {reference.label}"
+                         f"{f', and {len(differ) - 1} more' if len(differ) > 1 else ''}); --other-data compares "
+                         "them anyway")
     words = {r.label: budget_words(r, reference) for r in runs}
     pairs = [fidelity_of(runs[k], reference, n_boot=n_boot, seed=seed, margin=margin, margin_unit=margin_unit)
              for k in lows]
@@ -149,7 +159,7 @@ def fidelity_set(targets: Sequence[str | tuple[str, str]], out_dir: str | Path |
     errors = reference.df["error"].to_numpy(dtype=float)
     margin_points = resolve_margin(errors, margin, margin_unit)[0]
     result = FidelitySet(reference.label, words, pairs, noise, margin_points,
-                         margin_note(margin_points, error_resolution(errors)))
+                         margin_note(margin_points, error_resolution(errors)), other_data=differ)
     with_overlap = [p for p in pairs if p.result.overlap is not None]
     if len(with_overlap) > 1:
         adjusted = holm([p.result.overlap["p_value"] for p in with_overlap])
