@@ -7,8 +7,8 @@ import importlib
 from typing import Any
 
 # imported on first use: reading a study's results needs storage and settings, not the trainer and workers
-_LAZY = {"ClusterOptions": "launch", "launch_study": "launch", "SAMPLERS": "plan", "StudySettings": "plan",
-         "make_sampler": "plan", "RunOptions": "runner", "RunOutcome": "runner", "prepare_study": "runner",
+_LAZY = {"ClusterOptions": "launch", "launch_study": "launch", "SAMPLERS": "settings", "StudySettings": "settings",
+         "make_sampler": "settings", "RunOptions": "runner", "RunOutcome": "runner", "prepare_study": "runner",
          "run_study": "runner", "open_storage": "storage", "redact": "storage", "StudyFailing": "worker",
          "Worker": "worker", "run_worker": "worker"}
 
