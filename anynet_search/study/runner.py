@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -416,7 +415,7 @@ def run_study(opts: RunOptions, progress: ProgressView | None = None) -> RunOutc
                 if not pool.alive():
                     break
                 view.update(Snapshot.of(study, settings.n_trials, index))
-                time.sleep(0.5)
+                pool.wait(0.5)
         except KeyboardInterrupt as exc:
             interrupted, stop = True, exc
             pool.stop()

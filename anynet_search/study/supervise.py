@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -193,6 +194,14 @@ class WorkerPool:
     def alive(self) -> bool:
         """Whether any worker is still running or being replaced (call `poll()` first)."""
         return any(p is not None for p in self.procs)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to `timeout` seconds, waking as soon as a worker exits (the run ends without a poll's delay)."""
+        sentinels = [p.sentinel for p in self.procs if p is not None]
+        if sentinels:
+            mp.connection.wait(sentinels, timeout)
+        else:
+            time.sleep(timeout)
 
     def pids(self) -> list[int]:
         """Process ids of the running workers."""

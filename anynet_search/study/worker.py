@@ -53,6 +53,9 @@ from anynet_search.training.interface import OutOfMemoryError, TrialFailure
 REAP_SECONDS = 30.0  # a busy worker looks for dead ones this often (a heartbeat goes stale after 60 s anyway)
 IDLE_REAP_SECONDS = 2.0  # an idle worker looks more often: cheap near the end, where only a few trials are unfinished
 MAX_IDLE_POLL = 4.0  # idle polling backs off to this many seconds (thousands of idle cluster workers)
+# a `run`'s own workers (a supervisor, at most one per core or GPU slot) poll at poll_seconds without backing
+# off: an idle one waiting out a peer's last trial used to sleep up to 4 s more before the run could end
+SUPERVISED_IDLE_POLL = 0.5
 FAILURE_STREAK = 10  # this many failures in a row (and no success among them) stops the study
 INFEASIBLE_STREAK = 200
 INTERRUPTED = "interrupted"
@@ -223,7 +226,8 @@ class Worker(Reaping):
                                 continue
                     idle += 1
                     next_reap = min(next_reap, time.monotonic() + IDLE_REAP_SECONDS)
-                    time.sleep(min(self.poll_seconds * 2 ** min(idle - 1, 3), MAX_IDLE_POLL))
+                    most = SUPERVISED_IDLE_POLL if self.supervisor is not None else MAX_IDLE_POLL
+                    time.sleep(min(self.poll_seconds * 2 ** min(idle - 1, 3), max(most, self.poll_seconds)))
                     continue
                 idle = 0
                 for ended in engine.run_round():
