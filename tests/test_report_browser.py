@@ -130,7 +130,7 @@ def real_report(tmp_path_factory):
             "--epochs",
             "2",
             "--workers",
-            "1",
+            "2",
         ],
         cwd=cwd,
         capture_output=True,
