@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--trials", type=int, default=16)
     args = p.parse_args(argv)
+    # the studies run in a temporary folder; absolute, not resolved: a venv's python is a link out of the venv
+    args.a, args.b = args.a.absolute(), args.b.absolute()
     rows = []
     for k in range(args.rounds):
         order = [("A", args.a), ("B", args.b)] if k % 2 == 0 else [("B", args.b), ("A", args.a)]
