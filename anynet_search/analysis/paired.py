@@ -73,6 +73,14 @@ def _replicates(errors: pd.DataFrame, reference: str, n_boot: int, seed: int) ->
     return out
 
 
+def _checked_replicates(errors: pd.DataFrame, reference: str, n_boot: int, seed: int, what: str) -> dict[str, tuple]:
+    """`_replicates` after checking `n_boot` and that at least MIN_MATCHED configs were trained in every study."""
+    n_boot = check_positive_int(n_boot, "n_boot")
+    if len(errors) < MIN_MATCHED:
+        raise ValueError(f"{what} need at least {MIN_MATCHED} configs trained in every study, got {len(errors)}")
+    return _replicates(errors, reference, n_boot, seed)
+
+
 def bca_p_value(estimate: float, boot: np.ndarray, jack: np.ndarray, null: float = 0.0) -> float:
     """Two-sided p-value of `null` that matches the BCa interval: the level 1 - p at which the BCa interval's
     nearer end reaches `null`. At least 2 / (resamples + 1) (its floor: no resample beyond the null)."""
@@ -97,12 +105,8 @@ def rho_against(errors: pd.DataFrame, reference: str, *, n_boot: int = 2000, lev
                 seed: int = 0) -> pd.DataFrame:
     """Spearman's rho of each study against `reference` on the shared configs (`shared_errors`), with BCa
     intervals; rows: the studies; columns `rho`, `lo`, `hi`, `n`."""
-    n_boot = check_positive_int(n_boot, "n_boot")
     level = check_level(level, "level")
-    if len(errors) < MIN_MATCHED:
-        raise ValueError(f"rank correlations need at least {MIN_MATCHED} configs trained in every study, got "
-                         f"{len(errors)}")
-    reps = _replicates(errors, reference, n_boot, seed)
+    reps = _checked_replicates(errors, reference, n_boot, seed, "rank correlations")
     rows = [{"study": k, "rho": est, "lo": _bca(est, boot, jack, level)[0], "hi": _bca(est, boot, jack, level)[1],
              "n": len(errors)} for k, (est, boot, jack) in reps.items()]
     return pd.DataFrame(rows).set_index("study")
@@ -115,12 +119,8 @@ def rho_differences(errors: pd.DataFrame, reference: str, pairs: Sequence[tuple[
     Columns: `a`, `b`, `rho_a`, `rho_b`, `diff`, `lo`, `hi` (BCa interval at `level`), `p` (two-sided,
     `bca_p_value`), `p_holm` (Holm over the pairs), `at_floor` (p at its resampling floor: 'p <= value'), `n`.
     """
-    n_boot = check_positive_int(n_boot, "n_boot")
     level = check_level(level, "level")
-    if len(errors) < MIN_MATCHED:
-        raise ValueError(f"paired differences need at least {MIN_MATCHED} configs trained in every study, got "
-                         f"{len(errors)}")
-    reps = _replicates(errors, reference, n_boot, seed)
+    reps = _checked_replicates(errors, reference, n_boot, seed, "paired differences")
     rows = []
     for a, b in pairs:
         (ea, ba, ja), (eb, bb, jb) = reps[a], reps[b]
