@@ -209,8 +209,7 @@ class Worker(Reaping):
                 if not engine.busy:
                     if max_trials is not None and started >= max_trials:
                         break
-                    unticketed = dict(self._unticketed_since)
-                    self._unticketed_since.clear()  # a slot counts as unticketed over consecutive checks only
+                    checked = False  # whether this idle round looked for unticketed slots
                     if not self.index.has_unfinished():
                         trial_id = self.index.claim(full=True)  # a cursor may have raced a commit: rescan
                         if trial_id is not None:
@@ -221,9 +220,11 @@ class Worker(Reaping):
                             if self.index.counts(self.settings.sampler not in EDF_SAMPLERS).trained \
                                     >= self.settings.n_trials:
                                 break
-                            self._unticketed_since = unticketed
                             if self._repair_missing_slots():
                                 continue
+                            checked = True
+                    if not checked:  # a slot counts as unticketed over consecutive checks only
+                        self._unticketed_since.clear()
                     idle += 1
                     next_reap = min(next_reap, time.monotonic() + IDLE_REAP_SECONDS)
                     most = SUPERVISED_IDLE_POLL if self.supervisor is not None else MAX_IDLE_POLL
